@@ -1,0 +1,213 @@
+"""The composition root: builds the store, the API clients, the sinks and the workers from
+a ``Config``. Nothing else in poller constructs an engine, an ``httpx.AsyncClient`` or a sink.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Any, TextIO
+
+import httpx
+import sqlalchemy as sa
+
+from poller import config as config_mod
+from poller import __version__, sources, store, utils
+from poller.delivery.dispatcher import SinkWorker
+from poller.delivery.retry import RetryPolicy
+from poller.mistral.client import MistralClient
+from poller.mistral.pace import Gate
+from poller.model import Event
+from poller.pacing import Pace
+from poller.polling import Settings, SourcePoller
+from poller.sinks.base import Sink
+from poller.sinks.file import FileSink
+from poller.sinks.http import HttpSink
+from poller.sinks.log import LogSink
+
+USER_AGENT = f"poller/{__version__}"
+
+
+def secrets_of(config: config_mod.Config) -> list[str]:
+    """Every secret value in a config, for the log redactor."""
+    found: list[str] = []
+    for ws in config.workspaces:
+        if ws.api_key is not None:
+            found.append(ws.api_key.get_secret_value())
+    for sink in config.sinks:
+        for secret in getattr(sink, "secrets", ()):
+            found.append(secret.get_secret_value())
+    if config.proxy is not None and config.proxy.token is not None:
+        found.append(config.proxy.token.get_secret_value())
+    password = sa.engine.make_url(config.store.url).password
+    if password:
+        found.append(str(password))
+    return found
+
+
+def auth_headers(ws: config_mod.Workspace) -> dict[str, str]:
+    if ws.api_key is None:
+        return {}
+    key = ws.api_key.get_secret_value()
+    return {ws.auth_header: f"{ws.auth_scheme} {key}".strip() if ws.auth_scheme else key}
+
+
+@dataclasses.dataclass
+class Workspace:
+    """The live parts of one configured workspace."""
+
+    name: str
+    http: httpx.AsyncClient
+    client: MistralClient
+    gate: Gate
+    pollers: dict[str, SourcePoller]
+    paces: dict[str, Pace]
+    timeout: float
+
+
+class App:
+    """Everything poller runs, built from one ``Config``; use as ``async with App(cfg) as app``.
+
+    ``transport`` replaces the network under the API clients (tests); ``stdout`` is where
+    the log sink writes.
+    """
+
+    def __init__(
+        self,
+        config: config_mod.Config,
+        *,
+        stdout: TextIO | None = None,
+        clock: Callable[[], Any] = utils.utcnow,
+        api_transport: httpx.AsyncBaseTransport | None = None,
+        sink_transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.config = config
+        self.stdout = stdout
+        self.clock = clock
+        self.api_transport = api_transport
+        self.sink_transport = sink_transport
+        self.engine: sa.Engine | None = None
+        self.store: store.Store
+        self.outbox: store.Outbox
+        self.workspaces: list[Workspace] = []
+        self.sinks: dict[str, Sink] = {}
+        self.workers: dict[str, SinkWorker] = {}
+        self._sink_clients: list[httpx.AsyncClient] = []
+
+    # -- building ----------------------------------------------------------------------
+
+    async def __aenter__(self) -> App:
+        self.engine = await asyncio.to_thread(store.create_engine, self.config.store.url)
+        self.store = store.Store(self.engine, self.route)
+        self.outbox = store.Outbox(self.engine)
+        try:
+            for ws in self.config.workspaces:
+                self.workspaces.append(self._build_workspace(ws))
+            self._build_sinks()
+        except BaseException:
+            await self.aclose()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def _build_workspace(self, ws: config_mod.Workspace) -> Workspace:
+        http = httpx.AsyncClient(
+            base_url=ws.base_url,
+            headers={"user-agent": USER_AGENT, "accept": "application/json", **auth_headers(ws)},
+            timeout=ws.timeout,
+            transport=self.api_transport,
+            follow_redirects=False,
+        )
+        gate = Gate(per_minute=ws.max_requests_per_minute)
+        client = MistralClient(http, page_size=ws.page_size, gate=gate)
+        settings = Settings(
+            workspace=ws.name,
+            emit_existing=ws.poll.emit_existing,
+            reconcile_interval=ws.poll.reconcile_interval,
+            mass_delete_threshold=ws.poll.mass_delete_threshold,
+        )
+        pollers: dict[str, SourcePoller] = {}
+        paces: dict[str, Pace] = {}
+        for name in ws.sources.enabled():
+            src = ws.sources.get(name)
+            pollers[name] = SourcePoller(
+                sources.BY_NAME[name], client=client, store=self.store, settings=settings,
+                clock=self.clock,
+            )
+            paces[name] = Pace(
+                interval=src.interval,
+                active_interval=src.active_interval,
+                max_backoff=ws.poll.max_backoff,
+            )
+        return Workspace(ws.name, http, client, gate, pollers, paces, ws.poll.timeout)
+
+    def _build_sinks(self) -> None:
+        for cfg in self.config.sinks:
+            sink = self._build_sink(cfg)
+            self.sinks[cfg.name] = sink
+            policy = RetryPolicy(
+                schedule=tuple(cfg.retry.schedule),
+                max_age=cfg.retry.max_age,
+                probe_interval=cfg.retry.probe_interval,
+            )
+            self.workers[cfg.name] = SinkWorker(
+                sink, self.outbox, policy=policy, concurrency=cfg.concurrency, clock=self.clock
+            )
+
+    def _build_sink(self, cfg: config_mod.SinkConfig) -> Sink:
+        if isinstance(cfg, config_mod.HttpSinkConfig):
+            client = httpx.AsyncClient(
+                timeout=cfg.timeout,
+                follow_redirects=False,
+                transport=self.sink_transport,
+                limits=httpx.Limits(max_connections=cfg.concurrency),
+            )
+            self._sink_clients.append(client)
+            return HttpSink(
+                cfg.name,
+                cfg.url,
+                client=client,
+                secrets=[s.get_secret_value() for s in cfg.secrets],
+                format=cfg.format,
+                headers=cfg.headers,
+            )
+        if isinstance(cfg, config_mod.FileSinkConfig):
+            return FileSink(cfg.name, cfg.path)
+        return LogSink(cfg.name, stream=self.stdout)
+
+    async def aclose(self) -> None:
+        for sink in self.sinks.values():
+            with contextlib.suppress(Exception):
+                await sink.aclose()
+        for client in [*(w.http for w in self.workspaces), *self._sink_clients]:
+            with contextlib.suppress(Exception):
+                await client.aclose()
+        self.workspaces.clear()
+        self._sink_clients.clear()
+        if self.engine is not None:
+            self.engine.dispose()
+            self.engine = None
+
+    # -- wiring ------------------------------------------------------------------------
+
+    def route(self, event: Event) -> Sequence[str]:
+        """The sinks an event goes to: those whose filters match its type and workspace."""
+        return [s.name for s in self.config.sinks if s.matches(event.type, event.workspace)]
+
+    def notify(self) -> None:
+        """Wake every sink worker: new deliveries are in the outbox."""
+        for worker in self.workers.values():
+            worker.notify()
+
+    def pollers(self) -> list[tuple[Workspace, SourcePoller]]:
+        return [(ws, p) for ws in self.workspaces for p in ws.pollers.values()]

@@ -1,0 +1,250 @@
+"""The event catalog: every trigger type, its payload fields and how each is filled.
+
+Payloads keep the seed connector's field names and take the real API's values:
+``file.uploaded`` carries ``size`` filled from the API's ``bytes``; statuses are the
+API's own (``SUCCESS``, not ``succeeded``).
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+Selector = tuple[str | int, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Field:
+    """One payload field: its name in the event and where its value comes from."""
+
+    name: str
+    selector: Selector
+    description: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EventType:
+    """One trigger: ``batch_job.succeeded`` and what its payload holds."""
+
+    name: str
+    description: str
+    fields: tuple[Field, ...]
+    seed: bool = True
+    polled: bool = True
+
+    @property
+    def resource(self) -> str:
+        return self.name.partition(".")[0]
+
+    @property
+    def action(self) -> str:
+        return self.name.partition(".")[2]
+
+    @property
+    def webhook_path(self) -> str:
+        """The seed's per-event webhook path, e.g. ``/webhooks/mistral-ai/batch_job/succeeded``."""
+        return f"/webhooks/mistral-ai/{self.resource}/{self.action}"
+
+
+def _f(name: str, *selector: str | int, description: str = "") -> Field:
+    return Field(name, selector or (name,), description)
+
+
+_JOB_ID = _f("id", description="Unique identifier of the job.")
+_STATUS = _f("status", description="The job's status as the API reports it.")
+
+TYPES: tuple[EventType, ...] = (
+    EventType(
+        "batch_job.created",
+        "A new batch inference job was created.",
+        (_JOB_ID, _STATUS, _f("model", description="Model used for the batch requests.")),
+    ),
+    EventType(
+        "batch_job.succeeded",
+        "A batch job completed successfully (status SUCCESS).",
+        (
+            _JOB_ID,
+            _STATUS,
+            _f("output_file", description="ID of the output results file."),
+            _f("total_requests", description="Total number of requests in the batch."),
+        ),
+    ),
+    EventType(
+        "batch_job.failed",
+        "A batch job failed (status FAILED or TIMEOUT_EXCEEDED).",
+        (_JOB_ID, _STATUS, _f("error_file", description="ID of the error file.")),
+    ),
+    EventType(
+        "batch_job.cancelled",
+        "A batch job was cancelled (status CANCELLED).",
+        (_JOB_ID, _STATUS, _f("model", description="Model used for the batch requests.")),
+        seed=False,
+    ),
+    EventType(
+        "fine_tuning_job.created",
+        "A new fine-tuning job was created.",
+        (_JOB_ID, _STATUS, _f("model", description="Base model to fine-tune.")),
+    ),
+    EventType(
+        "fine_tuning_job.succeeded",
+        "A fine-tuning job completed successfully (status SUCCESS).",
+        (
+            _JOB_ID,
+            _STATUS,
+            _f("fine_tuned_model", description="Name of the resulting fine-tuned model."),
+            _f("trained_tokens", description="Total tokens used for training."),
+        ),
+    ),
+    EventType(
+        "fine_tuning_job.failed",
+        "A fine-tuning job failed (status FAILED or FAILED_VALIDATION).",
+        (_JOB_ID, _STATUS),
+    ),
+    EventType(
+        "fine_tuning_job.cancelled",
+        "A fine-tuning job was cancelled (status CANCELLED).",
+        (_JOB_ID, _STATUS),
+        seed=False,
+    ),
+    EventType(
+        "file.uploaded",
+        "A new file appeared in the workspace.",
+        (
+            _f("id", description="Unique identifier of the file."),
+            _f("filename", description="Name of the uploaded file."),
+            _f("purpose", description="Intended use of the file (fine-tune, batch, ocr)."),
+            _f("size", "bytes", description="Size of the file in bytes (the API's `bytes`)."),
+        ),
+    ),
+    EventType(
+        "file.deleted",
+        "A file was deleted (absent from a complete listing and confirmed by a 404).",
+        (_f("id", description="Unique identifier of the file."),),
+    ),
+    EventType(
+        "model.created",
+        "A new fine-tuned model appeared.",
+        (
+            _f("id", description="Model identifier."),
+            _f("owned_by", description="Organization that owns the model."),
+            _f("root", description="Base model it was fine-tuned from."),
+            _f("job", description="ID of the fine-tuning job that produced it."),
+        ),
+        seed=False,
+    ),
+    EventType(
+        "model.deleted",
+        "A fine-tuned model was deleted (absent from the listing and confirmed by a 404).",
+        (
+            _f("id", description="Model identifier."),
+            _f("owned_by", description="Organization that owns the model."),
+        ),
+    ),
+    EventType(
+        "chat_completion.created",
+        "A chat completion was generated.",
+        (
+            _f("id", description="Unique identifier of the chat completion."),
+            _f("model", description="Model used to generate the response."),
+            _f("content", "choices", 0, "message", "content", description="Response text."),
+            _f("usage_total_tokens", "usage", "total_tokens", description="Total tokens used."),
+        ),
+        polled=False,
+    ),
+    EventType(
+        "fim_completion.created",
+        "A fill-in-the-middle completion was generated.",
+        (
+            _f("id", description="Unique identifier of the FIM completion."),
+            _f("model", description="Model used for the FIM completion."),
+            _f("text", "choices", 0, "message", "content", description="Generated code text."),
+            _f(
+                "usage_completion_tokens",
+                "usage",
+                "completion_tokens",
+                description="Tokens generated in the completion.",
+            ),
+        ),
+        polled=False,
+    ),
+    EventType(
+        "embeddings.generated",
+        "Embeddings were generated.",
+        (
+            _f("model", description="Model used for generating embeddings."),
+            _f("object", description="Object type, always 'list'."),
+            _f("usage_prompt_tokens", "usage", "prompt_tokens", description="Prompt tokens."),
+        ),
+        polled=False,
+    ),
+    EventType(
+        "agent_completion.created",
+        "An agent produced a response.",
+        (
+            _f("id", description="Unique identifier of the agent completion."),
+            _f("model", description="Model underlying the agent."),
+            _f("content", "choices", 0, "message", "content", description="Response text."),
+            _f("usage_total_tokens", "usage", "total_tokens", description="Total tokens used."),
+        ),
+        polled=False,
+    ),
+    EventType(
+        "ocr.completed",
+        "Text was extracted from a document or image.",
+        (
+            _f("model", description="OCR model used for processing."),
+            _f("pages_processed", "usage_info", "pages_processed", description="Pages processed."),
+            _f("doc_size_bytes", "usage_info", "doc_size_bytes", description="Document size."),
+        ),
+        polled=False,
+    ),
+)
+
+BY_NAME: Mapping[str, EventType] = {t.name: t for t in TYPES}
+
+
+def get(name: str) -> EventType:
+    """The event type called ``name``; ``KeyError`` for one not in the catalog."""
+    return BY_NAME[name]
+
+
+def select(obj: Any, selector: Sequence[str | int]) -> Any:
+    """Follow ``selector`` into ``obj``; ``None`` where any step is missing."""
+    for step in selector:
+        if isinstance(step, int):
+            if not isinstance(obj, list) or not -len(obj) <= step < len(obj):
+                return None
+            obj = obj[step]
+        else:
+            if not isinstance(obj, Mapping) or step not in obj:
+                return None
+            obj = obj[step]
+    return obj
+
+
+def payload(event_type: str, obj: Mapping[str, Any]) -> dict[str, Any]:
+    """The payload of ``event_type`` filled from the API object ``obj``, in catalog order."""
+    return {f.name: select(obj, f.selector) for f in get(event_type).fields}
+
+
+def selectors(event_types: Sequence[str]) -> tuple[Selector, ...]:
+    """Every selector the given event types read, without duplicates."""
+    seen: dict[Selector, None] = {}
+    for name in event_types:
+        for f in get(name).fields:
+            seen.setdefault(f.selector, None)
+    return tuple(seen)
+
+
+def event_id(*parts: str | int | None) -> str:
+    """A stable event id derived from what identifies one transition of one resource.
+
+    The same parts always give the same id, so a transition detected again after a crash
+    or a restart carries the id it had the first time.
+    """
+    material = "\x1f".join("" if p is None else str(p) for p in parts).encode()
+    digest = hashlib.sha256(material).digest()[:16]
+    return "evt_" + base64.b32encode(digest).decode().rstrip("=").lower()

@@ -1,0 +1,456 @@
+"""The ``poller`` command: parse, call, print. Logic lives in the modules it calls."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import functools
+import json
+import signal
+import socket
+import sys
+import tempfile
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import click
+
+from poller import __version__, logs, render, utils
+from poller import config as config_mod
+from poller.exceptions import ConfigError, PollerError, StoreError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_USAGE = 2
+
+
+def fail(message: str, code: int = 1) -> None:
+    """One line on stderr, then exit: no traceback for errors a user can fix."""
+    click.echo(f"poller: {message}", err=True)
+    sys.exit(code)
+
+
+def config_option(func: F) -> F:
+    return click.option(
+        "--config",
+        "-c",
+        "config_path",
+        metavar="PATH",
+        default=None,
+        help=f"Config file (default: $POLLER_CONFIG, else {config_mod.DEFAULT_CONFIG_PATH}).",
+    )(func)
+
+
+def json_option(func: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(func)
+
+
+def load_config(config_path: str | None) -> config_mod.Config:
+    try:
+        return config_mod.load(config_mod.resolve_path(config_path))
+    except ConfigError as exc:
+        fail(f"config error: {exc}", EXIT_USAGE)
+        raise AssertionError("unreachable") from None
+
+
+def guarded(func: F) -> F:
+    """Turn poller's own errors into one line and an exit status."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ConfigError as exc:
+            fail(f"config error: {exc}", EXIT_USAGE)
+        except StoreError as exc:
+            fail(f"store error: {exc}", EXIT_USAGE)
+        except PollerError as exc:
+            fail(str(exc))
+
+    return wrapper  # type: ignore[return-value]
+
+
+def setup_logging(config: config_mod.Config) -> None:
+    from poller.app import secrets_of
+
+    logs.configure(level=config.log.level, fmt=config.log.format, secrets=secrets_of(config))
+
+
+def run_async(main: Coroutine[Any, Any, Any]) -> Any:
+    return asyncio.run(main)
+
+
+def install_stop(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="poller")
+def main() -> None:
+    """poller: Mistral AI batch jobs, fine-tuning jobs, files and models as webhook events."""
+
+
+# -- the daemon ----------------------------------------------------------------------------
+
+
+@main.command()
+@config_option
+@guarded
+def run(config_path: str | None) -> None:
+    """Run the daemon: poll every source, deliver every event, until SIGTERM."""
+    config = load_config(config_path)
+    setup_logging(config)
+    run_async(_run(config))
+
+
+async def _run(config: config_mod.Config) -> None:
+    from poller.app import App
+    from poller.runner import Runner
+
+    stop = asyncio.Event()
+    install_stop(stop)
+    async with App(config) as app:
+        await Runner(app).run(stop, grace=config.shutdown.grace_period)
+
+
+@main.command()
+@config_option
+@json_option
+@guarded
+def once(config_path: str | None, as_json: bool) -> None:
+    """Poll every source once, deliver what is due, exit (for cron and tests)."""
+    config = load_config(config_path)
+    setup_logging(config)
+    reports = run_async(_once(config))
+    rows = [
+        {"source": r.source, "mode": r.mode, "events": len(r.events), "requests": r.requests}
+        for r in reports
+    ]
+    click.echo(render.to_json(rows) if as_json else render.table(rows, ["source", "mode", "events", "requests"]))
+
+
+async def _once(config: config_mod.Config) -> list[Any]:
+    from poller.app import App
+    from poller.runner import Runner
+
+    async with App(config) as app:
+        return await Runner(app).once()
+
+
+@main.command("check-config")
+@config_option
+def check_config(config_path: str | None) -> None:
+    """Validate the config file; exit 2 with one line naming the problem."""
+    path = config_mod.resolve_path(config_path)
+    config = load_config(config_path)
+    workspaces = ", ".join(
+        f"{ws.name} ({'+'.join(ws.sources.enabled()) or 'no sources'})" for ws in config.workspaces
+    )
+    sinks = ", ".join(f"{s.name} ({s.type})" for s in config.sinks)
+    click.echo(f"{path}: ok — workspaces: {workspaces}; sinks: {sinks}")
+
+
+@main.group("config")
+def config_group() -> None:
+    """Config file helpers."""
+
+
+@config_group.command("schema")
+def config_schema() -> None:
+    """Print the config file's JSON Schema (for editors and CI linting)."""
+    click.echo(json.dumps(config_mod.json_schema(), indent=2))
+
+
+# -- the simulator and the demo --------------------------------------------------------
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--api-key", envvar="SIMULATOR_API_KEY", default=None, help="Require this key.")
+@click.option("--fine-tuning/--no-fine-tuning", default=True, show_default=True,
+              help="Serve /v1/fine_tuning (it answers 404 when off, as deprecated upstream).")
+@click.option("--activity/--no-activity", default=False, show_default=True,
+              help="Generate jobs, files and models on its own.")
+@click.option("--scenario", type=click.Choice(["empty", "demo"]), default="empty", show_default=True)
+@click.option("--seed", type=int, default=None, help="Seed of its random choices.")
+def simulate(
+    host: str, port: int, api_key: str | None, fine_tuning: bool, activity: bool, scenario: str,
+    seed: int | None,
+) -> None:
+    """Serve the built-in Mistral API simulator (list/get endpoints, lifecycles, faults)."""
+    from poller import simulator
+
+    logs.configure(level="info", secrets=[api_key] if api_key else [])
+    sim = simulator.Simulator(
+        api_key=api_key, fine_tuning=fine_tuning, activity=activity, scenario=scenario, seed=seed
+    )
+    click.echo(f"simulator: http://{host}:{port}/v1 (control API under /_sim)", err=True)
+    run_async(_simulate(sim, host, port))
+
+
+async def _simulate(sim: Any, host: str, port: int) -> None:
+    from poller import simulator
+
+    stop = asyncio.Event()
+    install_stop(stop)
+    await simulator.serve(sim, host, port, stop=stop)
+
+
+def demo_config(base_url: str, store_url: str) -> config_mod.Config:
+    """The embedded demo configuration: the simulator, SQLite, the log sink, no API key."""
+    return config_mod.from_mapping(
+        {
+            "mistral": {"base_url": base_url},
+            "store": {"url": store_url},
+            "poll": {"interval": "2s", "active_interval": "1s", "reconcile_interval": "1m"},
+            "sinks": [{"name": "console", "type": "log"}],
+            "log": {"level": "info"},
+        },
+        source="<demo>",
+    )
+
+
+@main.command()
+@click.option("--store", "store_path", default=None, metavar="PATH",
+              help="SQLite file to keep (default: a fresh temporary one).")
+@click.option("--duration", type=float, default=None, metavar="SECONDS",
+              help="Stop after this many seconds (default: run until Ctrl-C).")
+def demo(store_path: str | None, duration: float | None) -> None:
+    """The simulator and the daemon together: events appear on stdout within seconds."""
+    run_async(_demo(store_path, duration))
+
+
+async def _demo(store_path: str | None, duration: float | None) -> None:
+    from poller import simulator
+    from poller.app import App
+    from poller.runner import Runner
+
+    port = free_port()
+    sim = simulator.Simulator(activity=True, scenario="demo")
+    stop = asyncio.Event()
+    install_stop(stop)
+    ready = asyncio.Event()
+    server = asyncio.create_task(simulator.serve(sim, "127.0.0.1", port, ready=ready, stop=stop))
+    await ready.wait()
+    with tempfile.TemporaryDirectory(prefix="poller-demo-") as tmp:
+        path = store_path or f"{tmp}/demo.db"
+        config = demo_config(f"http://127.0.0.1:{port}/v1", f"sqlite:///{path}")
+        setup_logging(config)
+        click.echo(
+            f"poller demo: simulator at http://127.0.0.1:{port}/v1, store {path}. "
+            "Events print below as JSON lines (Ctrl-C to stop).",
+            err=True,
+        )
+        if duration is not None:
+            asyncio.get_running_loop().call_later(duration, stop.set)
+        async with App(config) as app:
+            await Runner(app).run(stop, grace=2.0)
+    await server
+
+
+# -- operator commands -----------------------------------------------------------------
+
+
+def open_store(config: config_mod.Config) -> tuple[Any, Any, Any]:
+    from poller import store
+
+    engine = store.create_engine(config.store.url)
+    return engine, store.Store(engine, lambda _e: []), store.Outbox(engine)
+
+
+@main.command()
+@config_option
+@json_option
+@guarded
+def status(config_path: str | None, as_json: bool) -> None:
+    """Sources and sinks at a glance, read from the store (works while the daemon runs)."""
+    from poller import status as status_mod
+
+    config = load_config(config_path)
+    engine, store, outbox = open_store(config)
+    try:
+        report = status_mod.gather(config, store, outbox)
+    finally:
+        engine.dispose()
+    if as_json:
+        click.echo(render.to_json(report))
+        return
+    for row in report["sources"]:
+        row["last_poll"] = render.age(row["last_poll_at"], report["now"])
+        row["last_success"] = render.age(row["last_success_at"], report["now"])
+    click.echo(render.table(
+        report["sources"],
+        ["workspace", "source", "last_poll", "last_success", "tracked", "active", "error_streak",
+         "last_error"],
+    ))
+    click.echo()
+    click.echo(render.table(
+        report["sinks"],
+        ["sink", "enabled", "circuit", "pending", "failing", "dead", "delivered", "oldest_pending"],
+    ))
+
+
+@main.group()
+def events() -> None:
+    """Inspect and replay recorded events."""
+
+
+@events.command("list")
+@config_option
+@json_option
+@click.option("--status", type=click.Choice(["pending", "failed", "dead", "delivered"]), default=None)
+@click.option("--sink", default=None)
+@click.option("--type", "event_type", default=None, help="Event type; * matches anything.")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
+@guarded
+def events_list(
+    config_path: str | None, as_json: bool, status: str | None, sink: str | None,
+    event_type: str | None, limit: int,
+) -> None:
+    """Deliveries, newest first."""
+    config = load_config(config_path)
+    engine, _store, outbox = open_store(config)
+    try:
+        rows = outbox.list_deliveries(status=status, sink=sink, event_type=event_type, limit=limit)
+    finally:
+        engine.dispose()
+    for row in rows:
+        if row["status"] == "pending" and row["attempts"]:
+            row["status"] = "failed"
+    if as_json:
+        click.echo(render.to_json(rows))
+    else:
+        click.echo(render.table(
+            rows, ["id", "type", "resource_id", "sink", "status", "attempts", "last_status_code",
+                   "timestamp"],
+        ))
+
+
+@events.command("show")
+@config_option
+@json_option
+@click.argument("event_id")
+@guarded
+def events_show(config_path: str | None, as_json: bool, event_id: str) -> None:
+    """An event's envelope and every delivery attempt."""
+    config = load_config(config_path)
+    engine, _store, outbox = open_store(config)
+    try:
+        detail = outbox.event_detail(event_id)
+    finally:
+        engine.dispose()
+    if detail is None:
+        fail(f"no event with id {event_id!r}; `poller events list` shows recorded ids")
+        return
+    if as_json:
+        click.echo(render.to_json(detail))
+        return
+    click.echo(json.dumps(detail["event"], indent=2))
+    for d in detail["deliveries"]:
+        click.echo(f"\nsink {d['sink']}: {d['status']}, {d['attempts']} attempt(s)")
+        if d["log"]:
+            click.echo(render.table(d["log"], ["attempted_at", "ok", "status_code", "duration_ms", "error"]))
+
+
+def parse_time(value: str | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        try:
+            return utils.utcnow() - dt.timedelta(seconds=utils.parse_duration(value))
+        except ValueError:
+            raise click.BadParameter(
+                f"{value!r} is neither a time (2026-11-27T10:00:00Z) nor an age (30m, 2h)"
+            ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+@events.command("replay")
+@config_option
+@click.argument("event_ids", nargs=-1)
+@click.option("--since", default=None, help="Events recorded since TIME (ISO 8601) or AGE (2h).")
+@click.option("--until", default=None, help="Events recorded until TIME or AGE.")
+@click.option("--sink", default=None, help="Only towards this sink.")
+@guarded
+def events_replay(
+    config_path: str | None, event_ids: tuple[str, ...], since: str | None, until: str | None,
+    sink: str | None,
+) -> None:
+    """Queue events again (delivered ones too), under the same ids."""
+    if not event_ids and since is None:
+        fail("name event ids or give --since", EXIT_USAGE)
+    config = load_config(config_path)
+    engine, _store, outbox = open_store(config)
+    try:
+        if event_ids:
+            unknown = sorted(set(event_ids) - outbox.known_event_ids(list(event_ids)))
+            if unknown:
+                fail(f"no event with id {', '.join(unknown)}; nothing was queued")
+        count = outbox.replay(
+            utils.utcnow(), ids=list(event_ids), since=parse_time(since), until=parse_time(until),
+            sink=sink,
+        )
+    finally:
+        engine.dispose()
+    click.echo(f"queued {count} deliver{'y' if count == 1 else 'ies'}")
+
+
+@main.group()
+def sinks() -> None:
+    """Inspect and re-enable sinks."""
+
+
+@sinks.command("list")
+@config_option
+@json_option
+@guarded
+def sinks_list(config_path: str | None, as_json: bool) -> None:
+    """Every sink with its state and outbox figures."""
+    from poller import status as status_mod
+
+    config = load_config(config_path)
+    engine, store, outbox = open_store(config)
+    try:
+        rows = status_mod.gather(config, store, outbox)["sinks"]
+    finally:
+        engine.dispose()
+    if as_json:
+        click.echo(render.to_json(rows))
+    else:
+        click.echo(render.table(
+            rows, ["sink", "configured", "enabled", "circuit", "pending", "dead", "disabled_reason"]
+        ))
+
+
+@sinks.command("enable")
+@config_option
+@click.argument("name")
+@guarded
+def sinks_enable(config_path: str | None, name: str) -> None:
+    """Re-enable a sink (after a 410 Gone); its pending deliveries resume."""
+    import dataclasses
+
+    config = load_config(config_path)
+    if name not in {s.name for s in config.sinks}:
+        fail(f"no sink named {name!r} in {config.source}", EXIT_USAGE)
+    engine, _store, outbox = open_store(config)
+    try:
+        state = outbox.sink_state(name)
+        outbox.save_sink_state(
+            dataclasses.replace(state, enabled=True, disabled_reason=None, failing_since=None,
+                                next_probe_at=None)
+        )
+    finally:
+        engine.dispose()
+    click.echo(f"sink {name} enabled")

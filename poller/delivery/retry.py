@@ -1,0 +1,91 @@
+"""The retry policy, as pure functions: when a failed delivery goes again, or never.
+
+Default schedule like Svix's: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h, each
+delay with ±10 % jitter, bounded by a maximum age (3 days). A failing sink is one circuit:
+``next_probe`` says when it is tried again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+DEFAULT_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How one sink retries."""
+
+    schedule: tuple[float, ...] = DEFAULT_SCHEDULE
+    """Delay before attempt 1, 2, …; when it is spent the delivery is dead."""
+    max_age: float = 3 * 86400.0
+    probe_interval: float = 30.0
+    jitter: float = 0.1
+
+
+def classify(status_code: int | None) -> str:
+    """What an HTTP answer means for delivery: delivered, gone, rejected or transient.
+
+    2xx is delivered; 410 Gone disables the sink; a 4xx other than 408, 425 and 429 is the
+    receiver refusing this payload; everything else (3xx, 408, 425, 429, 5xx, no answer)
+    is the sink failing.
+    """
+    if status_code is None:
+        return "transient"
+    if 200 <= status_code < 300:
+        return "delivered"
+    if status_code == 410:
+        return "gone"
+    if 400 <= status_code < 500 and status_code not in (408, 425, 429):
+        return "rejected"
+    return "transient"
+
+
+def _jittered(delay: float, jitter: float, rand: float) -> float:
+    return max(0.0, delay * (1.0 + jitter * (2.0 * rand - 1.0)))
+
+
+def next_attempt(
+    policy: RetryPolicy,
+    *,
+    attempts: int,
+    created_at: dt.datetime,
+    now: dt.datetime,
+    retry_after: float | None = None,
+    rand: float = 0.5,
+) -> dt.datetime | None:
+    """When a delivery that has now failed ``attempts`` times goes again; ``None`` if dead.
+
+    ``rand`` in [0, 1) draws the jitter (0.5 is none). A ``Retry-After`` longer than the
+    scheduled delay wins. Past ``max_age`` from the delivery's creation, it is dead.
+    """
+    if attempts >= len(policy.schedule):
+        return None
+    delay = _jittered(policy.schedule[attempts], policy.jitter, rand)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    at = now + dt.timedelta(seconds=delay)
+    if (at - created_at).total_seconds() > policy.max_age:
+        return None
+    return at
+
+
+def next_probe(
+    policy: RetryPolicy,
+    *,
+    now: dt.datetime,
+    first: bool,
+    retry_after: float | None = None,
+) -> dt.datetime:
+    """When a failing sink is tried again.
+
+    The first probe after the circuit opens comes as soon as the schedule's second step
+    (5 s by default), so a blip costs seconds; later ones every ``probe_interval``.
+    """
+    delay = policy.probe_interval
+    if first and len(policy.schedule) > 1:
+        delay = min(delay, policy.schedule[1])
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return now + dt.timedelta(seconds=delay)

@@ -1,0 +1,118 @@
+"""Structured logs: JSON lines off a terminal, readable colour on one, secrets masked.
+
+Every log line passes through ``Redactor``, which masks the configured secrets (API keys,
+webhook secrets, the proxy token) wherever they appear in the event dict, and the values
+of keys that name credentials (``authorization``, ``api_key``, ``secret``, ``token``…).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Iterable, Mapping, MutableMapping
+from typing import Any, TextIO
+
+import structlog
+
+MASK = "***"
+_SENSITIVE_KEY = re.compile(r"(authorization|api[_-]?key|secret|token|password|cookie)", re.I)
+_BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+
+class Redactor:
+    """A structlog processor that masks secrets anywhere in an event dict."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self.secrets: tuple[str, ...] = ()
+        self.update(secrets)
+
+    def update(self, secrets: Iterable[str]) -> None:
+        # longest first, so a secret that contains another is masked whole
+        self.secrets = tuple(sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True))
+
+    def _text(self, text: str) -> str:
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, MASK)
+        return _BEARER.sub(lambda m: f"{m.group(1)} {MASK}", text)
+
+    def _value(self, value: Any, depth: int = 0) -> Any:
+        if depth > 8:
+            return value
+        if isinstance(value, str):
+            return self._text(value)
+        if isinstance(value, Mapping):
+            return {k: self._item(k, v, depth + 1) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return type(value)(self._value(v, depth + 1) for v in value)
+        if isinstance(value, BaseException):
+            return self._text(str(value))
+        return value
+
+    def _item(self, key: Any, value: Any, depth: int) -> Any:
+        if isinstance(key, str) and _SENSITIVE_KEY.search(key) and isinstance(value, str) and value:
+            return MASK
+        return self._value(value, depth)
+
+    def __call__(
+        self, _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        for key in list(event_dict):
+            event_dict[key] = self._item(key, event_dict[key], 0)
+        return event_dict
+
+
+REDACTOR = Redactor()
+"""The process's redactor; ``configure`` loads the secrets of the current config into it."""
+
+
+def _renderer(fmt: str, stream: TextIO) -> Any:
+    tty = hasattr(stream, "isatty") and stream.isatty()
+    if fmt == "console" or (fmt == "auto" and tty):
+        return structlog.dev.ConsoleRenderer(colors=tty)
+    return structlog.processors.JSONRenderer()
+
+
+def configure(
+    *,
+    level: str = "info",
+    fmt: str = "auto",
+    stream: TextIO | None = None,
+    secrets: Iterable[str] = (),
+) -> None:
+    """Set up structlog (and the stdlib loggers of libraries) for this process."""
+    out = stream or sys.stderr
+    REDACTOR.update(secrets)
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        REDACTOR,
+    ]
+    renderer = _renderer(fmt, out)
+    structlog.configure(
+        processors=[
+            *shared,
+            structlog.processors.StackInfoRenderer(),
+            structlog.processors.format_exc_info,
+            REDACTOR,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(LEVELS.get(level, logging.INFO)),
+        logger_factory=structlog.WriteLoggerFactory(file=out),
+        cache_logger_on_first_use=False,
+    )
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(logging.WARNING)
+    for noisy in ("httpx", "httpcore", "apscheduler", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

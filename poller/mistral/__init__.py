@@ -1,0 +1,1 @@
+"""The edge towards Mistral's API."""

@@ -1,0 +1,255 @@
+"""An HTTP client for the parts of Mistral's API poller reads.
+
+It pages through ``{data, object, total}`` lists, retries what is worth retrying
+(connection errors, timeouts, 5xx, 429 with its ``Retry-After``) with tenacity around one
+call, and turns every other answer into an exception from ``poller.exceptions`` whose
+message is safe to log: it never carries a header, so never the API key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import httpx
+import structlog
+import tenacity
+
+from poller import utils
+from poller.exceptions import (
+    ApiError,
+    AuthError,
+    GarbledError,
+    NotFoundError,
+    RateLimitedError,
+    ServerError,
+    UnreachableError,
+)
+from poller.mistral.pace import Gate
+
+log = structlog.get_logger("poller.mistral")
+
+Params = Mapping[str, Any]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Listing:
+    """The items of a list endpoint and whether they are all of them."""
+
+    items: list[dict[str, Any]]
+    complete: bool
+    total: int | None = None
+    pages: int = 1
+
+    @property
+    def ids(self) -> set[str]:
+        return {item["id"] for item in self.items}
+
+
+def error_message(response: httpx.Response) -> str:
+    """The API's own explanation of an error answer, whatever shape it came in."""
+    try:
+        body = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        text = response.text.strip().replace("\n", " ")
+        return text[:200] or response.reason_phrase or "no message"
+    if isinstance(body, dict):
+        message = body.get("message")
+        if isinstance(message, str) and message:
+            return message[:500]
+        detail = body.get("detail")
+        if isinstance(detail, str) and detail:
+            return detail[:500]
+        if isinstance(detail, list) and detail:
+            parts = []
+            for item in detail[:5]:
+                if isinstance(item, dict):
+                    loc = ".".join(str(x) for x in item.get("loc", []) if x != "query")
+                    msg = item.get("msg", "")
+                    parts.append(f"{loc}: {msg}" if loc else str(msg))
+                else:
+                    parts.append(str(item))
+            return "; ".join(parts)[:500]
+    return (response.reason_phrase or "no message")[:200]
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, UnreachableError | ServerError | RateLimitedError)
+
+
+def _wait(max_wait: float) -> Callable[[tenacity.RetryCallState], float]:
+    backoff = tenacity.wait_exponential(multiplier=0.5, max=max_wait) + tenacity.wait_random(0, 0.5)
+
+    def wait(state: tenacity.RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
+            return min(exc.retry_after, max_wait)
+        return float(backoff(state))
+
+    return wait
+
+
+class MistralClient:
+    """Reads Mistral's API for one workspace over an ``httpx.AsyncClient`` it is given.
+
+    The client carries the base URL and the auth header; this class never sees the key.
+    """
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        page_size: int = 100,
+        attempts: int = 4,
+        max_wait: float = 30.0,
+        gate: Gate | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        max_pages: int = 100_000,
+    ) -> None:
+        self.http = http
+        self.page_size = page_size
+        self.attempts = attempts
+        self.max_wait = max_wait
+        self.gate = gate or Gate()
+        self.sleep = sleep
+        self.max_pages = max_pages
+        self.requests = 0
+
+    async def _send_once(self, method: str, path: str, params: Params | None) -> httpx.Response:
+        await self.gate.acquire()
+        self.requests += 1
+        try:
+            response = await self.http.request(method, path, params=params)
+        except httpx.TimeoutException as exc:
+            raise UnreachableError(
+                f"timed out ({type(exc).__name__})", method=method, path=path
+            ) from None
+        except httpx.TransportError as exc:
+            reason = str(exc) or type(exc).__name__
+            raise UnreachableError(f"cannot reach the API: {reason}", method=method, path=path) from None
+        status = response.status_code
+        if status < 400:
+            if 300 <= status:
+                raise ApiError(
+                    "unexpected redirect; check mistral.base_url",
+                    status_code=status, method=method, path=path,
+                )
+            return response
+        message = error_message(response)
+        if status in (401, 403):
+            raise AuthError(
+                f"the API refused the credentials ({message}); check the workspace's api_key",
+                status_code=status, method=method, path=path,
+            )
+        if status == 404:
+            raise NotFoundError(message, status_code=status, method=method, path=path)
+        if status == 429:
+            retry_after = utils.parse_retry_after(response.headers.get("retry-after"))
+            self.gate.pause(retry_after if retry_after is not None else 1.0)
+            raise RateLimitedError(
+                f"rate limited ({message})",
+                retry_after=retry_after, status_code=status, method=method, path=path,
+            )
+        if status >= 500:
+            raise ServerError(message, status_code=status, method=method, path=path)
+        raise ApiError(message, status_code=status, method=method, path=path)
+
+    async def request(self, method: str, path: str, params: Params | None = None) -> Any:
+        """One API call with retries; the decoded JSON body of its 2xx answer."""
+        retrying = tenacity.AsyncRetrying(
+            retry=tenacity.retry_if_exception(_retryable),
+            stop=tenacity.stop_after_attempt(self.attempts),
+            wait=_wait(self.max_wait),
+            sleep=self.sleep,
+            reraise=True,
+            before_sleep=self._log_retry,
+        )
+        async for attempt in retrying:
+            with attempt:
+                response = await self._send_once(method, path, params)
+        try:
+            return response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise GarbledError(
+                "the answer is not JSON", status_code=response.status_code, method=method, path=path
+            ) from None
+
+    @staticmethod
+    def _log_retry(state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        log.info(
+            "api_retry",
+            attempt=state.attempt_number,
+            wait_s=round(state.upcoming_sleep, 3),
+            error=str(exc),
+        )
+
+    async def get_item(self, path: str) -> dict[str, Any] | None:
+        """One object, or ``None`` when the API answers 404 (it does not exist)."""
+        try:
+            body = await self.request("GET", path)
+        except NotFoundError:
+            return None
+        if not isinstance(body, dict) or not isinstance(body.get("id"), str):
+            raise GarbledError("the answer is not an object with an id", method="GET", path=path)
+        return body
+
+    async def list_all(self, path: str, *, params: Params | None = None, paged: bool = True) -> Listing:
+        """Every item of a list endpoint, following 0-based ``page``/``page_size``.
+
+        ``complete`` is false when the pages did not add up to the ``total`` the API
+        announced (an item moved while paging, or a page came back short): such a listing
+        can show what exists, never what was deleted.
+        """
+        base = dict(params or {})
+        if not paged:
+            body = await self.request("GET", path, base)
+            items = _items(body, path, require_total=False)
+            return Listing(items=_unique(items), complete=True, total=None)
+        collected: dict[str, dict[str, Any]] = {}
+        total: int | None = None
+        page = 0
+        complete = True
+        while True:
+            body = await self.request("GET", path, {**base, "page": page, "page_size": self.page_size})
+            items = _items(body, path, require_total=False)
+            if page == 0:
+                raw_total = body.get("total")
+                if isinstance(raw_total, int) and not isinstance(raw_total, bool) and raw_total >= 0:
+                    total = raw_total
+            for item in items:
+                collected.setdefault(item["id"], item)
+            page += 1
+            if len(items) < self.page_size:
+                break
+            if total is not None and page * self.page_size >= total:
+                break
+            if page >= self.max_pages:
+                raise GarbledError(f"more than {self.max_pages} pages", method="GET", path=path)
+        if total is not None and len(collected) < total:
+            complete = False
+        return Listing(items=list(collected.values()), complete=complete, total=total, pages=page)
+
+
+def _items(body: Any, path: str, *, require_total: bool) -> list[dict[str, Any]]:
+    if not isinstance(body, dict):
+        raise GarbledError("the list answer is not an object", method="GET", path=path)
+    data = body.get("data")
+    if not isinstance(data, list):
+        raise GarbledError("the list answer has no 'data' list", method="GET", path=path)
+    for item in data:
+        if not isinstance(item, dict) or not isinstance(item.get("id"), str) or not item["id"]:
+            raise GarbledError("a listed item has no string 'id'", method="GET", path=path)
+    if require_total and not isinstance(body.get("total"), int):
+        raise GarbledError("the list answer has no 'total'", method="GET", path=path)
+    return data
+
+
+def _unique(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    seen: dict[str, dict[str, Any]] = {}
+    for item in items:
+        seen.setdefault(item["id"], item)
+    return list(seen.values())

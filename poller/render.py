@@ -1,0 +1,54 @@
+"""How the CLI prints: readable tables on a terminal, JSON for scripts."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from poller import utils
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, Mapping | list):
+        return json.dumps(value, default=str, separators=(",", ":"))
+    return str(value)
+
+
+def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
+    """A plain text table with a header row; ``-`` for missing values."""
+    cells = [[c.upper() for c in columns]] + [[_cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in cells]
+    return "\n".join(lines)
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with datetimes as RFC 3339 strings, ready for ``json.dumps``."""
+    if isinstance(value, dt.datetime):
+        return utils.isoformat(value)
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(jsonable(value), indent=2, sort_keys=False)
+
+
+def age(since: dt.datetime | None, now: dt.datetime | None = None) -> str | None:
+    """``3m12s`` since a moment, or ``None``."""
+    if since is None:
+        return None
+    return utils.format_duration(max(0.0, ((now or utils.utcnow()) - since).total_seconds()))

@@ -1,0 +1,199 @@
+"""Running the daemon: an APScheduler job per source, a worker per sink, one stop event.
+
+Each source is its own job (``max_instances=1``, coalesced, no misfire limit), each poll
+runs under a timeout, and after each poll the job's next run is set from the source's
+pace: the active interval while it has jobs moving, the idle one otherwise, backing off
+after errors. Sink workers run beside the jobs as tasks. ``stop`` (set by SIGTERM/SIGINT)
+ends it all: polls finish their current step, workers get a grace period, clients close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import random
+from collections.abc import Callable
+
+import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from poller import pacing, utils
+from poller.app import App, Workspace
+from poller.exceptions import ApiError, AuthError, NotFoundError
+from poller.polling import PollReport, SourcePoller
+
+log = structlog.get_logger("poller.runner")
+
+
+@dataclasses.dataclass
+class SourceHealth:
+    """What the runner knows of one source between polls (for pacing, status, readiness)."""
+
+    last_report: PollReport | None = None
+    last_success_at: dt.datetime | None = None
+    error_streak: int = 0
+    last_error: str | None = None
+    disabled: str | None = None
+    next_delay: float = 0.0
+
+
+class Runner:
+    """Polls every enabled source and delivers to every sink until stopped."""
+
+    def __init__(self, app: App, *, rand: Callable[[], float] = random.random) -> None:
+        self.app = app
+        self.rand = rand
+        self.health: dict[tuple[str, str], SourceHealth] = {}
+        self.cycles = 0
+        self._polls: set[asyncio.Task[object]] = set()
+        self._scheduler: AsyncIOScheduler | None = None
+        self._stopping = False
+
+    # -- one poll ----------------------------------------------------------------------
+
+    async def poll_once(self, ws: Workspace, poller: SourcePoller) -> SourceHealth:
+        """Poll one source once, record the outcome, and compute when to poll it next."""
+        key = (ws.name, poller.spec.name)
+        health = self.health.setdefault(key, SourceHealth())
+        if health.disabled:
+            return health
+        self.cycles += 1
+        bound = log.bind(workspace=ws.name, source=poller.spec.name, cycle=self.cycles)
+        pace = ws.paces[poller.spec.name]
+        try:
+            report = await asyncio.wait_for(poller.poll(), timeout=ws.timeout)
+        except NotFoundError as exc:
+            if poller.spec.name == "fine_tuning_jobs":
+                health.disabled = "the fine-tuning API answered 404 (deprecated upstream)"
+                bound.warning("source_disabled", reason=health.disabled, error=str(exc))
+                return health
+            await self._failed(bound, ws, poller, health, f"{exc} (check mistral.base_url)")
+        except AuthError as exc:
+            await self._failed(bound, ws, poller, health, str(exc))
+        except ApiError as exc:
+            await self._failed(bound, ws, poller, health, str(exc))
+        except TimeoutError:
+            await self._failed(bound, ws, poller, health, f"poll timed out after {ws.timeout:g}s")
+        else:
+            if health.error_streak:
+                bound.info("source_recovered", after_errors=health.error_streak)
+            health.last_report = report
+            health.last_success_at = utils.utcnow()
+            health.error_streak = 0
+            health.last_error = None
+            if report.events:
+                bound.info(
+                    "events_recorded",
+                    count=len(report.events),
+                    types=sorted({e.type for e in report.events}),
+                    mode=report.mode,
+                )
+                self.app.notify()
+            bound.debug(
+                "poll_done", mode=report.mode, requests=report.requests, active=report.active
+            )
+        active = bool(health.last_report and health.last_report.active)
+        health.next_delay = pacing.next_delay(
+            pace,
+            active=active,
+            error_streak=health.error_streak,
+            retry_after=ws.gate.paused_for(),
+            rand=self.rand(),
+        )
+        return health
+
+    async def _failed(
+        self,
+        bound: structlog.typing.FilteringBoundLogger,
+        ws: Workspace,
+        poller: SourcePoller,
+        health: SourceHealth,
+        error: str,
+    ) -> None:
+        health.error_streak += 1
+        health.last_error = error
+        await asyncio.to_thread(
+            self.app.store.record_poll_error, ws.name, poller.spec.name, error, utils.utcnow()
+        )
+        level = bound.error if health.error_streak in (1, 5) or health.error_streak % 20 == 0 else bound.info
+        level("poll_failed", error=error, error_streak=health.error_streak)
+
+    # -- the daemon --------------------------------------------------------------------
+
+    async def _job(self, ws: Workspace, poller: SourcePoller, job_id: str) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._polls.add(task)  # type: ignore[arg-type]
+        try:
+            health = await self.poll_once(ws, poller)
+        finally:
+            if task is not None:
+                self._polls.discard(task)  # type: ignore[arg-type]
+        scheduler = self._scheduler
+        if scheduler is None or self._stopping:
+            return
+        job = scheduler.get_job(job_id)
+        if job is None:
+            return
+        if health.disabled:
+            job.remove()
+            return
+        when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=health.next_delay)
+        job.modify(next_run_time=when)
+
+    async def run(self, stop: asyncio.Event, *, grace: float = 10.0) -> None:
+        """Run until ``stop`` is set."""
+        workers = [
+            asyncio.create_task(w.run(stop, grace=grace), name=f"sink-{name}")
+            for name, w in self.app.workers.items()
+        ]
+        scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop(), timezone=dt.UTC)
+        self._scheduler = scheduler
+        for ws, poller in self.app.pollers():
+            job_id = f"{ws.name}/{poller.spec.name}"
+            pace = ws.paces[poller.spec.name]
+            scheduler.add_job(
+                self._job,
+                IntervalTrigger(seconds=max(pace.interval, 0.001), timezone=dt.UTC),
+                args=(ws, poller, job_id),
+                id=job_id,
+                name=job_id,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,
+                next_run_time=dt.datetime.now(dt.UTC),
+            )
+        scheduler.start()
+        log.info(
+            "started",
+            sources=[f"{ws.name}/{p.spec.name}" for ws, p in self.app.pollers()],
+            sinks=list(self.app.workers),
+        )
+        try:
+            await stop.wait()
+        finally:
+            self._stopping = True
+            log.info("stopping")
+            scheduler.shutdown(wait=False)
+            if self._polls:
+                await asyncio.wait(list(self._polls), timeout=grace)
+            for task in list(self._polls):
+                task.cancel()
+            stop.set()
+            await asyncio.gather(*workers, return_exceptions=True)
+            self._scheduler = None
+            log.info("stopped")
+
+    async def once(self) -> list[PollReport]:
+        """One poll of every source, then one delivery pass (``poller once``)."""
+        reports = []
+        for ws, poller in self.app.pollers():
+            health = await self.poll_once(ws, poller)
+            if health.last_report is not None and health.error_streak == 0:
+                reports.append(health.last_report)
+        for worker in self.app.workers.values():
+            await worker.flush()
+        return reports
+

@@ -1,0 +1,1 @@
+"""Where events go: each sink turns one event into one delivery attempt."""

@@ -1,0 +1,63 @@
+"""The ``file`` sink: appends one JSON line per event, on disk before it counts as delivered."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pathlib
+
+from poller.model import Event, Outcome
+from poller.sinks.base import dumps
+
+
+class FileSink:
+    """Appends each event's envelope to ``path``, flushed and fsync'ed.
+
+    The file is reopened when it was moved or removed (log rotation).
+    """
+
+    def __init__(self, name: str, path: str | os.PathLike[str]) -> None:
+        self.name = name
+        self.path = pathlib.Path(path)
+        self._fd: int | None = None
+        self._inode: tuple[int, int] | None = None
+        self._lock = asyncio.Lock()
+
+    def _open(self) -> int:
+        try:
+            st = os.stat(self.path)
+            current: tuple[int, int] | None = (st.st_dev, st.st_ino)
+        except FileNotFoundError:
+            current = None
+        if self._fd is not None and current == self._inode:
+            return self._fd
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        st = os.fstat(fd)
+        self._fd, self._inode = fd, (st.st_dev, st.st_ino)
+        return fd
+
+    def _append(self, line: bytes) -> None:
+        fd = self._open()
+        view = memoryview(line)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        os.fsync(fd)
+
+    async def deliver(self, event: Event) -> Outcome:
+        line = dumps(event.envelope()) + b"\n"
+        async with self._lock:
+            try:
+                await asyncio.to_thread(self._append, line)
+            except OSError as exc:
+                return Outcome(ok=False, error=f"cannot append to {self.path}: {exc.strerror}")
+        return Outcome(ok=True)
+
+    async def aclose(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

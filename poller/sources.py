@@ -1,0 +1,154 @@
+"""What poller knows about each polled source: paths, statuses, events, fields kept.
+
+Pure data and functions. The HTTP side lives in ``poller.mistral``; the polling strategy
+in ``poller.polling``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from poller import catalog
+from poller.model import Resource
+
+BATCH_ACTIVE = frozenset({"QUEUED", "RUNNING", "CANCELLATION_REQUESTED"})
+FINE_TUNING_ACTIVE = frozenset(
+    {"QUEUED", "STARTED", "VALIDATING", "VALIDATED", "RUNNING", "CANCELLATION_REQUESTED"}
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SourceSpec:
+    """One polled source of a workspace."""
+
+    name: str
+    """The config key: ``batch_jobs``."""
+    resource: str
+    """The event prefix: ``batch_job``."""
+    list_path: str
+    item_path: str
+    """Path of one item, with ``{id}``."""
+    paged: bool
+    created_field: str
+    created_action: str
+    """``created`` for most; ``uploaded`` for files."""
+    deleted_action: str | None
+    """The event for a confirmed deletion, or ``None`` when a deletion is silent."""
+    outcomes: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """Terminal status → event action (``SUCCESS`` → ``succeeded``)."""
+    active_statuses: frozenset[str] = frozenset()
+    """Statuses of a job still moving; empty for sources without a lifecycle."""
+    include: Callable[[Mapping[str, Any]], bool] | None = None
+    """Which listed items poller tracks (models: the fine-tuned ones)."""
+
+    @property
+    def has_lifecycle(self) -> bool:
+        return bool(self.outcomes)
+
+    @property
+    def event_types(self) -> tuple[str, ...]:
+        actions = [self.created_action, *dict.fromkeys(self.outcomes.values())]
+        if self.deleted_action:
+            actions.append(self.deleted_action)
+        return tuple(f"{self.resource}.{a}" for a in actions)
+
+    @property
+    def keep(self) -> tuple[str, ...]:
+        """Top-level API fields kept in the snapshot: whatever any of its payloads read."""
+        fields = {"id", "status", self.created_field}
+        fields.update(str(s[0]) for s in catalog.selectors(self.event_types))
+        return tuple(sorted(fields))
+
+    def tracks(self, obj: Mapping[str, Any]) -> bool:
+        return self.include is None or self.include(obj)
+
+    def is_active(self, status: str | None) -> bool:
+        """A job poller must keep watching for its outcome."""
+        return status is not None and status not in self.outcomes and self.has_lifecycle
+
+    def outcome_type(self, status: str | None) -> str | None:
+        action = self.outcomes.get(status or "")
+        return f"{self.resource}.{action}" if action else None
+
+    def to_resource(self, obj: Mapping[str, Any]) -> Resource:
+        """The remembered form of one API object (raises ``ValueError`` if it has no id)."""
+        rid = obj.get("id")
+        if not isinstance(rid, str) or not rid:
+            raise ValueError(f"{self.resource} without a string id")
+        created = obj.get(self.created_field)
+        status = obj.get("status")
+        return Resource(
+            id=rid,
+            status=status if isinstance(status, str) else None,
+            created=created if isinstance(created, int) and not isinstance(created, bool) else None,
+            data={k: obj[k] for k in self.keep if k in obj},
+        )
+
+
+def _fine_tuned(obj: Mapping[str, Any]) -> bool:
+    return obj.get("type") == "fine-tuned" or str(obj.get("id", "")).startswith("ft:")
+
+
+BATCH_JOBS = SourceSpec(
+    name="batch_jobs",
+    resource="batch_job",
+    list_path="/batch/jobs",
+    item_path="/batch/jobs/{id}",
+    paged=True,
+    created_field="created_at",
+    created_action="created",
+    deleted_action=None,
+    outcomes={
+        "SUCCESS": "succeeded",
+        "FAILED": "failed",
+        "TIMEOUT_EXCEEDED": "failed",
+        "CANCELLED": "cancelled",
+    },
+    active_statuses=BATCH_ACTIVE,
+)
+
+FINE_TUNING_JOBS = SourceSpec(
+    name="fine_tuning_jobs",
+    resource="fine_tuning_job",
+    list_path="/fine_tuning/jobs",
+    item_path="/fine_tuning/jobs/{id}",
+    paged=True,
+    created_field="created_at",
+    created_action="created",
+    deleted_action=None,
+    outcomes={
+        "SUCCESS": "succeeded",
+        "FAILED": "failed",
+        "FAILED_VALIDATION": "failed",
+        "CANCELLED": "cancelled",
+    },
+    active_statuses=FINE_TUNING_ACTIVE,
+)
+
+FILES = SourceSpec(
+    name="files",
+    resource="file",
+    list_path="/files",
+    item_path="/files/{id}",
+    paged=True,
+    created_field="created_at",
+    created_action="uploaded",
+    deleted_action="deleted",
+)
+
+MODELS = SourceSpec(
+    name="models",
+    resource="model",
+    list_path="/models",
+    item_path="/models/{id}",
+    paged=False,
+    created_field="created",
+    created_action="created",
+    deleted_action="deleted",
+    include=_fine_tuned,
+)
+
+ALL: tuple[SourceSpec, ...] = (BATCH_JOBS, FINE_TUNING_JOBS, FILES, MODELS)
+BY_NAME: Mapping[str, SourceSpec] = {s.name: s for s in ALL}

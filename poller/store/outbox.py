@@ -1,0 +1,456 @@
+"""The outbox: events enter here, whatever produced them, and leave through deliveries.
+
+``add_events`` is called inside the producer's own transaction (a poll's, or the proxy's),
+so an event and the change that caused it are committed together. ``Outbox`` is what the
+dispatcher and the operator commands use afterwards.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Callable, Collection, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from poller.model import Delivery, Event
+from poller.store import tables
+from poller.store.dialect import upsert
+
+_EVENTS: sa.Table = tables.EventRow.__table__  # type: ignore[attr-defined]
+_DELIVERIES: sa.Table = tables.DeliveryRow.__table__  # type: ignore[attr-defined]
+_ATTEMPTS: sa.Table = tables.AttemptRow.__table__  # type: ignore[attr-defined]
+_SINKS: sa.Table = tables.SinkStateRow.__table__  # type: ignore[attr-defined]
+
+PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
+STATUSES = ("pending", "failed", "dead", "delivered")
+"""What operators filter on; ``failed`` is a pending delivery whose last attempt failed."""
+
+
+def _event(row: Any) -> Event:
+    return Event(
+        id=row.id,
+        type=row.type,
+        workspace=row.workspace,
+        resource_id=row.resource_id,
+        timestamp=row.timestamp,
+        data=row.data,
+    )
+
+
+def add_events(
+    conn: sa.Connection,
+    events: Sequence[Event],
+    route: Callable[[Event], Sequence[str]],
+    now: dt.datetime,
+) -> list[Event]:
+    """Insert the events not already recorded (by id) and one delivery per routed sink.
+
+    Returns the events that were new, in order. An id recorded before is skipped: that is
+    what makes every event exactly-once by id, whoever detects it again.
+    """
+    if not events:
+        return []
+    unique: dict[str, Event] = {}
+    for event in events:
+        unique.setdefault(event.id, event)
+    existing: set[str] = set()
+    ids = list(unique)
+    for start in range(0, len(ids), 500):
+        part = ids[start : start + 500]
+        existing.update(conn.scalars(sa.select(_EVENTS.c.id).where(_EVENTS.c.id.in_(part))))
+    new = [e for e in unique.values() if e.id not in existing]
+    if not new:
+        return []
+    rows = [
+        {
+            "id": e.id,
+            "type": e.type,
+            "workspace": e.workspace,
+            "resource_id": e.resource_id,
+            "timestamp": e.timestamp,
+            "data": dict(e.data),
+        }
+        for e in new
+    ]
+    seqs = conn.scalars(
+        _EVENTS.insert().returning(_EVENTS.c.seq, sort_by_parameter_order=True), rows
+    ).all()
+    deliveries = [
+        {
+            "event_seq": seq,
+            "sink": sink,
+            "order_key": event.order_key,
+            "status": PENDING,
+            "attempts": 0,
+            "created_at": now,
+            "next_attempt_at": now,
+        }
+        for seq, event in zip(seqs, new, strict=True)
+        for sink in route(event)
+    ]
+    if deliveries:
+        conn.execute(_DELIVERIES.insert(), deliveries)
+    return new
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """One finished attempt and where it leaves its delivery."""
+
+    delivery_id: int
+    attempted_at: dt.datetime
+    ok: bool
+    outcome: str
+    """``delivered``, ``transient``, ``rejected`` or ``gone``."""
+    status: str
+    """The delivery's status afterwards: pending, delivered or dead."""
+    next_attempt_at: dt.datetime
+    status_code: int | None = None
+    error: str | None = None
+    duration_ms: float | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SinkState:
+    """Durable state of one sink."""
+
+    name: str
+    enabled: bool = True
+    disabled_reason: str | None = None
+    failing_since: dt.datetime | None = None
+    next_probe_at: dt.datetime | None = None
+
+    @property
+    def circuit_open(self) -> bool:
+        return self.failing_since is not None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SinkStats:
+    """Outbox figures of one sink."""
+
+    name: str
+    pending: int = 0
+    failing: int = 0
+    dead: int = 0
+    delivered: int = 0
+    oldest_pending_at: dt.datetime | None = None
+
+
+def _delivery_query() -> sa.Select[Any]:
+    d, e = _DELIVERIES, _EVENTS
+    return sa.select(
+        d.c.id.label("delivery_id"),
+        d.c.sink,
+        d.c.attempts,
+        d.c.created_at,
+        d.c.next_attempt_at,
+        e.c.id,
+        e.c.type,
+        e.c.workspace,
+        e.c.resource_id,
+        e.c.timestamp,
+        e.c.data,
+    ).join(e, e.c.seq == d.c.event_seq)
+
+
+def _delivery(row: Any) -> Delivery:
+    return Delivery(
+        id=row.delivery_id,
+        sink=row.sink,
+        event=_event(row),
+        attempts=row.attempts,
+        created_at=row.created_at,
+        next_attempt_at=row.next_attempt_at,
+    )
+
+
+class Outbox:
+    """Queries and updates over events, deliveries, attempts and sink state."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    # -- dispatcher --------------------------------------------------------------------
+
+    def _heads(self, sink: str, exclude: Collection[int]) -> sa.Select[Any]:
+        """Pending deliveries of ``sink`` with no earlier pending delivery of the same resource."""
+        d = _DELIVERIES
+        earlier = d.alias("earlier")
+        query = _delivery_query().where(
+            d.c.sink == sink,
+            d.c.status == PENDING,
+            ~sa.exists().where(
+                earlier.c.sink == d.c.sink,
+                earlier.c.order_key == d.c.order_key,
+                earlier.c.status == PENDING,
+                earlier.c.event_seq < d.c.event_seq,
+            ),
+        )
+        if exclude:
+            query = query.where(d.c.id.not_in(list(exclude)))
+        return query
+
+    def due(
+        self, sink: str, now: dt.datetime, limit: int, exclude: Collection[int] = ()
+    ) -> list[Delivery]:
+        """Deliveries of ``sink`` that may go now, oldest first, one resource's events in order."""
+        query = (
+            self._heads(sink, exclude)
+            .where(_DELIVERIES.c.next_attempt_at <= now)
+            .order_by(_DELIVERIES.c.event_seq)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [_delivery(r) for r in conn.execute(query)]
+
+    def probe_candidate(self, sink: str, now: dt.datetime) -> Delivery | None:
+        """The delivery a failing sink is probed with: its oldest due head, else its oldest head."""
+        d = _DELIVERIES
+        query = (
+            self._heads(sink, ())
+            .order_by(sa.case((d.c.next_attempt_at <= now, 0), else_=1), d.c.event_seq)
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return _delivery(row) if row else None
+
+    def next_due_at(self, sink: str) -> dt.datetime | None:
+        """When the next delivery of ``sink`` that may go (a head) becomes due."""
+        heads = self._heads(sink, ()).with_only_columns(_DELIVERIES.c.next_attempt_at).subquery()
+        query = sa.select(sa.func.min(heads.c.next_attempt_at))
+        with self.engine.connect() as conn:
+            value = conn.scalar(query)
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        return value  # type: ignore[no-any-return]
+
+    def has_pending(self, sink: str) -> bool:
+        d = _DELIVERIES
+        query = sa.select(d.c.id).where(d.c.sink == sink, d.c.status == PENDING).limit(1)
+        with self.engine.connect() as conn:
+            return conn.execute(query).first() is not None
+
+    def record(self, records: Sequence[AttemptRecord]) -> None:
+        """Write finished attempts: the delivery's new state and a row in the delivery log."""
+        if not records:
+            return
+        d = _DELIVERIES
+        with self.engine.begin() as conn:
+            for r in records:
+                values: dict[str, Any] = {
+                    "attempts": d.c.attempts + 1,
+                    "status": r.status,
+                    "next_attempt_at": r.next_attempt_at,
+                    "last_attempt_at": r.attempted_at,
+                    "last_status_code": r.status_code,
+                    "last_error": r.error[:1000] if r.error else None,
+                    "last_duration_ms": r.duration_ms,
+                    "last_outcome": r.outcome,
+                }
+                if r.ok:
+                    values["delivered_at"] = r.attempted_at
+                conn.execute(d.update().where(d.c.id == r.delivery_id).values(**values))
+            conn.execute(
+                _ATTEMPTS.insert(),
+                [
+                    {
+                        "delivery_id": r.delivery_id,
+                        "attempted_at": r.attempted_at,
+                        "ok": r.ok,
+                        "status_code": r.status_code,
+                        "error": r.error[:1000] if r.error else None,
+                        "duration_ms": r.duration_ms,
+                    }
+                    for r in records
+                ],
+            )
+
+    def expire(self, sink: str, cutoff: dt.datetime) -> int:
+        """Mark dead every pending delivery of ``sink`` created before ``cutoff``."""
+        d = _DELIVERIES
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                d.update()
+                .where(d.c.sink == sink, d.c.status == PENDING, d.c.created_at < cutoff)
+                .values(status=DEAD, last_error=sa.func.coalesce(d.c.last_error, "expired"))
+            )
+        return int(result.rowcount)
+
+    def release(self, sink: str, now: dt.datetime) -> int:
+        """The sink recovered: what waited on its failure (not on a rejection) goes now."""
+        d = _DELIVERIES
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                d.update()
+                .where(
+                    d.c.sink == sink,
+                    d.c.status == PENDING,
+                    d.c.next_attempt_at > now,
+                    sa.or_(d.c.last_outcome.is_(None), d.c.last_outcome != "rejected"),
+                )
+                .values(next_attempt_at=now)
+            )
+        return int(result.rowcount)
+
+    # -- sink state --------------------------------------------------------------------
+
+    def sink_state(self, name: str) -> SinkState:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(_SINKS).where(_SINKS.c.name == name)).first()
+        if row is None:
+            return SinkState(name=name)
+        return SinkState(
+            name=name,
+            enabled=row.enabled,
+            disabled_reason=row.disabled_reason,
+            failing_since=row.failing_since,
+            next_probe_at=row.next_probe_at,
+        )
+
+    def save_sink_state(self, state: SinkState) -> None:
+        with self.engine.begin() as conn:
+            upsert(conn, _SINKS, [dataclasses.asdict(state)], ("name",))
+
+    # -- operators ---------------------------------------------------------------------
+
+    def sink_stats(self) -> dict[str, SinkStats]:
+        """Pending, failing, dead and delivered counts and the oldest pending, per sink."""
+        d = _DELIVERIES
+        failing = sa.and_(d.c.status == PENDING, d.c.attempts > 0)
+        query = sa.select(
+            d.c.sink,
+            sa.func.sum(sa.case((d.c.status == PENDING, 1), else_=0)),
+            sa.func.sum(sa.case((failing, 1), else_=0)),
+            sa.func.sum(sa.case((d.c.status == DEAD, 1), else_=0)),
+            sa.func.sum(sa.case((d.c.status == DELIVERED, 1), else_=0)),
+            sa.func.min(sa.case((d.c.status == PENDING, d.c.created_at), else_=None)),
+        ).group_by(d.c.sink)
+        stats: dict[str, SinkStats] = {}
+        with self.engine.connect() as conn:
+            for sink, pending, fail, dead, delivered, oldest in conn.execute(query):
+                if oldest is not None and oldest.tzinfo is None:
+                    oldest = oldest.replace(tzinfo=dt.UTC)
+                stats[sink] = SinkStats(
+                    sink, int(pending or 0), int(fail or 0), int(dead or 0), int(delivered or 0),
+                    oldest,
+                )
+        return stats
+
+    def list_deliveries(
+        self,
+        *,
+        status: str | None = None,
+        sink: str | None = None,
+        event_type: str | None = None,
+        limit: int = 50,
+    ) -> list[dict[str, Any]]:
+        """Deliveries, newest first, for ``poller events list``."""
+        d, e = _DELIVERIES, _EVENTS
+        query = (
+            sa.select(
+                e.c.id,
+                e.c.type,
+                e.c.timestamp,
+                e.c.resource_id,
+                d.c.sink,
+                d.c.status,
+                d.c.attempts,
+                d.c.last_status_code,
+                d.c.last_error,
+                d.c.next_attempt_at,
+                d.c.delivered_at,
+            )
+            .join(e, e.c.seq == d.c.event_seq)
+            .order_by(d.c.event_seq.desc(), d.c.sink)
+            .limit(limit)
+        )
+        if status == "failed":
+            query = query.where(d.c.status == PENDING, d.c.attempts > 0)
+        elif status is not None:
+            query = query.where(d.c.status == status)
+        if sink is not None:
+            query = query.where(d.c.sink == sink)
+        if event_type is not None:
+            query = query.where(e.c.type.like(event_type.replace("*", "%")))
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def event_detail(self, event_id: str) -> dict[str, Any] | None:
+        """An event's envelope and every attempt of each of its deliveries."""
+        d, e, a = _DELIVERIES, _EVENTS, _ATTEMPTS
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(e).where(e.c.id == event_id)).first()
+            if row is None:
+                return None
+            deliveries = []
+            for drow in conn.execute(
+                sa.select(d).where(d.c.event_seq == row.seq).order_by(d.c.sink)
+            ):
+                attempts = [
+                    dict(x._mapping)
+                    for x in conn.execute(
+                        sa.select(
+                            a.c.attempted_at, a.c.ok, a.c.status_code, a.c.error, a.c.duration_ms
+                        )
+                        .where(a.c.delivery_id == drow.id)
+                        .order_by(a.c.id)
+                    )
+                ]
+                deliveries.append(
+                    {
+                        "sink": drow.sink,
+                        "status": drow.status,
+                        "attempts": drow.attempts,
+                        "next_attempt_at": drow.next_attempt_at,
+                        "delivered_at": drow.delivered_at,
+                        "log": attempts,
+                    }
+                )
+        return {"event": _event(row).envelope(), "deliveries": deliveries}
+
+    def replay(
+        self,
+        now: dt.datetime,
+        *,
+        ids: Sequence[str] = (),
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        sink: str | None = None,
+    ) -> int:
+        """Queue events again (delivered or dead ones too), under the same ids.
+
+        Each chosen delivery becomes pending and due now; its attempt count restarts so the
+        retry schedule applies afresh. Returns how many deliveries were queued.
+        """
+        d, e = _DELIVERIES, _EVENTS
+        seqs = sa.select(e.c.seq)
+        if ids:
+            seqs = seqs.where(e.c.id.in_(list(ids)))
+        if since is not None:
+            seqs = seqs.where(e.c.timestamp >= since)
+        if until is not None:
+            seqs = seqs.where(e.c.timestamp <= until)
+        stmt = d.update().where(d.c.event_seq.in_(seqs.scalar_subquery()))
+        if sink is not None:
+            stmt = stmt.where(d.c.sink == sink)
+        stmt = stmt.values(
+            status=PENDING, attempts=0, next_attempt_at=now, created_at=now, last_outcome=None
+        )
+        with self.engine.begin() as conn:
+            return int(conn.execute(stmt).rowcount)
+
+    def known_event_ids(self, ids: Sequence[str]) -> set[str]:
+        with self.engine.connect() as conn:
+            return set(conn.scalars(sa.select(_EVENTS.c.id).where(_EVENTS.c.id.in_(list(ids)))))
+
+    def events(self, *, limit: int | None = None) -> list[Event]:
+        """Recorded events in order (tests and the status command read them)."""
+        query = sa.select(_EVENTS).order_by(_EVENTS.c.seq)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            return [_event(r) for r in conn.execute(query)]

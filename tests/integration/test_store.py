@@ -1,0 +1,279 @@
+"""The store, run against every backend: a real SQLite file and a real PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import stat
+from collections.abc import Iterator, Sequence
+
+import pytest
+import sqlalchemy as sa
+
+from poller import store as store_mod
+from poller.diff import DiffResult, event_for
+from poller.exceptions import SchemaVersionError, StoreError
+from poller.model import Event, Resource
+from poller.sources import BATCH_JOBS, FILES
+from poller.store import Outbox, PollCommit, Store
+from poller.store.outbox import AttemptRecord, SinkState
+
+T0 = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
+
+
+def route_all(_event: Event) -> Sequence[str]:
+    return ["a", "b"]
+
+
+@pytest.fixture
+def engine(store_url: str) -> Iterator[sa.Engine]:
+    engine = store_mod.create_engine(store_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def store(engine: sa.Engine) -> Store:
+    return Store(engine, route_all)
+
+
+@pytest.fixture
+def outbox(engine: sa.Engine) -> Outbox:
+    return Outbox(engine)
+
+
+def job(rid: str, status: str = "RUNNING", created: int = 100) -> Resource:
+    return BATCH_JOBS.to_resource({"id": rid, "status": status, "created_at": created,
+                                   "model": "m", "total_requests": 1})
+
+
+def events_for(*resources: Resource, kind: str = "batch_job.created") -> tuple[Event, ...]:
+    return tuple(event_for(BATCH_JOBS, kind, r, workspace="w", now=T0) for r in resources)
+
+
+def commit(store: Store, result: DiffResult, **kw: object) -> list[Event]:
+    return store.commit_poll(
+        PollCommit(workspace="w", source="batch_jobs", result=result, now=T0, **kw),  # type: ignore[arg-type]
+        active=lambda r: BATCH_JOBS.is_active(r.status),
+    )
+
+
+def test_poll_commit_writes_snapshot_state_events_and_deliveries(store: Store, outbox: Outbox) -> None:
+    """One commit stores the items, the source state, the events and one delivery per sink."""
+    r = job("j1")
+    recorded = commit(store, DiffResult(upserts=(r,), events=events_for(r)), cursor=100)
+    assert [e.type for e in recorded] == ["batch_job.created"]
+    assert store.load_resources("w", "batch_jobs") == {"j1": r}
+    state = store.source_state("w", "batch_jobs")
+    assert state.baselined and state.cursor == 100 and state.last_success_at == T0
+    assert set(outbox.sink_stats()) == {"a", "b"}
+    assert store.active_ids("w", "batch_jobs") == ["j1"]
+
+
+def test_events_are_recorded_once_by_id(store: Store, outbox: Outbox) -> None:
+    """An event committed again under the same id is skipped, with no second delivery."""
+    r = job("j1")
+    commit(store, DiffResult(upserts=(r,), events=events_for(r)))
+    assert commit(store, DiffResult(upserts=(r,), events=events_for(r))) == []
+    assert len(outbox.events()) == 1
+    assert outbox.sink_stats()["a"].pending == 1
+
+
+def test_failed_commit_leaves_nothing(engine: sa.Engine, outbox: Outbox) -> None:
+    """A failure inside the poll transaction rolls back the snapshot with the events."""
+    def broken(_e: Event) -> Sequence[str]:
+        raise RuntimeError("boom")
+
+    store = Store(engine, broken)
+    r = job("j1")
+    with pytest.raises(RuntimeError):
+        commit(store, DiffResult(upserts=(r,), events=events_for(r)))
+    assert store.load_resources("w", "batch_jobs") == {}
+    assert outbox.events() == []
+    assert not store.source_state("w", "batch_jobs").baselined
+
+
+def test_removals_and_updates(store: Store) -> None:
+    """Upserts replace remembered items; removals drop them."""
+    commit(store, DiffResult(upserts=(job("j1"), job("j2"))))
+    commit(store, DiffResult(upserts=(job("j1", "SUCCESS"),), removals=("j2",)))
+    found = store.load_resources("w", "batch_jobs")
+    assert list(found) == ["j1"] and found["j1"].status == "SUCCESS"
+    assert store.active_ids("w", "batch_jobs") == []
+    assert store.counts("w", "batch_jobs") == (1, 0)
+
+
+def test_load_subset(store: Store) -> None:
+    """Loading by ids returns only those remembered among them."""
+    commit(store, DiffResult(upserts=tuple(job(f"j{n}") for n in range(1200))))
+    subset = store.load_resources("w", "batch_jobs", [f"j{n}" for n in range(0, 1200, 2)] + ["zz"])
+    assert len(subset) == 600
+
+
+def test_poll_error_streak(store: Store) -> None:
+    """Failed polls count a streak that a successful commit resets."""
+    store.record_poll_error("w", "batch_jobs", "HTTP 500", T0)
+    state = store.record_poll_error("w", "batch_jobs", "HTTP 502", T0)
+    assert state.error_streak == 2 and state.last_error == "HTTP 502"
+    commit(store, DiffResult())
+    assert store.source_state("w", "batch_jobs").error_streak == 0
+
+
+def test_due_keeps_order_per_resource(store: Store, outbox: Outbox) -> None:
+    """Only the first pending delivery of each resource is due; others wait behind it."""
+    a, b = job("ja"), job("jb")
+    commit(store, DiffResult(upserts=(a, b), events=events_for(a, b)))
+    commit(store, DiffResult(events=events_for(job("ja", "SUCCESS"), kind="batch_job.succeeded")))
+    due = outbox.due("a", T0, 10)
+    assert [(d.event.resource_id, d.event.type) for d in due] == [
+        ("ja", "batch_job.created"), ("jb", "batch_job.created")
+    ]
+    first = due[0]
+    outbox.record([AttemptRecord(first.id, T0, True, "delivered", "delivered", T0, 200)])
+    due = outbox.due("a", T0, 10)
+    assert [(d.event.resource_id, d.event.type) for d in due] == [
+        ("jb", "batch_job.created"), ("ja", "batch_job.succeeded")
+    ]
+    assert [d.event.resource_id for d in outbox.due("a", T0, 10, exclude=[due[0].id])] == ["ja"]
+
+
+def test_failed_delivery_waits_and_dead_ones_do_not_block(store: Store, outbox: Outbox) -> None:
+    """A delivery not yet due blocks its resource's later events; a dead one does not."""
+    a = job("ja")
+    commit(store, DiffResult(upserts=(a,), events=events_for(a)))
+    commit(store, DiffResult(events=events_for(job("ja", "SUCCESS"), kind="batch_job.succeeded")))
+    first = outbox.due("a", T0, 10)[0]
+    later = T0 + dt.timedelta(minutes=5)
+    outbox.record([AttemptRecord(first.id, T0, False, "rejected", "pending", later, 400, "HTTP 400")])
+    assert outbox.due("a", T0, 10) == []
+    assert outbox.next_due_at("a") == later
+    outbox.record([AttemptRecord(first.id, T0, False, "rejected", "dead", T0, 400, "HTTP 400")])
+    assert [d.event.type for d in outbox.due("a", T0, 10)] == ["batch_job.succeeded"]
+
+
+def test_release_and_expire(store: Store, outbox: Outbox) -> None:
+    """Release makes transient failures due now; expire marks old pending deliveries dead."""
+    a, b = job("ja"), job("jb")
+    commit(store, DiffResult(upserts=(a, b), events=events_for(a, b)))
+    da, db = outbox.due("a", T0, 10)
+    later = T0 + dt.timedelta(hours=1)
+    outbox.record([
+        AttemptRecord(da.id, T0, False, "transient", "pending", later, 503),
+        AttemptRecord(db.id, T0, False, "rejected", "pending", later, 400),
+    ])
+    assert outbox.release("a", T0) == 1
+    assert [d.id for d in outbox.due("a", T0, 10)] == [da.id]
+    assert outbox.expire("a", T0 + dt.timedelta(seconds=1)) == 2
+    assert outbox.sink_stats()["a"].dead == 2
+
+
+def test_probe_candidate_prefers_due(store: Store, outbox: Outbox) -> None:
+    """The probe is the oldest due head, else the oldest head."""
+    a, b = job("ja"), job("jb")
+    commit(store, DiffResult(upserts=(a, b), events=events_for(a, b)))
+    da, db = outbox.due("a", T0, 10)
+    outbox.record([AttemptRecord(da.id, T0, False, "transient", "pending", T0 + dt.timedelta(hours=1))])
+    probe = outbox.probe_candidate("a", T0)
+    assert probe is not None and probe.id == db.id
+
+
+def test_replay_requeues_delivered(store: Store, outbox: Outbox) -> None:
+    """Replay makes delivered deliveries pending again under the same event id."""
+    a = job("ja")
+    (event,) = commit(store, DiffResult(upserts=(a,), events=events_for(a)))
+    for d in outbox.due("a", T0, 10) + outbox.due("b", T0, 10):
+        outbox.record([AttemptRecord(d.id, T0, True, "delivered", "delivered", T0, 200)])
+    assert outbox.replay(T0, ids=[event.id], sink="a") == 1
+    (again,) = outbox.due("a", T0, 10)
+    assert again.event.id == event.id and again.attempts == 0
+    assert outbox.due("b", T0, 10) == []
+
+
+def test_event_detail_has_attempt_log(store: Store, outbox: Outbox) -> None:
+    """events show returns the envelope and every attempt."""
+    a = job("ja")
+    (event,) = commit(store, DiffResult(upserts=(a,), events=events_for(a)))
+    (d,) = outbox.due("a", T0, 10)
+    outbox.record([AttemptRecord(d.id, T0, False, "transient", "pending", T0, 500, "HTTP 500", 3.5)])
+    outbox.record([AttemptRecord(d.id, T0, True, "delivered", "delivered", T0, 200, None, 1.0)])
+    detail = outbox.event_detail(event.id)
+    assert detail is not None and detail["event"]["id"] == event.id
+    log = {x["sink"]: x["log"] for x in detail["deliveries"]}["a"]
+    assert [x["status_code"] for x in log] == [500, 200]
+    assert outbox.event_detail("evt_missing") is None
+
+
+def test_list_deliveries_filters(store: Store, outbox: Outbox) -> None:
+    """events list filters by status (failed = pending with attempts), sink and type glob."""
+    a = job("ja")
+    commit(store, DiffResult(upserts=(a,), events=events_for(a)))
+    (d,) = outbox.due("a", T0, 10)
+    outbox.record([AttemptRecord(d.id, T0, False, "transient", "pending", T0, 500)])
+    assert len(outbox.list_deliveries(status="failed")) == 1
+    assert len(outbox.list_deliveries(status="pending", sink="b")) == 1
+    assert len(outbox.list_deliveries(event_type="batch_job.*")) == 2
+    assert outbox.list_deliveries(event_type="file.*") == []
+
+
+def test_sink_state_round_trip(outbox: Outbox) -> None:
+    """Sink state (disabled, circuit) survives in the store."""
+    assert outbox.sink_state("a") == SinkState(name="a")
+    state = SinkState("a", enabled=False, disabled_reason="410", failing_since=T0, next_probe_at=T0)
+    outbox.save_sink_state(state)
+    assert outbox.sink_state("a") == state
+
+
+def test_enqueue_uses_the_same_outbox(store: Store, outbox: Outbox) -> None:
+    """Events from outside polling enter the same outbox, once by id."""
+    event = events_for(job("x"))[0]
+    assert store.enqueue([event, event], T0) == [event]
+    assert store.enqueue([event], T0) == []
+    assert outbox.sink_stats()["a"].pending == 1
+
+
+def test_schema_version_recorded_and_newer_refused(engine: sa.Engine, store_url: str) -> None:
+    """The schema version is recorded; a newer one is refused with a clear error."""
+    with engine.begin() as conn:
+        assert conn.execute(sa.text("select value from meta where key='schema_version'")).scalar() == "1"
+        conn.execute(sa.text("update meta set value='99' where key='schema_version'"))
+    with pytest.raises(SchemaVersionError, match="newer"):
+        store_mod.create_engine(store_url)
+
+
+def test_sqlite_file_is_private(tmp_path: os.PathLike[str]) -> None:
+    """The SQLite file is created readable by its owner only, in WAL mode."""
+    path = f"{tmp_path}/sub/poller.db"
+    engine = store_mod.create_engine(f"sqlite:///{path}")
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("pragma journal_mode")).scalar() == "wal"
+    engine.dispose()
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("mysql://root@localhost/db", "unsupported store URL"),
+        ("sqlite:///:memory:", "not a file"),
+        ("sqlite:////proc/nope/poller.db", "cannot create"),
+    ],
+)
+def test_bad_store_urls(url: str, message: str) -> None:
+    """Unsupported, in-memory and unwritable stores are refused with one line."""
+    with pytest.raises(StoreError, match=message):
+        store_mod.create_engine(url)
+
+
+def test_password_is_masked() -> None:
+    """A store URL's password never appears in messages."""
+    assert "hunter2" not in store_mod.safe_url("postgresql://u:hunter2@h/db")
+
+
+def test_file_resources_keep_payload_fields(store: Store) -> None:
+    """What the snapshot keeps is enough to build a deletion payload later."""
+    f = FILES.to_resource({"id": "f1", "bytes": 5, "filename": "a", "purpose": "batch",
+                           "created_at": 1, "num_lines": 3, "mimetype": "x"})
+    store.commit_poll(PollCommit("w", "files", DiffResult(upserts=(f,)), T0), active=lambda r: False)
+    assert store.load_resources("w", "files")["f1"].data == {
+        "id": "f1", "bytes": 5, "filename": "a", "purpose": "batch", "created_at": 1
+    }
