@@ -909,11 +909,11 @@ def _constraint(kind: str, ctx: Mapping[str, Any], value: Any) -> str:
     if kind in ("too_short", "string_too_short"):
         return "must not be empty"
     if kind == "greater_than_equal":
-        return f"{value!r} is too small; use {ctx['ge']} or more"
+        return f"{value!r} is too small; use {ctx['ge']:g} or more"
     if kind == "greater_than":
-        return f"{value!r} is too small; it must be more than {ctx['gt']}"
+        return f"{value!r} is too small; it must be more than {ctx['gt']:g}"
     if kind == "less_than_equal":
-        return f"{value!r} is too large; use {ctx['le']} or less"
+        return f"{value!r} is too large; use {ctx['le']:g} or less"
     if kind in ("value_error", "assertion_error"):
         return _one_line(str(ctx.get("error", "invalid value")))
     return f"invalid value ({_kind(value)})"
