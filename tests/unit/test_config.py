@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
 import textwrap
 from typing import Any
 
@@ -15,6 +16,7 @@ from poller.exceptions import ConfigError
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config" / "poller.example.yaml"
+DOCS = ROOT / "docs" / "configuration.md"
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # 24 bytes
 EXAMPLE_ENV = {
     "MISTRAL_API_KEY": "sk-prod-1234567890",
@@ -1034,3 +1036,22 @@ def test_json_schema_hides_secrets() -> None:
     assert token["default"] is None
     assert token["anyOf"][0]["writeOnly"] is True
     assert "whsec_" not in json.dumps(schema)
+
+
+DOC_EXAMPLES = re.findall(r"```yaml\n(.*?)```", DOCS.read_text(), re.DOTALL)
+
+
+@pytest.mark.parametrize("text", DOC_EXAMPLES, ids=[f"docs-{i}" for i in range(len(DOC_EXAMPLES))])
+def test_documented_examples_load(text: str) -> None:
+    """Every YAML example in docs/configuration.md is valid."""
+    names = re.findall(r"\$\{([A-Z_]+)", text)
+    parse(text, {name: SECRET for name in names})
+
+
+DOC_ERRORS = re.findall(r"^poller\.yaml:.*$", DOCS.read_text(), re.MULTILINE)
+
+
+@pytest.mark.parametrize("line", DOC_ERRORS)
+def test_documented_errors_are_real(line: str) -> None:
+    """Every error line shown in docs/configuration.md is one the tests above produce."""
+    assert line in {message for _, _, message in ERRORS}
