@@ -31,6 +31,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     WithJsonSchema,
     model_validator,
 )
@@ -366,6 +367,9 @@ def _unknown_key(key: object, allowed: list[str]) -> str:
     return f"unknown key '{key}'; valid keys: {', '.join(allowed)}"
 
 
+_FILE = {"file": True}  # validation context: the data is the file as written
+
+
 class _Section(BaseModel):
     """Base of every config model: frozen, and unknown keys are refused with a suggestion."""
 
@@ -373,11 +377,13 @@ class _Section(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _known_keys(cls, data: Any) -> Any:
+    def _known_keys(cls, data: Any, info: ValidationInfo) -> Any:
         if isinstance(data, Mapping):
             allowed = _keys_of(cls)
+            # Python callers may also use attribute names (HttpSinkConfig(secrets=...)).
+            spelled = allowed if info.context == _FILE else [*allowed, *cls.model_fields]
             for key in data:
-                if key not in allowed:
+                if key not in spelled:
                     raise _fail(_unknown_key(key, allowed), str(key), at="key")
         return data
 
@@ -541,7 +547,12 @@ class _SinkBase(_Section):
 
 
 class HttpSinkConfig(_SinkBase):
-    """Signed webhooks (Standard Webhooks or CloudEvents) POSTed to ``url``."""
+    """Signed webhooks (Standard Webhooks or CloudEvents) POSTed to ``url``.
+
+    The file's ``secret:`` (one string or a list) becomes ``secrets``, always a tuple.
+    """
+
+    model_config = ConfigDict(populate_by_name=True)
 
     type: Literal["http"] = "http"
     url: SinkUrl
@@ -974,7 +985,7 @@ def _build(data: Any, where: _Where, environ: Mapping[str, str]) -> Config:
             line=where.line(()),
         )
     try:
-        raw = ConfigFile.model_validate(data)
+        raw = ConfigFile.model_validate(data, context=_FILE)
     except ValidationError as exc:
         raise _translate(exc, data, where) from None
     workspaces = _workspaces(raw, where)

@@ -10,6 +10,7 @@ import jsonschema
 import pydantic
 import pytest
 import yaml
+from pydantic import SecretStr
 
 from poller import config
 from poller.exceptions import ConfigError
@@ -257,6 +258,11 @@ ERRORS = [
         "empty list of secrets",
         HTTP_SINK + "    url: https://h.example/\n    secret: []\n",
         "poller.yaml:5: sinks[0].secret: must not be empty",
+    ),
+    (
+        "secrets spelled as the attribute",
+        HTTP_SINK + f"    url: https://h.example/\n    secrets: [{SECRET}]\n",
+        "poller.yaml:5: sinks[0].secrets: unknown key 'secrets'; did you mean 'secret'?",
     ),
     (
         "reserved header",
@@ -825,6 +831,14 @@ def test_http_sink_secrets(secret: object, count: int) -> None:
     loaded = config.from_mapping({"sinks": [sink]})
     assert isinstance(loaded.sinks[0], config.HttpSinkConfig)
     assert len(loaded.sinks[0].secrets) == count
+
+
+def test_http_sink_built_in_python() -> None:
+    """Code may build an HttpSinkConfig with secrets=, and the secrets are still checked."""
+    sink = config.HttpSinkConfig(name="ops", url="https://h.example/", secrets=(SecretStr(SECRET),))
+    assert [s.get_secret_value() for s in sink.secrets] == [SECRET]
+    with pytest.raises(pydantic.ValidationError):
+        config.HttpSinkConfig(name="ops", url="https://h.example/", secrets=(SecretStr("x"),))
 
 
 @pytest.mark.parametrize(
