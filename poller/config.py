@@ -154,7 +154,10 @@ _HOSTNAME = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63
 def _http_url(value: str, example: str) -> str:
     if any(c.isspace() for c in value):
         raise _fail(f"the URL contains whitespace; use e.g. {example}")
-    parts = urllib.parse.urlsplit(value)
+    try:
+        parts = urllib.parse.urlsplit(value)
+    except ValueError:  # e.g. an unclosed [ of an IPv6 host
+        raise _fail(f"the URL cannot be parsed; use e.g. {example}") from None
     if parts.scheme.lower() not in ("http", "https"):
         scheme = f"scheme '{parts.scheme}'" if parts.scheme else "no scheme"
         raise _fail(f"the URL has {scheme}; use an http:// or https:// URL, e.g. {example}")

@@ -163,6 +163,12 @@ ERRORS = [
         "e.g. https://hooks.example.com/mistral",
     ),
     (
+        "http sink url that cannot be parsed",
+        HTTP_SINK + "    url: https://[::1/hook\n",
+        "poller.yaml:4: sinks[0].url: the URL cannot be parsed; "
+        "use e.g. https://hooks.example.com/mistral",
+    ),
+    (
         "http sink url with the ftp scheme",
         HTTP_SINK + "    url: ftp://files.example.com/hook\n",
         "poller.yaml:4: sinks[0].url: the URL has scheme 'ftp'; use an http:// or https:// URL, "
