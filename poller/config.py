@@ -539,7 +539,7 @@ class _SinkBase(_Section):
     name: SinkName
     events: Annotated[tuple[str, ...], Field(min_length=1)] = ("*",)
     workspaces: Annotated[tuple[str, ...], Field(min_length=1)] | None = None
-    concurrency: Concurrency = 4
+    concurrency: Concurrency = 8
     retry: RetryConfig = Field(default_factory=RetryConfig)
 
     def matches(self, event_type: str, workspace: str) -> bool:

@@ -1,0 +1,150 @@
+"""Helpers for tests — poller's own and its users': a real webhook receiver on 127.0.0.1.
+
+``WebhookReceiver`` is a real HTTP server in a background thread. It records every
+request and answers what it is told to (a status per call, a delay, a failure window),
+so tests exercise delivery over real sockets rather than a mocked client.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Received:
+    """One request as the receiver saw it."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    status: int
+    at: float
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+Responder = Callable[["Received"], "int | tuple[int, dict[str, str]]"]
+
+
+class WebhookReceiver:
+    """A local HTTP endpoint that records deliveries; use as a context manager.
+
+    ``respond`` decides each answer from the request (default 200); ``delay`` slows every
+    answer. Requests are recorded whatever the answer, with the status given.
+    """
+
+    def __init__(self, respond: Responder | None = None, *, delay: float = 0.0) -> None:
+        self.respond: Responder = respond or (lambda _r: 200)
+        self.delay = delay
+        self.requests: list[Received] = []
+        self._lock = threading.Condition()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return None
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length) if length else b""
+                if receiver.delay:
+                    time.sleep(receiver.delay)
+                draft = Received(
+                    self.command, self.path, {k.lower(): v for k, v in self.headers.items()},
+                    body, 0, time.time(),
+                )
+                answer = receiver.respond(draft)
+                status, headers = answer if isinstance(answer, tuple) else (answer, {})
+                record = dataclasses.replace(draft, status=status)
+                with receiver._lock:
+                    receiver.requests.append(record)
+                    receiver._lock.notify_all()
+                payload = b'{"ok":true}' if 200 <= status < 300 else b'{"error":"refused"}'
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_POST = do_PUT = do_GET = _handle
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def __enter__(self) -> WebhookReceiver:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def delivered(self) -> list[Received]:
+        """The requests answered 2xx, in arrival order."""
+        with self._lock:
+            return [r for r in self.requests if 200 <= r.status < 300]
+
+    def wait_for(
+        self, predicate: Callable[[list[Received]], bool], timeout: float = 10.0
+    ) -> list[Received]:
+        """Block until ``predicate(all requests)`` holds; ``TimeoutError`` otherwise."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while not predicate(list(self.requests)):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"receiver: condition not met, {len(self.requests)} requests")
+                self._lock.wait(left)
+            return list(self.requests)
+
+    def wait_delivered(self, count: int, timeout: float = 10.0) -> list[Received]:
+        """Block until ``count`` requests were answered 2xx."""
+        self.wait_for(lambda rs: sum(200 <= r.status < 300 for r in rs) >= count, timeout)
+        return self.delivered()
+
+
+def failing_for(calls: int, status: int = 503) -> Responder:
+    """A responder that answers ``status`` to the first ``calls`` requests, then 200."""
+    count = iter(range(1 << 30))
+
+    def respond(_r: Received) -> int:
+        return status if next(count) < calls else 200
+
+    return respond
+
+
+def events_by_type(requests: list[Received]) -> Iterator[tuple[str, str]]:
+    """(type, resource id) of each received envelope."""
+    for r in requests:
+        doc = r.json()
+        data = doc.get("data", {})
+        yield doc.get("type"), data.get("id")

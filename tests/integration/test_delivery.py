@@ -1,0 +1,276 @@
+"""The dispatcher over real HTTP on 127.0.0.1, a real SQLite store and a real receiver."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import json
+import os
+from collections.abc import AsyncIterator, Sequence
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from freezegun import freeze_time
+from standardwebhooks.webhooks import Webhook
+
+from poller import store as store_mod
+from poller.delivery.dispatcher import SinkWorker
+from poller.delivery.retry import RetryPolicy
+from poller.diff import DiffResult, event_for
+from poller.model import Event
+from poller.sinks.file import FileSink
+from poller.sinks.http import HttpSink
+from poller.sources import BATCH_JOBS
+from poller.store import Outbox, PollCommit, Store
+from poller.testing import Received, WebhookReceiver, failing_for
+
+SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
+SECRET_2 = "whsec_" + base64.b64encode(b"j" * 32).decode()
+FAST = RetryPolicy(schedule=(0, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05), probe_interval=0.2)
+
+
+@pytest.fixture
+def engine(tmp_path: os.PathLike[str]) -> sa.Engine:
+    engine = store_mod.create_engine(f"sqlite:///{tmp_path}/poller.db")
+    yield engine  # type: ignore[misc]
+    engine.dispose()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=5) as client:
+        yield client
+
+
+def record_jobs(engine: sa.Engine, count: int, *, transitions: bool = True,
+                sinks: Sequence[str] = ("hook",)) -> list[Event]:
+    """Commit ``count`` jobs' created (and succeeded) events as a poll would."""
+    store = Store(engine, lambda _e: list(sinks))
+    now = dt.datetime.now(dt.UTC)
+    events: list[Event] = []
+    for n in range(count):
+        r = BATCH_JOBS.to_resource({"id": f"job-{n:04d}", "status": "QUEUED", "created_at": n,
+                                    "model": "m"})
+        events.append(event_for(BATCH_JOBS, "batch_job.created", r, workspace="w", now=now))
+    if transitions:
+        for n in range(count):
+            r = BATCH_JOBS.to_resource({"id": f"job-{n:04d}", "status": "SUCCESS", "created_at": n,
+                                        "output_file": "o", "total_requests": 1})
+            events.append(event_for(BATCH_JOBS, "batch_job.succeeded", r, workspace="w", now=now))
+    store.commit_poll(PollCommit("w", "batch_jobs", DiffResult(events=tuple(events)), now),
+                      active=lambda r: False)
+    return events
+
+
+async def run_until(worker: SinkWorker, condition: object, timeout: float = 10.0) -> None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop, grace=2))
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    try:
+        while not condition():  # type: ignore[operator]
+            if loop.time() > end:
+                raise TimeoutError("condition not met")
+            await asyncio.sleep(0.02)
+    finally:
+        stop.set()
+        await task
+
+
+def order_ok(received: list[Received]) -> bool:
+    """Each job's created arrives before its succeeded."""
+    seen: set[str] = set()
+    for r in received:
+        doc = r.json()
+        if doc["type"] == "batch_job.created":
+            seen.add(doc["data"]["id"])
+        elif doc["data"]["id"] not in seen:
+            return False
+    return True
+
+
+async def test_delivers_everything_signed(engine: sa.Engine, http: httpx.AsyncClient) -> None:
+    """Every event arrives once, signed, verifiable with standardwebhooks."""
+    events = record_jobs(engine, 20)
+    with WebhookReceiver() as receiver:
+        sink = HttpSink("hook", receiver.url, client=http, secrets=[SECRET])
+        worker = SinkWorker(sink, Outbox(engine), policy=FAST, concurrency=4)
+        await run_until(worker, lambda: len(receiver.delivered()) >= 40)
+        got = receiver.delivered()
+    assert sorted(r.headers["webhook-id"] for r in got) == sorted(e.id for e in events)
+    for r in got:
+        assert Webhook(SECRET).verify(r.body, r.headers)["id"] == r.headers["webhook-id"]
+    assert order_ok(got)
+    assert Outbox(engine).sink_stats()["hook"].delivered == 40
+
+
+async def test_outage_then_recovery(engine: sa.Engine, http: httpx.AsyncClient) -> None:
+    """A receiver failing for a while gets everything after, same ids, order per resource kept."""
+    events = record_jobs(engine, 10)
+    with WebhookReceiver(failing_for(6, 503)) as receiver:
+        sink = HttpSink("hook", receiver.url, client=http, secrets=[SECRET])
+        worker = SinkWorker(sink, Outbox(engine), policy=FAST, concurrency=4)
+        await run_until(worker, lambda: len(receiver.delivered()) >= 20)
+        every = list(receiver.requests)
+    ids = {e.id for e in events}
+    assert {r.headers["webhook-id"] for r in every} == ids
+    assert order_ok(receiver.delivered())
+    failed_ids = {r.headers["webhook-id"] for r in every if r.status == 503}
+    assert failed_ids <= {r.headers["webhook-id"] for r in receiver.delivered()}
+
+
+async def test_circuit_probes_with_one_delivery(engine: sa.Engine, http: httpx.AsyncClient) -> None:
+    """While the sink fails only probes go out, one at a time, not one per delivery."""
+    record_jobs(engine, 10, transitions=False)
+    with WebhookReceiver(lambda _r: 500) as receiver:
+        policy = RetryPolicy(schedule=(0, 0.1) + (3600,) * 6, probe_interval=0.3)
+        worker = SinkWorker(HttpSink("hook", receiver.url, client=http), Outbox(engine),
+                            policy=policy, concurrency=1)
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        await asyncio.sleep(1.0)
+        stop.set()
+        await task
+        calls = len(receiver.requests)
+    assert 2 <= calls <= 6
+    assert Outbox(engine).sink_state("hook").circuit_open
+
+
+async def test_gone_disables_sink_until_enabled(engine: sa.Engine, http: httpx.AsyncClient) -> None:
+    """410 Gone disables the sink and keeps deliveries pending; enabling resumes them."""
+    record_jobs(engine, 3, transitions=False)
+    answers = {"status": 410}
+    with WebhookReceiver(lambda _r: answers["status"]) as receiver:
+        outbox = Outbox(engine)
+        worker = SinkWorker(HttpSink("hook", receiver.url, client=http), outbox, policy=FAST,
+                            concurrency=1)
+        await run_until(worker, lambda: not outbox.sink_state("hook").enabled)
+        assert len(receiver.requests) == 1
+        assert outbox.sink_stats()["hook"].pending == 3
+        answers["status"] = 200
+        outbox.save_sink_state(outbox.sink_state("hook").__class__(name="hook"))
+        await run_until(worker, lambda: len(receiver.delivered()) == 3)
+
+
+async def test_retry_after_is_honoured(engine: sa.Engine, http: httpx.AsyncClient) -> None:
+    """A 429 with Retry-After holds the sink for at least that long."""
+    record_jobs(engine, 1, transitions=False)
+    answers = iter([(429, {"Retry-After": "1"})])
+    with WebhookReceiver(lambda _r: next(answers, 200)) as receiver:
+        worker = SinkWorker(HttpSink("hook", receiver.url, client=http), Outbox(engine),
+                            policy=FAST, concurrency=1)
+        await run_until(worker, lambda: len(receiver.delivered()) == 1)
+        first, second = receiver.requests
+    assert second.at - first.at >= 0.9
+
+
+async def test_rejection_keeps_circuit_closed(engine: sa.Engine, http: httpx.AsyncClient) -> None:
+    """A receiver refusing one payload (400) does not hold up the others."""
+    events = record_jobs(engine, 5, transitions=False)
+    bad = events[0].id
+    with WebhookReceiver(lambda r: 400 if r.headers["webhook-id"] == bad else 200) as receiver:
+        outbox = Outbox(engine)
+        worker = SinkWorker(HttpSink("hook", receiver.url, client=http), outbox,
+                            policy=RetryPolicy(schedule=(0, 3600)), concurrency=2)
+        await run_until(worker, lambda: len(receiver.delivered()) == 4)
+        assert not outbox.sink_state("hook").circuit_open
+        assert outbox.sink_stats()["hook"].failing == 1
+
+
+async def test_dead_after_schedule_spent_with_time_travel(
+    engine: sa.Engine, http: httpx.AsyncClient
+) -> None:
+    """A delivery refused at every step of the default schedule ends dead (kept, listed)."""
+    record_jobs(engine, 1, transitions=False)
+    outbox = Outbox(engine)
+    with WebhookReceiver(lambda _r: 422) as receiver, freeze_time(
+        "2026-11-27 12:00:00", real_asyncio=True
+    ) as frozen:
+        worker = SinkWorker(HttpSink("hook", receiver.url, client=http), outbox,
+                            policy=RetryPolicy(max_age=30 * 86400))
+        for _ in range(8):
+            await worker.step()
+            while worker._inflight:
+                await asyncio.sleep(0.01)
+                await worker.step()
+            frozen.tick(dt.timedelta(hours=11))
+        assert len(receiver.requests) == 8
+    stats = outbox.sink_stats()["hook"]
+    assert stats.dead == 1 and stats.pending == 0
+    assert outbox.list_deliveries(status="dead")[0]["attempts"] == 8
+
+
+async def test_rotation_signs_with_both_secrets(engine: sa.Engine, http: httpx.AsyncClient) -> None:
+    """With two secrets, each verifies the delivered request on its own."""
+    record_jobs(engine, 1, transitions=False)
+    with WebhookReceiver() as receiver:
+        sink = HttpSink("hook", receiver.url, client=http, secrets=[SECRET, SECRET_2])
+        await SinkWorker(sink, Outbox(engine), policy=FAST).flush()
+        (got,) = receiver.delivered()
+    Webhook(SECRET).verify(got.body, got.headers)
+    Webhook(SECRET_2).verify(got.body, got.headers)
+
+
+async def test_cloudevents_structured_mode(engine: sa.Engine, http: httpx.AsyncClient) -> None:
+    """format: cloudevents sends CloudEvents 1.0 structured JSON with the required attributes."""
+    (event,) = record_jobs(engine, 1, transitions=False)
+    with WebhookReceiver() as receiver:
+        sink = HttpSink("hook", receiver.url, client=http, format="cloudevents", secrets=[SECRET])
+        await SinkWorker(sink, Outbox(engine), policy=FAST).flush()
+        (got,) = receiver.delivered()
+    assert got.headers["content-type"] == "application/cloudevents+json"
+    doc = got.json()
+    for attribute in ("id", "source", "specversion", "type"):
+        assert isinstance(doc[attribute], str) and doc[attribute]
+    assert doc["specversion"] == "1.0" and doc["id"] == event.id and doc["type"] == event.type
+    dt.datetime.fromisoformat(doc["time"].replace("Z", "+00:00"))
+    assert doc["data"] == dict(event.data)
+    Webhook(SECRET).verify(got.body, got.headers)
+
+
+async def test_url_placeholders_give_seed_paths(engine: sa.Engine, http: httpx.AsyncClient) -> None:
+    """{resource}/{action} in the URL reproduce the seed's per-event webhook paths."""
+    record_jobs(engine, 1)
+    with WebhookReceiver() as receiver:
+        url = receiver.url + "/webhooks/mistral-ai/{resource}/{action}"
+        await SinkWorker(HttpSink("hook", url, client=http), Outbox(engine), policy=FAST).flush()
+        await SinkWorker(HttpSink("hook", url, client=http), Outbox(engine), policy=FAST).flush()
+        paths = [r.path for r in receiver.delivered()]
+    assert paths == ["/webhooks/mistral-ai/batch_job/created", "/webhooks/mistral-ai/batch_job/succeeded"]
+
+
+async def test_file_sink_appends_json_lines(engine: sa.Engine, tmp_path: os.PathLike[str]) -> None:
+    """The file sink appends one JSON envelope per event."""
+    events = record_jobs(engine, 3)
+    path = f"{tmp_path}/out/events.jsonl"
+    sink = FileSink("hook", path)
+    worker = SinkWorker(sink, Outbox(engine), policy=FAST)
+    for _ in range(3):
+        await worker.flush()
+    await sink.aclose()
+    with open(path) as fh:
+        lines = [json.loads(line) for line in fh]
+    assert sorted(x["id"] for x in lines) == sorted(e.id for e in events)
+
+
+async def test_one_failing_sink_does_not_delay_another(
+    engine: sa.Engine, http: httpx.AsyncClient
+) -> None:
+    """A dead sink and a healthy one: the healthy one gets everything promptly."""
+    record_jobs(engine, 5, sinks=("dead", "ok"))
+    outbox = Outbox(engine)
+    with WebhookReceiver() as receiver:
+        dead = SinkWorker(HttpSink("dead", "http://127.0.0.1:9", client=http), outbox, policy=FAST)
+        ok = SinkWorker(HttpSink("ok", receiver.url, client=http), outbox, policy=FAST)
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(w.run(stop)) for w in (dead, ok)]
+        for _ in range(200):
+            if len(receiver.delivered()) == 10:
+                break
+            await asyncio.sleep(0.02)
+        stop.set()
+        await asyncio.gather(*tasks)
+        assert len(receiver.delivered()) == 10
+    assert outbox.sink_stats()["dead"].pending == 10
