@@ -1,0 +1,300 @@
+"""Field types of the config models, and the value checks behind them.
+
+Each check raises through :func:`fail`, which carries a finished message (and optionally a
+key suffix) through pydantic so :func:`poller.config.errors.translate` can turn it into a
+:class:`~poller.exceptions.ConfigError` untouched.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import math
+import re
+import urllib.parse
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, WithJsonSchema
+from pydantic_core import PydanticCustomError
+
+from poller.utils import parse_duration
+
+DEFAULT_BASE_URL = "https://api.mistral.ai/v1"
+URL_PLACEHOLDERS = ("resource", "action")
+STORE_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg")
+RESERVED_HEADERS = frozenset(
+    {
+        "host",
+        "content-length",
+        "content-type",
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+        "connection",
+        "transfer-encoding",
+    }
+)
+
+
+# --------------------------------------------------------------------------- value checks
+
+
+def fail(message: str, *suffix: str | int, at: str = "value") -> PydanticCustomError:
+    """A pydantic error carrying the finished ``message``; ``suffix`` extends its key path
+    and ``at`` ("key", "value" or "parent") says which line it points at."""
+    return PydanticCustomError(
+        "poller", "{message}", {"message": message, "suffix": suffix, "at": at}
+    )
+
+
+def _duration(value: Any) -> float:
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    if not math.isfinite(seconds):
+        raise fail(f"{value!r} is not a finite duration; use e.g. 30, '500ms', '30s', '5m'")
+    return seconds
+
+
+def _positive_duration(value: Any) -> float:
+    seconds = _duration(value)
+    if seconds == 0:
+        raise fail(f"{value!r} is not allowed here; the duration must be more than zero")
+    return seconds
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|KB|MB|GB)?\s*$")
+_SIZE_UNITS = {None: 1, "B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
+_SIZE_UNITS.update({"KB": 1000, "MB": 1000**2, "GB": 1000**3})
+
+
+def _size(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    elif isinstance(value, str) and (m := _SIZE.match(value)):
+        size = int(float(m.group(1)) * _SIZE_UNITS[m.group(2)])
+    else:
+        raise fail(f"{value!r} is not a size; use bytes or e.g. '512KiB', '20MiB', '1GB'")
+    if size <= 0:
+        raise fail(f"{value!r} is not allowed here; the size must be more than zero")
+    return size
+
+
+def _no_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise fail("expected a number, got true/false")
+    return value
+
+
+def _blank_is_none(value: Any) -> Any:
+    return None if value == "" else value
+
+
+def _one_or_many(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_HOSTNAME = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?$")
+
+
+def _http_url(value: str, example: str) -> str:
+    if any(c.isspace() for c in value):
+        raise fail(f"the URL contains whitespace; use e.g. {example}")
+    try:
+        parts = urllib.parse.urlsplit(value)
+    except ValueError:  # e.g. an unclosed [ of an IPv6 host
+        raise fail(f"the URL cannot be parsed; use e.g. {example}") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        scheme = f"scheme '{parts.scheme}'" if parts.scheme else "no scheme"
+        raise fail(f"the URL has {scheme}; use an http:// or https:// URL, e.g. {example}")
+    if not parts.hostname:
+        raise fail(f"the URL has no host; use e.g. {example}")
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise fail(f"the URL has an invalid port; use e.g. {example}") from None
+    return value
+
+
+def _base_url(value: str) -> str:
+    return _http_url(value, DEFAULT_BASE_URL).rstrip("/")
+
+
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+
+def _sink_url(value: str) -> str:
+    example = "https://hooks.example.com/mistral"
+    for name in _PLACEHOLDER.findall(value):
+        if name not in URL_PLACEHOLDERS:
+            raise fail(
+                f"unknown placeholder {{{name}}} in the URL; only {{resource}} and {{action}} "
+                "may appear"
+            )
+    bare = _PLACEHOLDER.sub("x", value)
+    if "{" in bare or "}" in bare:
+        raise fail("the URL has an unmatched { or }; placeholders look like {resource}")
+    _http_url(bare, example)
+    return value
+
+
+def _webhook_secret(value: SecretStr) -> SecretStr:
+    text = value.get_secret_value()
+    hint = "not a Standard Webhooks secret (expected whsec_ followed by base64)"
+    if not text.startswith("whsec_"):
+        raise fail(hint)
+    try:
+        key = base64.b64decode(text.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError):
+        raise fail(hint) from None
+    if not 24 <= len(key) <= 64:
+        raise fail(
+            f"the secret decodes to {len(key)} bytes; use 24 to 64 random bytes, "
+            "e.g. whsec_$(openssl rand -base64 32)"
+        )
+    return value
+
+
+def _header_name(value: str) -> str:
+    if not _TOKEN.match(value):
+        raise fail(f"{value!r} is not a valid HTTP header name")
+    return value
+
+
+def _headers(value: Any) -> Any:
+    if not isinstance(value, Mapping):
+        return value
+    for name, text in value.items():
+        if not isinstance(name, str) or not _TOKEN.match(name):
+            raise fail(f"{name!r} is not a valid HTTP header name", name, at="key")
+        if name.lower() in RESERVED_HEADERS:
+            raise fail(f"'{name}' is set by poller itself; remove it from headers", name, at="key")
+        if isinstance(text, str) and ("\r" in text or "\n" in text):
+            raise fail("header values must be one line", name)
+    return value
+
+
+def _no_newline(value: str) -> str:
+    if "\r" in value or "\n" in value:
+        raise fail("must be one line")
+    return value
+
+
+def mask_url(url: str) -> str:
+    """``url`` with any password (in the userinfo or a ``password=`` query) shown as ``***``."""
+    url = re.sub(r"(://[^/@:]*:).*@", r"\1***@", url)  # greedy: a password may hold '@'
+
+    return re.sub(r"(?i)([?&]password=)[^&]*", r"\1***", url)
+
+
+def _store_url(value: str) -> str:
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme.lower() not in STORE_SCHEMES:
+        raise fail(
+            f"unsupported store URL '{mask_url(value)}'; "
+            "use sqlite:///PATH or postgresql://USER@HOST/DB"
+        )
+    if rest in ("", "/") or ":memory:" in rest:
+        raise fail(
+            "an in-memory SQLite database is lost when poller stops; "
+            "use sqlite:///PATH to a file, e.g. sqlite:////var/lib/poller/poller.db"
+        )
+    return value
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """``(host, port)`` of a ``HOST:PORT`` listen address (``[::1]:9464`` gives ``::1``).
+
+    Raises ``ValueError`` with a message that shows the accepted forms.
+    """
+    hint = f"{value!r} is not HOST:PORT; use e.g. 127.0.0.1:9464, [::1]:9464 or localhost:9464"
+    if value.startswith("["):
+        host, sep, port = value[1:].partition("]:")
+        try:
+            ok = bool(sep) and ipaddress.ip_address(host).version == 6
+        except ValueError:
+            ok = False
+    else:
+        host, sep, port = value.rpartition(":")
+        ok = bool(sep) and ":" not in host and _HOSTNAME.match(host) is not None
+    if not ok or not port.isdigit():
+        raise ValueError(hint)
+    if not 1 <= int(port) <= 65535:
+        raise ValueError(f"port {port} is out of range; use 1 to 65535")
+    return host, int(port)
+
+
+def _listen(value: str) -> str:
+    try:
+        split_listen(value)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    return value
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is ``localhost`` or a loopback IP address."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# --------------------------------------------------------------------------- field types
+
+
+def _number_or_string(kind: str, minimum: dict[str, int], pattern: str) -> WithJsonSchema:
+    # The schema describes the file before ${VAR} expansion, so a reference is a string too.
+    number = {"type": kind, **minimum}
+    return WithJsonSchema({"anyOf": [number, {"type": "string", "pattern": pattern}]})
+
+
+_DURATION_PATTERN = r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d)?\s*$|\$\{"
+_SIZE_PATTERN = r"^\s*\d+(\.\d+)?\s*(B|KiB|MiB|GiB|KB|MB|GB)?\s*$|\$\{"
+_SECRET_SCHEMA: dict[str, Any] = {"type": "string", "writeOnly": True}
+
+Duration = Annotated[
+    float,
+    BeforeValidator(_duration),
+    _number_or_string("number", {"minimum": 0}, _DURATION_PATTERN),
+]
+PositiveDuration = Annotated[
+    float,
+    BeforeValidator(_positive_duration),
+    _number_or_string("number", {"exclusiveMinimum": 0}, _DURATION_PATTERN),
+]
+Size = Annotated[
+    int,
+    BeforeValidator(_size),
+    _number_or_string("integer", {"exclusiveMinimum": 0}, _SIZE_PATTERN),
+]
+Threshold = Annotated[float, Field(gt=0, le=1), BeforeValidator(_no_bool)]
+PageSize = Annotated[int, Field(ge=1, le=1000), BeforeValidator(_no_bool)]
+Concurrency = Annotated[int, Field(ge=1, le=256), BeforeValidator(_no_bool)]
+PositiveInt = Annotated[int, Field(ge=1), BeforeValidator(_no_bool)]
+WORKSPACE_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+SINK_NAME = r"^[A-Za-z0-9_.-]+$"
+WorkspaceName = Annotated[str, Field(pattern=WORKSPACE_NAME)]
+SinkName = Annotated[str, Field(pattern=SINK_NAME)]
+Listen = Annotated[str, AfterValidator(_listen)]
+BaseUrl = Annotated[str, AfterValidator(_base_url)]
+SinkUrl = Annotated[str, AfterValidator(_sink_url)]
+StoreUrl = Annotated[str, AfterValidator(_store_url)]
+HeaderName = Annotated[str, AfterValidator(_header_name)]
+OneLine = Annotated[str, AfterValidator(_no_newline)]
+Headers = Annotated[dict[str, str], BeforeValidator(_headers)]
+OptionalSecret = Annotated[SecretStr | None, BeforeValidator(_blank_is_none)]
+WebhookSecrets = Annotated[
+    tuple[Annotated[SecretStr, AfterValidator(_webhook_secret)], ...],
+    BeforeValidator(_one_or_many),
+    Field(min_length=1, validation_alias="secret"),
+    WithJsonSchema(
+        {"anyOf": [_SECRET_SCHEMA, {"type": "array", "items": _SECRET_SCHEMA, "minItems": 1}]}
+    ),
+]
