@@ -14,8 +14,8 @@ from typing import Any, TextIO
 import httpx
 import sqlalchemy as sa
 
-from poller import config as config_mod
 from poller import __version__, sources, store, utils
+from poller import config as config_mod
 from poller.delivery.dispatcher import SinkWorker
 from poller.delivery.retry import RetryPolicy
 from poller.mistral.client import MistralClient
@@ -141,7 +141,10 @@ class App:
         for name in ws.sources.enabled():
             src = ws.sources.get(name)
             pollers[name] = SourcePoller(
-                sources.BY_NAME[name], client=client, store=self.store, settings=settings,
+                sources.BY_NAME[name],
+                client=client,
+                store=self.store,
+                settings=settings,
                 clock=self.clock,
             )
             paces[name] = Pace(

@@ -128,7 +128,11 @@ def once(config_path: str | None, as_json: bool) -> None:
         {"source": r.source, "mode": r.mode, "events": len(r.events), "requests": r.requests}
         for r in reports
     ]
-    click.echo(render.to_json(rows) if as_json else render.table(rows, ["source", "mode", "events", "requests"]))
+    click.echo(
+        render.to_json(rows)
+        if as_json
+        else render.table(rows, ["source", "mode", "events", "requests"])
+    )
 
 
 async def _once(config: config_mod.Config) -> list[Any]:
@@ -176,14 +180,29 @@ def free_port(host: str = "127.0.0.1") -> int:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=int)
 @click.option("--api-key", envvar="SIMULATOR_API_KEY", default=None, help="Require this key.")
-@click.option("--fine-tuning/--no-fine-tuning", default=True, show_default=True,
-              help="Serve /v1/fine_tuning (it answers 404 when off, as deprecated upstream).")
-@click.option("--activity/--no-activity", default=False, show_default=True,
-              help="Generate jobs, files and models on its own.")
-@click.option("--scenario", type=click.Choice(["empty", "demo"]), default="empty", show_default=True)
+@click.option(
+    "--fine-tuning/--no-fine-tuning",
+    default=True,
+    show_default=True,
+    help="Serve /v1/fine_tuning (it answers 404 when off, as deprecated upstream).",
+)
+@click.option(
+    "--activity/--no-activity",
+    default=False,
+    show_default=True,
+    help="Generate jobs, files and models on its own.",
+)
+@click.option(
+    "--scenario", type=click.Choice(["empty", "demo"]), default="empty", show_default=True
+)
 @click.option("--seed", type=int, default=None, help="Seed of its random choices.")
 def simulate(
-    host: str, port: int, api_key: str | None, fine_tuning: bool, activity: bool, scenario: str,
+    host: str,
+    port: int,
+    api_key: str | None,
+    fine_tuning: bool,
+    activity: bool,
+    scenario: str,
     seed: int | None,
 ) -> None:
     """Serve the built-in Mistral API simulator (list/get endpoints, lifecycles, faults)."""
@@ -220,10 +239,20 @@ def demo_config(base_url: str, store_url: str) -> config_mod.Config:
 
 
 @main.command()
-@click.option("--store", "store_path", default=None, metavar="PATH",
-              help="SQLite file to keep (default: a fresh temporary one).")
-@click.option("--duration", type=float, default=None, metavar="SECONDS",
-              help="Stop after this many seconds (default: run until Ctrl-C).")
+@click.option(
+    "--store",
+    "store_path",
+    default=None,
+    metavar="PATH",
+    help="SQLite file to keep (default: a fresh temporary one).",
+)
+@click.option(
+    "--duration",
+    type=float,
+    default=None,
+    metavar="SECONDS",
+    help="Stop after this many seconds (default: run until Ctrl-C).",
+)
 def demo(store_path: str | None, duration: float | None) -> None:
     """The simulator and the daemon together: events appear on stdout within seconds."""
     run_async(_demo(store_path, duration))
@@ -287,16 +316,37 @@ def status(config_path: str | None, as_json: bool) -> None:
     for row in report["sources"]:
         row["last_poll"] = render.age(row["last_poll_at"], report["now"])
         row["last_success"] = render.age(row["last_success_at"], report["now"])
-    click.echo(render.table(
-        report["sources"],
-        ["workspace", "source", "last_poll", "last_success", "tracked", "active", "error_streak",
-         "last_error"],
-    ))
+    click.echo(
+        render.table(
+            report["sources"],
+            [
+                "workspace",
+                "source",
+                "last_poll",
+                "last_success",
+                "tracked",
+                "active",
+                "error_streak",
+                "last_error",
+            ],
+        )
+    )
     click.echo()
-    click.echo(render.table(
-        report["sinks"],
-        ["sink", "enabled", "circuit", "pending", "failing", "dead", "delivered", "oldest_pending"],
-    ))
+    click.echo(
+        render.table(
+            report["sinks"],
+            [
+                "sink",
+                "enabled",
+                "circuit",
+                "pending",
+                "failing",
+                "dead",
+                "delivered",
+                "oldest_pending",
+            ],
+        )
+    )
 
 
 @main.group()
@@ -307,14 +357,20 @@ def events() -> None:
 @events.command("list")
 @config_option
 @json_option
-@click.option("--status", type=click.Choice(["pending", "failed", "dead", "delivered"]), default=None)
+@click.option(
+    "--status", type=click.Choice(["pending", "failed", "dead", "delivered"]), default=None
+)
 @click.option("--sink", default=None)
 @click.option("--type", "event_type", default=None, help="Event type; * matches anything.")
 @click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
 @guarded
 def events_list(
-    config_path: str | None, as_json: bool, status: str | None, sink: str | None,
-    event_type: str | None, limit: int,
+    config_path: str | None,
+    as_json: bool,
+    status: str | None,
+    sink: str | None,
+    event_type: str | None,
+    limit: int,
 ) -> None:
     """Deliveries, newest first."""
     config = load_config(config_path)
@@ -329,10 +385,21 @@ def events_list(
     if as_json:
         click.echo(render.to_json(rows))
     else:
-        click.echo(render.table(
-            rows, ["id", "type", "resource_id", "sink", "status", "attempts", "last_status_code",
-                   "timestamp"],
-        ))
+        click.echo(
+            render.table(
+                rows,
+                [
+                    "id",
+                    "type",
+                    "resource_id",
+                    "sink",
+                    "status",
+                    "attempts",
+                    "last_status_code",
+                    "timestamp",
+                ],
+            )
+        )
 
 
 @events.command("show")
@@ -358,7 +425,11 @@ def events_show(config_path: str | None, as_json: bool, event_id: str) -> None:
     for d in detail["deliveries"]:
         click.echo(f"\nsink {d['sink']}: {d['status']}, {d['attempts']} attempt(s)")
         if d["log"]:
-            click.echo(render.table(d["log"], ["attempted_at", "ok", "status_code", "duration_ms", "error"]))
+            click.echo(
+                render.table(
+                    d["log"], ["attempted_at", "ok", "status_code", "duration_ms", "error"]
+                )
+            )
 
 
 def parse_time(value: str | None) -> dt.datetime | None:
@@ -384,7 +455,10 @@ def parse_time(value: str | None) -> dt.datetime | None:
 @click.option("--sink", default=None, help="Only towards this sink.")
 @guarded
 def events_replay(
-    config_path: str | None, event_ids: tuple[str, ...], since: str | None, until: str | None,
+    config_path: str | None,
+    event_ids: tuple[str, ...],
+    since: str | None,
+    until: str | None,
     sink: str | None,
 ) -> None:
     """Queue events again (delivered ones too), under the same ids."""
@@ -398,7 +472,10 @@ def events_replay(
             if unknown:
                 fail(f"no event with id {', '.join(unknown)}; nothing was queued")
         count = outbox.replay(
-            utils.utcnow(), ids=list(event_ids), since=parse_time(since), until=parse_time(until),
+            utils.utcnow(),
+            ids=list(event_ids),
+            since=parse_time(since),
+            until=parse_time(until),
             sink=sink,
         )
     finally:
@@ -428,9 +505,12 @@ def sinks_list(config_path: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(render.to_json(rows))
     else:
-        click.echo(render.table(
-            rows, ["sink", "configured", "enabled", "circuit", "pending", "dead", "disabled_reason"]
-        ))
+        click.echo(
+            render.table(
+                rows,
+                ["sink", "configured", "enabled", "circuit", "pending", "dead", "disabled_reason"],
+            )
+        )
 
 
 @sinks.command("enable")
@@ -448,8 +528,9 @@ def sinks_enable(config_path: str | None, name: str) -> None:
     try:
         state = outbox.sink_state(name)
         outbox.save_sink_state(
-            dataclasses.replace(state, enabled=True, disabled_reason=None, failing_since=None,
-                                next_probe_at=None)
+            dataclasses.replace(
+                state, enabled=True, disabled_reason=None, failing_since=None, next_probe_at=None
+            )
         )
     finally:
         engine.dispose()

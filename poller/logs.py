@@ -18,7 +18,12 @@ import structlog
 MASK = "***"
 _SENSITIVE_KEY = re.compile(r"(authorization|api[_-]?key|secret|token|password|cookie)", re.I)
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
-LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 
 
 class Redactor:
@@ -30,7 +35,9 @@ class Redactor:
 
     def update(self, secrets: Iterable[str]) -> None:
         # longest first, so a secret that contains another is masked whole
-        self.secrets = tuple(sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True))
+        self.secrets = tuple(
+            sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        )
 
     def _text(self, text: str) -> str:
         for secret in self.secrets:

@@ -30,7 +30,7 @@ def next_delay(
     """Seconds until the next poll.
 
     ``error_streak`` consecutive failures back off exponentially from the active interval
-    (1×, 2×, 4×, … with ±``jitter``), capped at ``max_backoff``; ``rand`` in [0, 1) draws
+    (1x, 2x, 4x, … with ±``jitter``), capped at ``max_backoff``; ``rand`` in [0, 1) draws
     the jitter (0.5 is none).
     """
     if error_streak > 0:

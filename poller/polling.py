@@ -120,7 +120,9 @@ class SourcePoller:
         if not baseline:
             if not listing.complete:
                 self.log.warning(
-                    "listing_incomplete", total=listing.total, got=len(listing.items),
+                    "listing_incomplete",
+                    total=listing.total,
+                    got=len(listing.items),
                     consequence="no deletions this time",
                 )
             else:
@@ -275,7 +277,9 @@ class SourcePoller:
         held: int = 0,
     ) -> list[Event]:
         created = [r.created for r in seen if r.created is not None]
-        cursor = max([*created, *([state.cursor] if state.cursor is not None else [])], default=None)
+        cursor = max(
+            [*created, *([state.cursor] if state.cursor is not None else [])], default=None
+        )
         commit = PollCommit(
             workspace=self.workspace,
             source=self.spec.name,

@@ -14,6 +14,7 @@ import dataclasses
 import datetime as dt
 import random
 from collections.abc import Callable
+from typing import Any
 
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -47,7 +48,7 @@ class Runner:
         self.rand = rand
         self.health: dict[tuple[str, str], SourceHealth] = {}
         self.cycles = 0
-        self._polls: set[asyncio.Task[object]] = set()
+        self._polls: set[asyncio.Task[Any]] = set()
         self._scheduler: AsyncIOScheduler | None = None
         self._stopping = False
 
@@ -117,7 +118,11 @@ class Runner:
         await asyncio.to_thread(
             self.app.store.record_poll_error, ws.name, poller.spec.name, error, utils.utcnow()
         )
-        level = bound.error if health.error_streak in (1, 5) or health.error_streak % 20 == 0 else bound.info
+        level = (
+            bound.error
+            if health.error_streak in (1, 5) or health.error_streak % 20 == 0
+            else bound.info
+        )
         level("poll_failed", error=error, error_streak=health.error_streak)
 
     # -- the daemon --------------------------------------------------------------------
@@ -125,12 +130,12 @@ class Runner:
     async def _job(self, ws: Workspace, poller: SourcePoller, job_id: str) -> None:
         task = asyncio.current_task()
         if task is not None:
-            self._polls.add(task)  # type: ignore[arg-type]
+            self._polls.add(task)
         try:
             health = await self.poll_once(ws, poller)
         finally:
             if task is not None:
-                self._polls.discard(task)  # type: ignore[arg-type]
+                self._polls.discard(task)
         scheduler = self._scheduler
         if scheduler is None or self._stopping:
             return
@@ -196,4 +201,3 @@ class Runner:
         for worker in self.app.workers.values():
             await worker.flush()
         return reports
-

@@ -61,8 +61,12 @@ class WebhookReceiver:
                 if receiver.delay:
                     time.sleep(receiver.delay)
                 draft = Received(
-                    self.command, self.path, {k.lower(): v for k, v in self.headers.items()},
-                    body, 0, time.time(),
+                    self.command,
+                    self.path,
+                    {k.lower(): v for k, v in self.headers.items()},
+                    body,
+                    0,
+                    time.time(),
                 )
                 answer = receiver.respond(draft)
                 status, headers = answer if isinstance(answer, tuple) else (answer, {})
@@ -122,7 +126,9 @@ class WebhookReceiver:
             while not predicate(list(self.requests)):
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise TimeoutError(f"receiver: condition not met, {len(self.requests)} requests")
+                    raise TimeoutError(
+                        f"receiver: condition not met, {len(self.requests)} requests"
+                    )
                 self._lock.wait(left)
             return list(self.requests)
 

@@ -21,6 +21,7 @@ import dataclasses
 import datetime as dt
 import random
 from collections.abc import Callable
+from typing import Any
 
 import structlog
 
@@ -158,17 +159,17 @@ class SinkWorker:
         self._state = await asyncio.to_thread(self.outbox.sink_state, self.name)
         self._state_read_at = now
 
-    async def _wait(self, stop: asyncio.Event, timeout: float) -> None:
-        if timeout <= 0:
+    async def _wait(self, stop: asyncio.Event, delay: float) -> None:
+        if delay <= 0:
             await asyncio.sleep(0)
             return
-        waiters: set[asyncio.Future[object]] = {
+        waiters: set[asyncio.Future[Any]] = {
             asyncio.ensure_future(stop.wait()),
             asyncio.ensure_future(self.wake.wait()),
             *self._inflight,
         }
         try:
-            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for waiter in waiters:
                 if waiter not in self._inflight and not waiter.done():
@@ -213,24 +214,32 @@ class SinkWorker:
                 released = await asyncio.to_thread(self.outbox.release, self.name, now)
                 self.log.info("sink_recovered", released=released)
             elif opened:
-                self.log.warning("sink_failing", next_probe_at=utils.isoformat(state.next_probe_at or now))
+                self.log.warning(
+                    "sink_failing", next_probe_at=utils.isoformat(state.next_probe_at or now)
+                )
 
     def _judge(self, delivery: Delivery, outcome: Outcome, now: dt.datetime) -> AttemptRecord:
         """Where one attempt leaves its delivery."""
         event = delivery.event
-        fields = dict(
-            delivery_id=delivery.id,
-            attempted_at=now,
-            ok=outcome.ok,
-            status_code=outcome.status_code,
-            error=outcome.error,
-            duration_ms=outcome.duration_ms,
-        )
+
+        def record(kind: str, status: str, nxt: dt.datetime) -> AttemptRecord:
+            return AttemptRecord(
+                delivery_id=delivery.id,
+                attempted_at=now,
+                ok=outcome.ok,
+                outcome=kind,
+                status=status,
+                next_attempt_at=nxt,
+                status_code=outcome.status_code,
+                error=outcome.error,
+                duration_ms=outcome.duration_ms,
+            )
+
         if outcome.ok:
             self.log.debug("event_delivered", event_id=event.id, type=event.type)
-            return AttemptRecord(**fields, outcome="delivered", status=DELIVERED, next_attempt_at=now)
+            return record("delivered", DELIVERED, now)
         if outcome.gone:
-            return AttemptRecord(**fields, outcome="gone", status=PENDING, next_attempt_at=now)
+            return record("gone", PENDING, now)
         kind = "rejected" if outcome.rejected else "transient"
         nxt = retry.next_attempt(
             self.policy,
@@ -249,7 +258,7 @@ class SinkWorker:
                 status_code=outcome.status_code,
                 error=outcome.error,
             )
-            return AttemptRecord(**fields, outcome=kind, status=DEAD, next_attempt_at=now)
+            return record(kind, DEAD, now)
         self.log.warning(
             "delivery_failed",
             event_id=event.id,
@@ -259,7 +268,7 @@ class SinkWorker:
             error=outcome.error,
             next_attempt_at=utils.isoformat(nxt),
         )
-        return AttemptRecord(**fields, outcome=kind, status=PENDING, next_attempt_at=nxt)
+        return record(kind, PENDING, nxt)
 
     def _transition(
         self, state: SinkState, delivery: Delivery, outcome: Outcome, probe: bool, now: dt.datetime
@@ -305,4 +314,3 @@ class SinkWorker:
                         await task
                     self._inflight.pop(task)
         await self._collect()
-

@@ -22,7 +22,9 @@ def decode_secret(secret: str) -> bytes:
     try:
         key = base64.b64decode(raw, validate=True)
     except (binascii.Error, ValueError):
-        raise ValueError("not a Standard Webhooks secret (expected whsec_ followed by base64)") from None
+        raise ValueError(
+            "not a Standard Webhooks secret (expected whsec_ followed by base64)"
+        ) from None
     if not key:
         raise ValueError("empty webhook secret")
     return key

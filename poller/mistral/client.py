@@ -129,20 +129,26 @@ class MistralClient:
             ) from None
         except httpx.TransportError as exc:
             reason = str(exc) or type(exc).__name__
-            raise UnreachableError(f"cannot reach the API: {reason}", method=method, path=path) from None
+            raise UnreachableError(
+                f"cannot reach the API: {reason}", method=method, path=path
+            ) from None
         status = response.status_code
         if status < 400:
             if 300 <= status:
                 raise ApiError(
                     "unexpected redirect; check mistral.base_url",
-                    status_code=status, method=method, path=path,
+                    status_code=status,
+                    method=method,
+                    path=path,
                 )
             return response
         message = error_message(response)
         if status in (401, 403):
             raise AuthError(
                 f"the API refused the credentials ({message}); check the workspace's api_key",
-                status_code=status, method=method, path=path,
+                status_code=status,
+                method=method,
+                path=path,
             )
         if status == 404:
             raise NotFoundError(message, status_code=status, method=method, path=path)
@@ -151,7 +157,10 @@ class MistralClient:
             self.gate.pause(retry_after if retry_after is not None else 1.0)
             raise RateLimitedError(
                 f"rate limited ({message})",
-                retry_after=retry_after, status_code=status, method=method, path=path,
+                retry_after=retry_after,
+                status_code=status,
+                method=method,
+                path=path,
             )
         if status >= 500:
             raise ServerError(message, status_code=status, method=method, path=path)
@@ -197,7 +206,9 @@ class MistralClient:
             raise GarbledError("the answer is not an object with an id", method="GET", path=path)
         return body
 
-    async def list_all(self, path: str, *, params: Params | None = None, paged: bool = True) -> Listing:
+    async def list_all(
+        self, path: str, *, params: Params | None = None, paged: bool = True
+    ) -> Listing:
         """Every item of a list endpoint, following 0-based ``page``/``page_size``.
 
         ``complete`` is false when the pages did not add up to the ``total`` the API
@@ -214,11 +225,17 @@ class MistralClient:
         page = 0
         complete = True
         while True:
-            body = await self.request("GET", path, {**base, "page": page, "page_size": self.page_size})
+            body = await self.request(
+                "GET", path, {**base, "page": page, "page_size": self.page_size}
+            )
             items = _items(body, path, require_total=False)
             if page == 0:
                 raw_total = body.get("total")
-                if isinstance(raw_total, int) and not isinstance(raw_total, bool) and raw_total >= 0:
+                if (
+                    isinstance(raw_total, int)
+                    and not isinstance(raw_total, bool)
+                    and raw_total >= 0
+                ):
                     total = raw_total
             for item in items:
                 collected.setdefault(item["id"], item)

@@ -28,6 +28,7 @@ def upsert(
     """
     if not rows:
         return
+    insert: Any
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:

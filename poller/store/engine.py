@@ -28,7 +28,8 @@ def _sqlite_file(url: sa.URL) -> pathlib.Path:
     database = url.database or ""
     if database in ("", ":memory:") or database.startswith("file:"):
         raise StoreError(
-            f"store.url: {safe_url(str(url))} is not a file; use sqlite:///PATH (a daemon needs a file)"
+            f"store.url: {safe_url(str(url))} is not a file; "
+            "use sqlite:///PATH (a daemon needs a file)"
         )
     return pathlib.Path(database)
 
@@ -64,9 +65,7 @@ def create_engine(url: str) -> sa.Engine:
     if backend == "sqlite":
         path = _sqlite_file(parsed)
         _prepare_sqlite_file(path)
-        engine = sa.create_engine(
-            parsed, connect_args={"check_same_thread": False, "timeout": 10}
-        )
+        engine = sa.create_engine(parsed, connect_args={"check_same_thread": False, "timeout": 10})
         sa.event.listen(engine, "connect", _on_sqlite_connect)
     elif backend == "postgresql":
         if parsed.drivername == "postgresql":
@@ -91,9 +90,11 @@ def create_engine(url: str) -> sa.Engine:
 
 def init_schema(engine: sa.Engine) -> None:
     """Create missing tables and record (or check) the schema version."""
-    SQLModel.metadata.create_all(engine, tables=[t.__table__ for t in _TABLES])  # type: ignore[attr-defined]
+    SQLModel.metadata.create_all(engine, tables=[_table(t) for t in _TABLES])
     with Session(engine) as session:
-        row = session.exec(select(tables.MetaRow).where(tables.MetaRow.key == "schema_version")).first()
+        row = session.exec(
+            select(tables.MetaRow).where(tables.MetaRow.key == "schema_version")
+        ).first()
         if row is None:
             session.add(tables.MetaRow(key="schema_version", value=str(tables.SCHEMA_VERSION)))
             session.commit()
@@ -104,7 +105,11 @@ def init_schema(engine: sa.Engine) -> None:
             )
 
 
-_TABLES = (
+def _table(model: type[SQLModel]) -> sa.Table:
+    return model.__table__  # type: ignore[attr-defined,no-any-return]
+
+
+_TABLES: tuple[type[SQLModel], ...] = (
     tables.MetaRow,
     tables.ResourceRow,
     tables.SourceStateRow,

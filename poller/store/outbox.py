@@ -335,7 +335,11 @@ class Outbox:
                 if oldest is not None and oldest.tzinfo is None:
                     oldest = oldest.replace(tzinfo=dt.UTC)
                 stats[sink] = SinkStats(
-                    sink, int(pending or 0), int(fail or 0), int(dead or 0), int(delivered or 0),
+                    sink,
+                    int(pending or 0),
+                    int(fail or 0),
+                    int(dead or 0),
+                    int(delivered or 0),
                     oldest,
                 )
         return stats

@@ -63,7 +63,9 @@ class ResourceRow(SQLModel, table=True):
     status: str | None = Field(default=None, max_length=64)
     created: int | None = Field(default=None, sa_type=sa.BigInteger)
     active: bool = False
-    data: dict[str, Any] = Field(default_factory=dict, sa_column=sa.Column(JSONType, nullable=False))
+    data: dict[str, Any] = Field(
+        default_factory=dict, sa_column=sa.Column(JSONType, nullable=False)
+    )
     first_seen_at: dt.datetime = _ts(nullable=False)
     updated_at: dt.datetime = _ts(nullable=False)
 
@@ -95,7 +97,9 @@ class EventRow(SQLModel, table=True):
     workspace: str = Field(max_length=64)
     resource_id: str = Field(max_length=255)
     timestamp: dt.datetime = _ts(nullable=False, index=True)
-    data: dict[str, Any] = Field(default_factory=dict, sa_column=sa.Column(JSONType, nullable=False))
+    data: dict[str, Any] = Field(
+        default_factory=dict, sa_column=sa.Column(JSONType, nullable=False)
+    )
 
 
 class DeliveryRow(SQLModel, table=True):

@@ -7,6 +7,7 @@ import base64
 import datetime as dt
 import json
 import os
+import pathlib
 from collections.abc import AsyncIterator, Sequence
 
 import httpx
@@ -44,31 +45,41 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-def record_jobs(engine: sa.Engine, count: int, *, transitions: bool = True,
-                sinks: Sequence[str] = ("hook",)) -> list[Event]:
+def record_jobs(
+    engine: sa.Engine, count: int, *, transitions: bool = True, sinks: Sequence[str] = ("hook",)
+) -> list[Event]:
     """Commit ``count`` jobs' created (and succeeded) events as a poll would."""
     store = Store(engine, lambda _e: list(sinks))
     now = dt.datetime.now(dt.UTC)
     events: list[Event] = []
     for n in range(count):
-        r = BATCH_JOBS.to_resource({"id": f"job-{n:04d}", "status": "QUEUED", "created_at": n,
-                                    "model": "m"})
+        r = BATCH_JOBS.to_resource(
+            {"id": f"job-{n:04d}", "status": "QUEUED", "created_at": n, "model": "m"}
+        )
         events.append(event_for(BATCH_JOBS, "batch_job.created", r, workspace="w", now=now))
     if transitions:
         for n in range(count):
-            r = BATCH_JOBS.to_resource({"id": f"job-{n:04d}", "status": "SUCCESS", "created_at": n,
-                                        "output_file": "o", "total_requests": 1})
+            r = BATCH_JOBS.to_resource(
+                {
+                    "id": f"job-{n:04d}",
+                    "status": "SUCCESS",
+                    "created_at": n,
+                    "output_file": "o",
+                    "total_requests": 1,
+                }
+            )
             events.append(event_for(BATCH_JOBS, "batch_job.succeeded", r, workspace="w", now=now))
-    store.commit_poll(PollCommit("w", "batch_jobs", DiffResult(events=tuple(events)), now),
-                      active=lambda r: False)
+    store.commit_poll(
+        PollCommit("w", "batch_jobs", DiffResult(events=tuple(events)), now), active=lambda r: False
+    )
     return events
 
 
-async def run_until(worker: SinkWorker, condition: object, timeout: float = 10.0) -> None:
+async def run_until(worker: SinkWorker, condition: object, limit: float = 10.0) -> None:
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop, grace=2))
     loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
+    end = loop.time() + limit
     try:
         while not condition():  # type: ignore[operator]
             if loop.time() > end:
@@ -126,8 +137,12 @@ async def test_circuit_probes_with_one_delivery(engine: sa.Engine, http: httpx.A
     record_jobs(engine, 10, transitions=False)
     with WebhookReceiver(lambda _r: 500) as receiver:
         policy = RetryPolicy(schedule=(0, 0.1) + (3600,) * 6, probe_interval=0.3)
-        worker = SinkWorker(HttpSink("hook", receiver.url, client=http), Outbox(engine),
-                            policy=policy, concurrency=1)
+        worker = SinkWorker(
+            HttpSink("hook", receiver.url, client=http),
+            Outbox(engine),
+            policy=policy,
+            concurrency=1,
+        )
         stop = asyncio.Event()
         task = asyncio.create_task(worker.run(stop))
         await asyncio.sleep(1.0)
@@ -144,8 +159,9 @@ async def test_gone_disables_sink_until_enabled(engine: sa.Engine, http: httpx.A
     answers = {"status": 410}
     with WebhookReceiver(lambda _r: answers["status"]) as receiver:
         outbox = Outbox(engine)
-        worker = SinkWorker(HttpSink("hook", receiver.url, client=http), outbox, policy=FAST,
-                            concurrency=1)
+        worker = SinkWorker(
+            HttpSink("hook", receiver.url, client=http), outbox, policy=FAST, concurrency=1
+        )
         await run_until(worker, lambda: not outbox.sink_state("hook").enabled)
         assert len(receiver.requests) == 1
         assert outbox.sink_stats()["hook"].pending == 3
@@ -159,8 +175,9 @@ async def test_retry_after_is_honoured(engine: sa.Engine, http: httpx.AsyncClien
     record_jobs(engine, 1, transitions=False)
     answers = iter([(429, {"Retry-After": "1"})])
     with WebhookReceiver(lambda _r: next(answers, 200)) as receiver:
-        worker = SinkWorker(HttpSink("hook", receiver.url, client=http), Outbox(engine),
-                            policy=FAST, concurrency=1)
+        worker = SinkWorker(
+            HttpSink("hook", receiver.url, client=http), Outbox(engine), policy=FAST, concurrency=1
+        )
         await run_until(worker, lambda: len(receiver.delivered()) == 1)
         first, second = receiver.requests
     assert second.at - first.at >= 0.9
@@ -172,8 +189,12 @@ async def test_rejection_keeps_circuit_closed(engine: sa.Engine, http: httpx.Asy
     bad = events[0].id
     with WebhookReceiver(lambda r: 400 if r.headers["webhook-id"] == bad else 200) as receiver:
         outbox = Outbox(engine)
-        worker = SinkWorker(HttpSink("hook", receiver.url, client=http), outbox,
-                            policy=RetryPolicy(schedule=(0, 3600)), concurrency=2)
+        worker = SinkWorker(
+            HttpSink("hook", receiver.url, client=http),
+            outbox,
+            policy=RetryPolicy(schedule=(0, 3600)),
+            concurrency=2,
+        )
         await run_until(worker, lambda: len(receiver.delivered()) == 4)
         assert not outbox.sink_state("hook").circuit_open
         assert outbox.sink_stats()["hook"].failing == 1
@@ -185,11 +206,15 @@ async def test_dead_after_schedule_spent_with_time_travel(
     """A delivery refused at every step of the default schedule ends dead (kept, listed)."""
     record_jobs(engine, 1, transitions=False)
     outbox = Outbox(engine)
-    with WebhookReceiver(lambda _r: 422) as receiver, freeze_time(
-        "2026-11-27 12:00:00", real_asyncio=True
-    ) as frozen:
-        worker = SinkWorker(HttpSink("hook", receiver.url, client=http), outbox,
-                            policy=RetryPolicy(max_age=30 * 86400))
+    with (
+        WebhookReceiver(lambda _r: 422) as receiver,
+        freeze_time("2026-11-27 12:00:00", real_asyncio=True) as frozen,
+    ):
+        worker = SinkWorker(
+            HttpSink("hook", receiver.url, client=http),
+            outbox,
+            policy=RetryPolicy(max_age=30 * 86400),
+        )
         for _ in range(8):
             await worker.step()
             while worker._inflight:
@@ -238,7 +263,10 @@ async def test_url_placeholders_give_seed_paths(engine: sa.Engine, http: httpx.A
         await SinkWorker(HttpSink("hook", url, client=http), Outbox(engine), policy=FAST).flush()
         await SinkWorker(HttpSink("hook", url, client=http), Outbox(engine), policy=FAST).flush()
         paths = [r.path for r in receiver.delivered()]
-    assert paths == ["/webhooks/mistral-ai/batch_job/created", "/webhooks/mistral-ai/batch_job/succeeded"]
+    assert paths == [
+        "/webhooks/mistral-ai/batch_job/created",
+        "/webhooks/mistral-ai/batch_job/succeeded",
+    ]
 
 
 async def test_file_sink_appends_json_lines(engine: sa.Engine, tmp_path: os.PathLike[str]) -> None:
@@ -250,8 +278,8 @@ async def test_file_sink_appends_json_lines(engine: sa.Engine, tmp_path: os.Path
     for _ in range(3):
         await worker.flush()
     await sink.aclose()
-    with open(path) as fh:
-        lines = [json.loads(line) for line in fh]
+    text = await asyncio.to_thread(pathlib.Path(path).read_text)
+    lines = [json.loads(line) for line in text.splitlines()]
     assert sorted(x["id"] for x in lines) == sorted(e.id for e in events)
 
 

@@ -43,8 +43,9 @@ def outbox(engine: sa.Engine) -> Outbox:
 
 
 def job(rid: str, status: str = "RUNNING", created: int = 100) -> Resource:
-    return BATCH_JOBS.to_resource({"id": rid, "status": status, "created_at": created,
-                                   "model": "m", "total_requests": 1})
+    return BATCH_JOBS.to_resource(
+        {"id": rid, "status": status, "created_at": created, "model": "m", "total_requests": 1}
+    )
 
 
 def events_for(*resources: Resource, kind: str = "batch_job.created") -> tuple[Event, ...]:
@@ -58,7 +59,9 @@ def commit(store: Store, result: DiffResult, **kw: object) -> list[Event]:
     )
 
 
-def test_poll_commit_writes_snapshot_state_events_and_deliveries(store: Store, outbox: Outbox) -> None:
+def test_poll_commit_writes_snapshot_state_events_and_deliveries(
+    store: Store, outbox: Outbox
+) -> None:
     """One commit stores the items, the source state, the events and one delivery per sink."""
     r = job("j1")
     recorded = commit(store, DiffResult(upserts=(r,), events=events_for(r)), cursor=100)
@@ -81,6 +84,7 @@ def test_events_are_recorded_once_by_id(store: Store, outbox: Outbox) -> None:
 
 def test_failed_commit_leaves_nothing(engine: sa.Engine, outbox: Outbox) -> None:
     """A failure inside the poll transaction rolls back the snapshot with the events."""
+
     def broken(_e: Event) -> Sequence[str]:
         raise RuntimeError("boom")
 
@@ -126,13 +130,15 @@ def test_due_keeps_order_per_resource(store: Store, outbox: Outbox) -> None:
     commit(store, DiffResult(events=events_for(job("ja", "SUCCESS"), kind="batch_job.succeeded")))
     due = outbox.due("a", T0, 10)
     assert [(d.event.resource_id, d.event.type) for d in due] == [
-        ("ja", "batch_job.created"), ("jb", "batch_job.created")
+        ("ja", "batch_job.created"),
+        ("jb", "batch_job.created"),
     ]
     first = due[0]
     outbox.record([AttemptRecord(first.id, T0, True, "delivered", "delivered", T0, 200)])
     due = outbox.due("a", T0, 10)
     assert [(d.event.resource_id, d.event.type) for d in due] == [
-        ("jb", "batch_job.created"), ("ja", "batch_job.succeeded")
+        ("jb", "batch_job.created"),
+        ("ja", "batch_job.succeeded"),
     ]
     assert [d.event.resource_id for d in outbox.due("a", T0, 10, exclude=[due[0].id])] == ["ja"]
 
@@ -144,7 +150,9 @@ def test_failed_delivery_waits_and_dead_ones_do_not_block(store: Store, outbox: 
     commit(store, DiffResult(events=events_for(job("ja", "SUCCESS"), kind="batch_job.succeeded")))
     first = outbox.due("a", T0, 10)[0]
     later = T0 + dt.timedelta(minutes=5)
-    outbox.record([AttemptRecord(first.id, T0, False, "rejected", "pending", later, 400, "HTTP 400")])
+    outbox.record(
+        [AttemptRecord(first.id, T0, False, "rejected", "pending", later, 400, "HTTP 400")]
+    )
     assert outbox.due("a", T0, 10) == []
     assert outbox.next_due_at("a") == later
     outbox.record([AttemptRecord(first.id, T0, False, "rejected", "dead", T0, 400, "HTTP 400")])
@@ -157,10 +165,12 @@ def test_release_and_expire(store: Store, outbox: Outbox) -> None:
     commit(store, DiffResult(upserts=(a, b), events=events_for(a, b)))
     da, db = outbox.due("a", T0, 10)
     later = T0 + dt.timedelta(hours=1)
-    outbox.record([
-        AttemptRecord(da.id, T0, False, "transient", "pending", later, 503),
-        AttemptRecord(db.id, T0, False, "rejected", "pending", later, 400),
-    ])
+    outbox.record(
+        [
+            AttemptRecord(da.id, T0, False, "transient", "pending", later, 503),
+            AttemptRecord(db.id, T0, False, "rejected", "pending", later, 400),
+        ]
+    )
     assert outbox.release("a", T0) == 1
     assert [d.id for d in outbox.due("a", T0, 10)] == [da.id]
     assert outbox.expire("a", T0 + dt.timedelta(seconds=1)) == 2
@@ -172,7 +182,9 @@ def test_probe_candidate_prefers_due(store: Store, outbox: Outbox) -> None:
     a, b = job("ja"), job("jb")
     commit(store, DiffResult(upserts=(a, b), events=events_for(a, b)))
     da, db = outbox.due("a", T0, 10)
-    outbox.record([AttemptRecord(da.id, T0, False, "transient", "pending", T0 + dt.timedelta(hours=1))])
+    outbox.record(
+        [AttemptRecord(da.id, T0, False, "transient", "pending", T0 + dt.timedelta(hours=1))]
+    )
     probe = outbox.probe_candidate("a", T0)
     assert probe is not None and probe.id == db.id
 
@@ -194,7 +206,9 @@ def test_event_detail_has_attempt_log(store: Store, outbox: Outbox) -> None:
     a = job("ja")
     (event,) = commit(store, DiffResult(upserts=(a,), events=events_for(a)))
     (d,) = outbox.due("a", T0, 10)
-    outbox.record([AttemptRecord(d.id, T0, False, "transient", "pending", T0, 500, "HTTP 500", 3.5)])
+    outbox.record(
+        [AttemptRecord(d.id, T0, False, "transient", "pending", T0, 500, "HTTP 500", 3.5)]
+    )
     outbox.record([AttemptRecord(d.id, T0, True, "delivered", "delivered", T0, 200, None, 1.0)])
     detail = outbox.event_detail(event.id)
     assert detail is not None and detail["event"]["id"] == event.id
@@ -234,7 +248,10 @@ def test_enqueue_uses_the_same_outbox(store: Store, outbox: Outbox) -> None:
 def test_schema_version_recorded_and_newer_refused(engine: sa.Engine, store_url: str) -> None:
     """The schema version is recorded; a newer one is refused with a clear error."""
     with engine.begin() as conn:
-        assert conn.execute(sa.text("select value from meta where key='schema_version'")).scalar() == "1"
+        assert (
+            conn.execute(sa.text("select value from meta where key='schema_version'")).scalar()
+            == "1"
+        )
         conn.execute(sa.text("update meta set value='99' where key='schema_version'"))
     with pytest.raises(SchemaVersionError, match="newer"):
         store_mod.create_engine(store_url)
@@ -271,9 +288,24 @@ def test_password_is_masked() -> None:
 
 def test_file_resources_keep_payload_fields(store: Store) -> None:
     """What the snapshot keeps is enough to build a deletion payload later."""
-    f = FILES.to_resource({"id": "f1", "bytes": 5, "filename": "a", "purpose": "batch",
-                           "created_at": 1, "num_lines": 3, "mimetype": "x"})
-    store.commit_poll(PollCommit("w", "files", DiffResult(upserts=(f,)), T0), active=lambda r: False)
+    f = FILES.to_resource(
+        {
+            "id": "f1",
+            "bytes": 5,
+            "filename": "a",
+            "purpose": "batch",
+            "created_at": 1,
+            "num_lines": 3,
+            "mimetype": "x",
+        }
+    )
+    store.commit_poll(
+        PollCommit("w", "files", DiffResult(upserts=(f,)), T0), active=lambda r: False
+    )
     assert store.load_resources("w", "files")["f1"].data == {
-        "id": "f1", "bytes": 5, "filename": "a", "purpose": "batch", "created_at": 1
+        "id": "f1",
+        "bytes": 5,
+        "filename": "a",
+        "purpose": "batch",
+        "created_at": 1,
     }

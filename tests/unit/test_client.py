@@ -45,8 +45,11 @@ def paged(items: list[dict[str, Any]], total: int | None = None) -> Handler:
     def handler(request: httpx.Request) -> httpx.Response:
         page = int(request.url.params.get("page", 0))
         size = int(request.url.params.get("page_size", 100))
-        body = {"data": items[page * size : (page + 1) * size], "object": "list",
-                "total": len(items) if total is None else total}
+        body = {
+            "data": items[page * size : (page + 1) * size],
+            "object": "list",
+            "total": len(items) if total is None else total,
+        }
         return httpx.Response(200, json=body)
 
     return handler
@@ -92,8 +95,12 @@ async def test_unpaged_list() -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [b"<html>oops</html>", json.dumps({"data": "nope"}).encode(), json.dumps([1, 2]).encode(),
-     json.dumps({"data": [{"name": "no id"}], "total": 1}).encode()],
+    [
+        b"<html>oops</html>",
+        json.dumps({"data": "nope"}).encode(),
+        json.dumps([1, 2]).encode(),
+        json.dumps({"data": [{"name": "no id"}], "total": 1}).encode(),
+    ],
 )
 async def test_garbled_listing_raises(body: bytes) -> None:
     """A 2xx list that is not the promised shape raises GarbledError."""
@@ -104,7 +111,9 @@ async def test_garbled_listing_raises(body: bytes) -> None:
 
 async def test_retries_5xx_then_succeeds() -> None:
     """5xx answers are retried with backoff until one succeeds."""
-    answers = iter([httpx.Response(502), httpx.Response(500), httpx.Response(200, json={"id": "x"})])
+    answers = iter(
+        [httpx.Response(502), httpx.Response(500), httpx.Response(200, json={"id": "x"})]
+    )
     client, clock = make(lambda r: next(answers))
     assert await client.get_item("/files/x") == {"id": "x"}
     assert len(clock.sleeps) == 2
@@ -121,7 +130,9 @@ async def test_gives_up_after_attempts() -> None:
 
 async def test_429_honours_retry_after_for_the_whole_gate() -> None:
     """A 429 pauses the gate (every request of the workspace) for Retry-After seconds."""
-    answers = iter([httpx.Response(429, headers={"Retry-After": "7"}), httpx.Response(200, json={"id": "x"})])
+    answers = iter(
+        [httpx.Response(429, headers={"Retry-After": "7"}), httpx.Response(200, json={"id": "x"})]
+    )
     client, clock = make(lambda r: next(answers))
     await client.get_item("/files/x")
     assert clock.now >= 7.0
@@ -132,7 +143,9 @@ async def test_429_honours_retry_after_for_the_whole_gate() -> None:
 async def test_auth_errors_are_not_retried(status: int) -> None:
     """401/403 raise AuthError at once, saying what to check, without the key."""
     calls = []
-    client, _ = make(lambda r: calls.append(1) or httpx.Response(status, json={"message": "Unauthorized"}))
+    client, _ = make(
+        lambda r: calls.append(1) or httpx.Response(status, json={"message": "Unauthorized"})
+    )
     with pytest.raises(AuthError) as info:
         await client.list_all("/batch/jobs")
     assert len(calls) == 1
@@ -154,6 +167,7 @@ async def test_404_list_raises() -> None:
 
 async def test_connection_errors_are_retried_then_raise() -> None:
     """Connection failures are retried, then raise UnreachableError."""
+
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused")
 
@@ -168,7 +182,10 @@ async def test_connection_errors_are_retried_then_raise() -> None:
     [
         ({"message": "bad model", "type": "invalid_request_error"}, "bad model"),
         ({"detail": "Not Found"}, "Not Found"),
-        ({"detail": [{"loc": ["query", "page"], "msg": "must be >= 0", "type": "x"}]}, "page: must be >= 0"),
+        (
+            {"detail": [{"loc": ["query", "page"], "msg": "must be >= 0", "type": "x"}]},
+            "page: must be >= 0",
+        ),
         ({"other": 1}, "Bad Request"),
     ],
 )

@@ -16,27 +16,63 @@ NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
 LATER = NOW + dt.timedelta(minutes=5)
 
 
-def batch(id: str = "b1", status: str = "QUEUED", created_at: int = 1000, **kw: Any) -> dict[str, Any]:
-    return {"id": id, "object": "batch", "status": status, "created_at": created_at,
-            "model": "mistral-small-latest", "total_requests": 10, "output_file": None,
-            "error_file": None, "input_files": ["f"], "errors": [], **kw}
+def batch(
+    id: str = "b1", status: str = "QUEUED", created_at: int = 1000, **kw: Any
+) -> dict[str, Any]:
+    return {
+        "id": id,
+        "object": "batch",
+        "status": status,
+        "created_at": created_at,
+        "model": "mistral-small-latest",
+        "total_requests": 10,
+        "output_file": None,
+        "error_file": None,
+        "input_files": ["f"],
+        "errors": [],
+        **kw,
+    }
 
 
 def ft(id: str = "j1", status: str = "QUEUED", created_at: int = 1000, **kw: Any) -> dict[str, Any]:
-    return {"id": id, "object": "job", "status": status, "created_at": created_at,
-            "model": "open-mistral-7b", "fine_tuned_model": None, "trained_tokens": None, **kw}
+    return {
+        "id": id,
+        "object": "job",
+        "status": status,
+        "created_at": created_at,
+        "model": "open-mistral-7b",
+        "fine_tuned_model": None,
+        "trained_tokens": None,
+        **kw,
+    }
 
 
 def file(id: str = "f1", created_at: int = 1000, **kw: Any) -> dict[str, Any]:
-    return {"id": id, "object": "file", "bytes": 123, "created_at": created_at,
-            "filename": "data.jsonl", "purpose": "batch", "sample_type": "batch_request",
-            "source": "upload", **kw}
+    return {
+        "id": id,
+        "object": "file",
+        "bytes": 123,
+        "created_at": created_at,
+        "filename": "data.jsonl",
+        "purpose": "batch",
+        "sample_type": "batch_request",
+        "source": "upload",
+        **kw,
+    }
 
 
 def model(id: str = "ft:open-mistral-7b:abc:20261127:def", **kw: Any) -> dict[str, Any]:
-    return {"id": id, "object": "model", "type": "fine-tuned", "created": 1000,
-            "owned_by": "org-1", "root": "open-mistral-7b", "job": "j1",
-            "capabilities": {}, **kw}
+    return {
+        "id": id,
+        "object": "model",
+        "type": "fine-tuned",
+        "created": 1000,
+        "owned_by": "org-1",
+        "root": "open-mistral-7b",
+        "job": "j1",
+        "capabilities": {},
+        **kw,
+    }
 
 
 def res(spec: SourceSpec, obj: dict[str, Any]) -> Resource:
@@ -47,7 +83,9 @@ def snap(spec: SourceSpec, *objs: dict[str, Any]) -> dict[str, Resource]:
     return {o["id"]: res(spec, o) for o in objs}
 
 
-def types(spec: SourceSpec, before: dict[str, Resource], seen: list[dict[str, Any]], **kw: Any) -> list[str]:
+def types(
+    spec: SourceSpec, before: dict[str, Resource], seen: list[dict[str, Any]], **kw: Any
+) -> list[str]:
     result = diff(spec, before, [res(spec, o) for o in seen], workspace="default", now=NOW, **kw)
     return [e.type for e in result.events]
 
@@ -60,19 +98,47 @@ def types(spec: SourceSpec, before: dict[str, Resource], seen: list[dict[str, An
         (BATCH_JOBS, [], [batch(status="FAILED")], ["batch_job.created", "batch_job.failed"]),
         (BATCH_JOBS, [batch(status="RUNNING")], [batch(status="SUCCESS")], ["batch_job.succeeded"]),
         (BATCH_JOBS, [batch(status="RUNNING")], [batch(status="FAILED")], ["batch_job.failed"]),
-        (BATCH_JOBS, [batch(status="RUNNING")], [batch(status="TIMEOUT_EXCEEDED")], ["batch_job.failed"]),
+        (
+            BATCH_JOBS,
+            [batch(status="RUNNING")],
+            [batch(status="TIMEOUT_EXCEEDED")],
+            ["batch_job.failed"],
+        ),
         (BATCH_JOBS, [batch(status="RUNNING")], [batch(status="CANCELLATION_REQUESTED")], []),
-        (BATCH_JOBS, [batch(status="CANCELLATION_REQUESTED")], [batch(status="CANCELLED")],
-         ["batch_job.cancelled"]),
+        (
+            BATCH_JOBS,
+            [batch(status="CANCELLATION_REQUESTED")],
+            [batch(status="CANCELLED")],
+            ["batch_job.cancelled"],
+        ),
         (BATCH_JOBS, [batch(status="QUEUED")], [batch(status="RUNNING")], []),
         (BATCH_JOBS, [batch(status="SUCCESS")], [batch(status="SUCCESS")], []),
         (BATCH_JOBS, [batch(status="SUCCESS")], [batch(status="FAILED")], []),
         (FINE_TUNING_JOBS, [], [ft()], ["fine_tuning_job.created"]),
-        (FINE_TUNING_JOBS, [ft(status="RUNNING")], [ft(status="SUCCESS")], ["fine_tuning_job.succeeded"]),
-        (FINE_TUNING_JOBS, [ft(status="VALIDATING")], [ft(status="FAILED_VALIDATION")],
-         ["fine_tuning_job.failed"]),
-        (FINE_TUNING_JOBS, [ft(status="RUNNING")], [ft(status="FAILED")], ["fine_tuning_job.failed"]),
-        (FINE_TUNING_JOBS, [ft(status="RUNNING")], [ft(status="CANCELLED")], ["fine_tuning_job.cancelled"]),
+        (
+            FINE_TUNING_JOBS,
+            [ft(status="RUNNING")],
+            [ft(status="SUCCESS")],
+            ["fine_tuning_job.succeeded"],
+        ),
+        (
+            FINE_TUNING_JOBS,
+            [ft(status="VALIDATING")],
+            [ft(status="FAILED_VALIDATION")],
+            ["fine_tuning_job.failed"],
+        ),
+        (
+            FINE_TUNING_JOBS,
+            [ft(status="RUNNING")],
+            [ft(status="FAILED")],
+            ["fine_tuning_job.failed"],
+        ),
+        (
+            FINE_TUNING_JOBS,
+            [ft(status="RUNNING")],
+            [ft(status="CANCELLED")],
+            ["fine_tuning_job.cancelled"],
+        ),
         (FINE_TUNING_JOBS, [ft(status="QUEUED")], [ft(status="VALIDATED")], []),
         (FILES, [], [file()], ["file.uploaded"]),
         (FILES, [file()], [file()], []),
@@ -88,15 +154,27 @@ def test_transition_table(
 
 def test_baseline_is_silent_but_recorded() -> None:
     """A silent baseline writes every item and announces nothing."""
-    result = diff(BATCH_JOBS, {}, [res(BATCH_JOBS, batch(status="SUCCESS"))], announce=False,
-                  workspace="default", now=NOW)
+    result = diff(
+        BATCH_JOBS,
+        {},
+        [res(BATCH_JOBS, batch(status="SUCCESS"))],
+        announce=False,
+        workspace="default",
+        now=NOW,
+    )
     assert result.events == () and [r.id for r in result.upserts] == ["b1"]
 
 
 def test_baseline_running_job_gets_its_outcome_later() -> None:
     """A job non-terminal at baseline still gets its outcome event."""
-    first = diff(BATCH_JOBS, {}, [res(BATCH_JOBS, batch(status="RUNNING"))], announce=False,
-                 workspace="default", now=NOW)
+    first = diff(
+        BATCH_JOBS,
+        {},
+        [res(BATCH_JOBS, batch(status="RUNNING"))],
+        announce=False,
+        workspace="default",
+        now=NOW,
+    )
     snapshot = {r.id: r for r in first.upserts}
     assert types(BATCH_JOBS, snapshot, [batch(status="SUCCESS")]) == ["batch_job.succeeded"]
 
@@ -109,9 +187,13 @@ def test_unchanged_item_writes_nothing() -> None:
 
 def test_changed_field_is_upserted_silently() -> None:
     """A change outside the lifecycle updates the snapshot without an event."""
-    result = diff(BATCH_JOBS, snap(BATCH_JOBS, batch(status="RUNNING")),
-                  [res(BATCH_JOBS, batch(status="RUNNING", total_requests=11))],
-                  workspace="default", now=NOW)
+    result = diff(
+        BATCH_JOBS,
+        snap(BATCH_JOBS, batch(status="RUNNING")),
+        [res(BATCH_JOBS, batch(status="RUNNING", total_requests=11))],
+        workspace="default",
+        now=NOW,
+    )
     assert result.events == () and result.upserts[0].data["total_requests"] == 11
 
 
@@ -124,7 +206,9 @@ def test_changed_field_is_upserted_silently() -> None:
         (FINE_TUNING_JOBS, ft(status="SUCCESS"), {}),
     ],
 )
-def test_confirmed_deletion(spec: SourceSpec, obj: dict[str, Any], expected: dict[str, Any]) -> None:
+def test_confirmed_deletion(
+    spec: SourceSpec, obj: dict[str, Any], expected: dict[str, Any]
+) -> None:
     """A confirmed-gone item is dropped; files and models announce it with the remembered fields."""
     result = diff(spec, snap(spec, obj), [], gone=[obj["id"]], workspace="default", now=NOW)
     assert result.removals == (obj["id"],)
@@ -133,8 +217,9 @@ def test_confirmed_deletion(spec: SourceSpec, obj: dict[str, Any], expected: dic
 
 def test_gone_but_seen_is_kept() -> None:
     """An id both listed and reported gone is not deleted."""
-    result = diff(FILES, snap(FILES, file()), [res(FILES, file())], gone=["f1"],
-                  workspace="default", now=NOW)
+    result = diff(
+        FILES, snap(FILES, file()), [res(FILES, file())], gone=["f1"], workspace="default", now=NOW
+    )
     assert result.removals == () and result.events == ()
 
 
@@ -151,22 +236,48 @@ def test_absence_alone_deletes_nothing() -> None:
 @pytest.mark.parametrize(
     ("event_type", "obj", "payload"),
     [
-        ("batch_job.created", batch(), {"id": "b1", "status": "QUEUED", "model": "mistral-small-latest"}),
-        ("batch_job.succeeded", batch(status="SUCCESS", output_file="out"),
-         {"id": "b1", "status": "SUCCESS", "output_file": "out", "total_requests": 10}),
-        ("batch_job.failed", batch(status="FAILED", error_file="err"),
-         {"id": "b1", "status": "FAILED", "error_file": "err"}),
-        ("fine_tuning_job.succeeded", ft(status="SUCCESS", fine_tuned_model="ft:x", trained_tokens=5),
-         {"id": "j1", "status": "SUCCESS", "fine_tuned_model": "ft:x", "trained_tokens": 5}),
-        ("file.uploaded", file(), {"id": "f1", "filename": "data.jsonl", "purpose": "batch", "size": 123}),
-        ("model.created", model(),
-         {"id": model()["id"], "owned_by": "org-1", "root": "open-mistral-7b", "job": "j1"}),
+        (
+            "batch_job.created",
+            batch(),
+            {"id": "b1", "status": "QUEUED", "model": "mistral-small-latest"},
+        ),
+        (
+            "batch_job.succeeded",
+            batch(status="SUCCESS", output_file="out"),
+            {"id": "b1", "status": "SUCCESS", "output_file": "out", "total_requests": 10},
+        ),
+        (
+            "batch_job.failed",
+            batch(status="FAILED", error_file="err"),
+            {"id": "b1", "status": "FAILED", "error_file": "err"},
+        ),
+        (
+            "fine_tuning_job.succeeded",
+            ft(status="SUCCESS", fine_tuned_model="ft:x", trained_tokens=5),
+            {"id": "j1", "status": "SUCCESS", "fine_tuned_model": "ft:x", "trained_tokens": 5},
+        ),
+        (
+            "file.uploaded",
+            file(),
+            {"id": "f1", "filename": "data.jsonl", "purpose": "batch", "size": 123},
+        ),
+        (
+            "model.created",
+            model(),
+            {"id": model()["id"], "owned_by": "org-1", "root": "open-mistral-7b", "job": "j1"},
+        ),
     ],
 )
 def test_payload_fields(event_type: str, obj: dict[str, Any], payload: dict[str, Any]) -> None:
     """Payloads carry the seed's field names with the real API's values (size from bytes)."""
-    spec = sources.BY_NAME[{"batch_job": "batch_jobs", "fine_tuning_job": "fine_tuning_jobs",
-                            "file": "files", "model": "models"}[event_type.split(".")[0]]]
+    spec = sources.BY_NAME[
+        {
+            "batch_job": "batch_jobs",
+            "fine_tuning_job": "fine_tuning_jobs",
+            "file": "files",
+            "model": "models",
+        }[event_type.split(".")[0]]
+    ]
     result = diff(spec, {}, [res(spec, obj)], workspace="default", now=NOW)
     assert {e.type: dict(e.data) for e in result.events}[event_type] == payload
 
@@ -183,7 +294,9 @@ def test_event_ids_are_stable_across_detections() -> None:
     ("other", "workspace"),
     [(batch(status="SUCCESS", created_at=2000), "w"), (batch(status="SUCCESS"), "other")],
 )
-def test_event_ids_differ_by_incarnation_and_workspace(other: dict[str, Any], workspace: str) -> None:
+def test_event_ids_differ_by_incarnation_and_workspace(
+    other: dict[str, Any], workspace: str
+) -> None:
     """A re-created id or another workspace gives other event ids."""
     a = diff(BATCH_JOBS, {}, [res(BATCH_JOBS, batch(status="SUCCESS"))], workspace="w", now=NOW)
     b = diff(BATCH_JOBS, {}, [res(BATCH_JOBS, other)], workspace=workspace, now=NOW)
@@ -199,4 +312,6 @@ def test_events_come_oldest_first() -> None:
 
 def test_models_track_fine_tuned_only() -> None:
     """Base models are not tracked by the models source."""
-    assert MODELS.tracks(model()) and not MODELS.tracks({"id": "mistral-small-latest", "type": "base"})
+    assert MODELS.tracks(model()) and not MODELS.tracks(
+        {"id": "mistral-small-latest", "type": "base"}
+    )

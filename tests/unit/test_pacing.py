@@ -12,8 +12,15 @@ PACE = Pace(interval=30, active_interval=5, max_backoff=300)
 @pytest.mark.parametrize(
     ("active", "streak", "retry_after", "expected"),
     [
-        (False, 0, 0, 30), (True, 0, 0, 5), (False, 1, 0, 5), (False, 2, 0, 10), (False, 3, 0, 20),
-        (False, 10, 0, 300), (False, 60, 0, 300), (True, 0, 42, 42), (False, 1, 90, 90),
+        (False, 0, 0, 30),
+        (True, 0, 0, 5),
+        (False, 1, 0, 5),
+        (False, 2, 0, 10),
+        (False, 3, 0, 20),
+        (False, 10, 0, 300),
+        (False, 60, 0, 300),
+        (True, 0, 42, 42),
+        (False, 1, 90, 90),
     ],
 )
 def test_next_delay(active: bool, streak: int, retry_after: float, expected: float) -> None:

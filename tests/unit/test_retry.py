@@ -14,10 +14,23 @@ T0 = dt.datetime(2026, 11, 27, tzinfo=dt.UTC)
 
 @pytest.mark.parametrize(
     ("code", "kind"),
-    [(200, "delivered"), (204, "delivered"), (301, "transient"), (302, "transient"),
-     (400, "rejected"), (401, "rejected"), (404, "rejected"), (408, "transient"),
-     (410, "gone"), (422, "rejected"), (425, "transient"), (429, "transient"),
-     (500, "transient"), (503, "transient"), (None, "transient")],
+    [
+        (200, "delivered"),
+        (204, "delivered"),
+        (301, "transient"),
+        (302, "transient"),
+        (400, "rejected"),
+        (401, "rejected"),
+        (404, "rejected"),
+        (408, "transient"),
+        (410, "gone"),
+        (422, "rejected"),
+        (425, "transient"),
+        (429, "transient"),
+        (500, "transient"),
+        (503, "transient"),
+        (None, "transient"),
+    ],
 )
 def test_classify(code: int | None, kind: str) -> None:
     """HTTP answers map to delivered, gone, rejected or transient."""
