@@ -12,9 +12,9 @@ from __future__ import annotations
 import heapq
 import sys
 from bisect import bisect_left, bisect_right, insort
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import islice
+from itertools import chain, islice
 from typing import Generic, Protocol, TypeVar
 
 Key = tuple[float, int, str]
@@ -68,6 +68,11 @@ def _walk(keys: list[Key], lo: int, hi: int, newest_first: bool) -> Iterator[Key
     return (keys[i] for i in range(lo, hi))
 
 
+# past this many keys into a union of sources, sorting their concatenation (timsort merges
+# the sorted runs in C) beats merging them one key at a time
+_DEEP = 1000
+
+
 def select(
     sources: Sequence[SortedKeys],
     *,
@@ -78,39 +83,49 @@ def select(
     before: float | None = None,
     keep: Callable[[str], bool] | None = None,
 ) -> Page:
-    """A page of the union of ``sources`` (disjoint key lists) in creation order."""
+    """A page of the union of ``sources`` (disjoint key lists) in creation order.
+
+    ``keep`` filters ids; passing a set's ``__contains__`` keeps the walk in C.
+    """
     spans = [(src.keys, *src.span(after, before)) for src in sources]
     if keep is None and len(spans) == 1:
         keys, lo, hi = spans[0]
-        total = hi - lo
         if newest_first:
             chosen = keys[max(lo, hi - offset - limit) : max(lo, hi - offset)][::-1]
         else:
             chosen = keys[min(hi, lo + offset) : min(hi, lo + offset + limit)]
-        return Page([key[2] for key in chosen], total)
-    merged: Iterator[Key] = heapq.merge(
-        *(_walk(keys, lo, hi, newest_first) for keys, lo, hi in spans), reverse=newest_first
-    )
+        return Page([key[2] for key in chosen], hi - lo)
+    merged: Iterable[Key]
+    if len(spans) == 1:
+        keys, lo, hi = spans[0]
+        merged = reversed(keys[lo:hi]) if newest_first else keys[lo:hi]
+    elif keep is not None or offset + limit > _DEEP:
+        runs = chain.from_iterable(keys[lo:hi] for keys, lo, hi in spans)
+        merged = sorted(runs, reverse=newest_first)
+    else:
+        walks = (_walk(keys, lo, hi, newest_first) for keys, lo, hi in spans)
+        merged = heapq.merge(*walks, reverse=newest_first)
     if keep is None:
         total = sum(hi - lo for _, lo, hi in spans)
         return Page([key[2] for key in islice(merged, offset, offset + limit)], total)
-    ids: list[str] = []
-    total = 0
-    for key in merged:
-        if keep(key[2]):
-            if offset <= total < offset + limit:
-                ids.append(key[2])
-            total += 1
-    return Page(ids, total)
+    matching = [key[2] for key in merged if keep(key[2])]
+    return Page(matching[offset : offset + limit], len(matching))
 
 
 class Table(Generic[R]):
-    """Records of one kind by id, their keys in order and, optionally, per status."""
+    """Records of one kind by id, their keys in order and, optionally, per status.
 
-    def __init__(self) -> None:
+    ``facets`` name fields worth filtering on (``model``, ``purpose``, ...): the table
+    keeps the ids of the records having each value, so that a filter is a set lookup.
+    Facet values must not change once a record is added.
+    """
+
+    def __init__(self, facets: Mapping[str, Callable[[R], Hashable]] | None = None) -> None:
         self.records: dict[str, R] = {}
         self.order = SortedKeys()
         self.by_status: dict[str, SortedKeys] = {}
+        self._facets = dict(facets or {})
+        self._by_facet: dict[str, dict[Hashable, set[str]]] = {name: {} for name in self._facets}
 
     def __len__(self) -> int:
         return len(self.records)
@@ -118,9 +133,14 @@ class Table(Generic[R]):
     def get(self, id: str) -> R | None:
         return self.records.get(id)
 
+    def _file_facets(self, record: R) -> None:
+        for name, value_of in self._facets.items():
+            self._by_facet[name].setdefault(value_of(record), set()).add(record.key[2])
+
     def add(self, record: R, status: str | None = None) -> None:
         self.records[record.key[2]] = record
         self.order.add(record.key)
+        self._file_facets(record)
         if status is not None:
             self.by_status.setdefault(status, SortedKeys()).add(record.key)
 
@@ -129,6 +149,8 @@ class Table(Generic[R]):
         fresh = list(records)
         self.records.update((r.key[2], r) for r in fresh)
         self.order = SortedKeys([*self.order.keys, *(r.key for r in fresh)])
+        for r in fresh:
+            self._file_facets(r)
         if status is not None:
             grouped: dict[str, list[Key]] = {}
             for r in fresh:
@@ -141,6 +163,8 @@ class Table(Generic[R]):
         record = self.records.pop(id, None)
         if record is not None:
             self.order.discard(record.key)
+            for name, value_of in self._facets.items():
+                self._by_facet[name].get(value_of(record), set()).discard(id)
             if status is not None and status in self.by_status:
                 self.by_status[status].discard(record.key)
         return record
@@ -154,7 +178,20 @@ class Table(Generic[R]):
     def statuses(self, names: Iterable[str]) -> list[SortedKeys]:
         return [self.by_status[name] for name in dict.fromkeys(names) if name in self.by_status]
 
+    def having(self, filters: Mapping[str, Iterable[Hashable] | None]) -> set[str] | None:
+        """The ids whose facets take one of the given values (``None``: no filter at all)."""
+        chosen: set[str] | None = None
+        for name, values in filters.items():
+            if values is None:
+                continue
+            index = self._by_facet[name]
+            ids: set[str] = set().union(*(index.get(v, ()) for v in values))
+            chosen = ids if chosen is None else chosen & ids
+        return chosen
+
     def clear(self) -> None:
         self.records.clear()
         self.order = SortedKeys()
         self.by_status.clear()
+        for index in self._by_facet.values():
+            index.clear()

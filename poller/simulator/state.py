@@ -18,7 +18,7 @@ from poller.simulator import activity as act
 from poller.simulator import records, seeding, world
 from poller.simulator.errors import InvalidRequest
 from poller.simulator.faults import Fault, FaultQueue, make_fault
-from poller.simulator.index import Page, SortedKeys, Table, select
+from poller.simulator.index import Page, Table, select
 from poller.simulator.lifecycle import BATCH, CANCELLATION_REQUESTED, FINE_TUNING
 from poller.simulator.records import FineTuningJob, Item, Json
 from poller.simulator.stats import RequestStats
@@ -45,6 +45,38 @@ def _page_args(page: int, page_size: int) -> tuple[int, int]:
 
 def _listing(data: list[Json], total: int | None) -> Json:
     return {"data": data, "object": "list", "total": total}
+
+
+def _one(value: str | None) -> list[str] | None:
+    return None if value is None else [value]
+
+
+def _select(
+    table: Table[Any],
+    *,
+    offset: int,
+    limit: int,
+    statuses: Collection[str] | None = None,
+    newest_first: bool = True,
+    after: float | None = None,
+    before: float | None = None,
+    facets: Mapping[str, Collection[str] | None],
+    keep: Callable[[str], bool] | None = None,
+) -> Page:
+    """One page of ``table``: by status and creation through its indexes, then by facets."""
+    allowed = table.having(facets)
+    if allowed is not None:
+        also = keep
+        keep = allowed.__contains__ if also is None else lambda id: id in allowed and also(id)
+    return select(
+        [table.order] if not statuses else table.statuses(statuses),
+        offset=offset,
+        limit=limit,
+        newest_first=newest_first,
+        after=after,
+        before=before,
+        keep=keep,
+    )
 
 
 class Simulator:
@@ -131,17 +163,14 @@ class Simulator:
             world.check(name, BATCH.statuses, "batch job status")
         with self._moment() as now:
             table = self._world.batch
-            keep = None
-            if model is not None or agent_id is not None:
-
-                def keep(id: str) -> bool:
-                    job = table.records[id]
-                    return (model is None or job.model == model) and (
-                        agent_id is None or job.agent_id == agent_id
-                    )
-
-            found = self._select(
-                table, status, offset, limit, order_by == "-created", created_after, None, keep
+            found = _select(
+                table,
+                offset=offset,
+                limit=limit,
+                statuses=status,
+                newest_first=order_by == "-created",
+                after=created_after,
+                facets={"model": _one(model), "agent_id": _one(agent_id)},
             )
             data = [records.batch_job_view(table.records[id], now) for id in found.ids]
             return _listing(data, found.total)
@@ -209,24 +238,14 @@ class Simulator:
             world.check(status, FINE_TUNING.statuses, "fine-tuning job status")
         with self._moment() as now:
             table = self._world.ft
-            keep = None
-            if model is not None or suffix is not None:
-
-                def keep(id: str) -> bool:
-                    job = table.records[id]
-                    return (model is None or job.model == model) and (
-                        suffix is None or job.suffix == suffix
-                    )
-
-            found = self._select(
+            found = _select(
                 table,
-                None if status is None else [status],
-                offset,
-                limit,
-                True,
-                created_after,
-                created_before,
-                keep,
+                offset=offset,
+                limit=limit,
+                statuses=_one(status),
+                after=created_after,
+                before=created_before,
+                facets={"model": _one(model), "suffix": _one(suffix)},
             )
             data = [records.fine_tuning_job_view(table.records[id], now) for id in found.ids]
             return _listing(data, found.total)
@@ -304,23 +323,25 @@ class Simulator:
         offset, limit = _page_args(page, page_size)
         with self._moment():
             table = self._world.files
-            wanted = {
-                "purpose": {purpose} if purpose else None,
-                "sample_type": set(sample_type) if sample_type else None,
-                "source": set(source) if source else None,
-                "mimetype": set(mimetypes) if mimetypes else None,
-            }
-            needle = search.lower() if search else None
             keep = None
-            if needle is not None or any(v is not None for v in wanted.values()):
+            if search:
+                needle = search.lower()
 
                 def keep(id: str) -> bool:
-                    body = table.records[id].body
-                    return all(v is None or body[k] in v for k, v in wanted.items()) and (
-                        needle is None or needle in body["filename"].lower()
-                    )
+                    return needle in table.records[id].body["filename"].lower()
 
-            found = self._select(table, None, offset, limit, True, None, None, keep)
+            found = _select(
+                table,
+                offset=offset,
+                limit=limit,
+                facets={
+                    "purpose": _one(purpose),
+                    "sample_type": sample_type or None,
+                    "source": source or None,
+                    "mimetype": mimetypes or None,
+                },
+                keep=keep,
+            )
             data = [dict(table.records[id].body) for id in found.ids]
             return _listing(data, found.total if include_total else None)
 
@@ -565,27 +586,3 @@ class Simulator:
         """Forget the requests counted so far."""
         with self._lock:
             self._stats.clear()
-
-    # ---------------------------------------------------------------- helpers
-
-    @staticmethod
-    def _select(
-        table: Table[Any],
-        statuses: Collection[str] | None,
-        offset: int,
-        limit: int,
-        newest_first: bool,
-        after: float | None,
-        before: float | None,
-        keep: Callable[[str], bool] | None,
-    ) -> Page:
-        sources: list[SortedKeys] = [table.order] if not statuses else table.statuses(statuses)
-        return select(
-            sources,
-            offset=offset,
-            limit=limit,
-            newest_first=newest_first,
-            after=after,
-            before=before,
-            keep=keep,
-        )

@@ -14,7 +14,7 @@ import hashlib
 import heapq
 import itertools
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 from poller.simulator import activity as act
@@ -62,6 +62,10 @@ def _durations(lc: Lifecycle, **given: float | None) -> dict[str, float]:
     return out
 
 
+def _body_field(name: str) -> Callable[[Item], Hashable]:
+    return lambda item: item.body[name]
+
+
 def check(value: str, allowed: Sequence[str], what: str) -> None:
     if value not in allowed:
         raise InvalidRequest(f"{what} {value!r} is invalid; use one of {', '.join(allowed)}")
@@ -87,9 +91,15 @@ class World:
         self.rng = random.Random(seed)
         self.org_id = self.new_id()
         self.seq = itertools.count()
-        self.batch: Table[BatchJob] = Table()
-        self.ft: Table[FineTuningJob] = Table()
-        self.files: Table[Item] = Table()
+        self.batch: Table[BatchJob] = Table(
+            {"model": lambda job: job.model, "agent_id": lambda job: job.agent_id}
+        )
+        self.ft: Table[FineTuningJob] = Table(
+            {"model": lambda job: job.model, "suffix": lambda job: job.suffix}
+        )
+        self.files: Table[Item] = Table(
+            {name: _body_field(name) for name in ("purpose", "sample_type", "source", "mimetype")}
+        )
         self.models: Table[Item] = Table()
         # (at, seq, kind, id, version): planned status changes not yet filed
         self.due: list[tuple[float, int, str, str, int]] = []
@@ -235,8 +245,8 @@ class World:
         created = at if created_at is None else float(created_at)
         inputs = list(input_files or [])
         if total_requests is None:
-            lines = [self.files.records[f].body.get("num_lines") for f in inputs]
-            known = [n for n in lines if isinstance(n, int)]
+            files = [self.files.get(f) for f in inputs]
+            known = [f.body["num_lines"] for f in files if f and f.body["num_lines"] is not None]
             total_requests = sum(known) if known else self.rng.randint(10, 500)
         rng = self.rng
         reach = {"TIMEOUT_EXCEEDED": rng.uniform(0.3, 0.9), "CANCELLED": rng.uniform(0.1, 0.7)}
