@@ -112,6 +112,19 @@ def select(
     return Page(matching[offset : offset + limit], len(matching))
 
 
+def first(
+    sources: Sequence[SortedKeys],
+    keep: Callable[[str], bool],
+    *,
+    newest_first: bool = True,
+    before: float | None = None,
+) -> str | None:
+    """The id of the newest (or oldest) key of ``sources`` that ``keep`` accepts."""
+    spans = [(src.keys, *src.span(None, before)) for src in sources]
+    walks = (_walk(keys, lo, hi, newest_first) for keys, lo, hi in spans)
+    return next((key[2] for key in heapq.merge(*walks, reverse=newest_first) if keep(key[2])), None)
+
+
 class Table(Generic[R]):
     """Records of one kind by id, their keys in order and, optionally, per status.
 

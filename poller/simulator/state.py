@@ -435,7 +435,8 @@ class Simulator:
                 raise InvalidRequest(
                     f"Model {id} is a base model; only fine-tuned models can be deleted"
                 )
-        return self.delete(MODELS, id)
+            self._world.remove(MODELS, id)
+            return {"id": id, "object": "model", "deleted": True}
 
     # ------------------------------------------------------ any kind of resource
 

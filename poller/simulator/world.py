@@ -20,7 +20,7 @@ from typing import Any
 from poller.simulator import activity as act
 from poller.simulator import lifecycle, records
 from poller.simulator.errors import InvalidRequest, NotFound
-from poller.simulator.index import Table, select
+from poller.simulator.index import Table, first
 from poller.simulator.lifecycle import BATCH, FINE_TUNING, Lifecycle
 from poller.simulator.records import BatchJob, FineTuningJob, Item, Job, Json
 
@@ -493,7 +493,7 @@ class World:
     def _act(self, action: act.Action, at: float) -> None:
         rng = self.rng
         if action.name == "batch_job":
-            inputs = self._newest(self.files, lambda f: f.body["sample_type"] == "batch_request")
+            inputs = self._first(self.files, lambda f: f.body["sample_type"] == "batch_request")
             self.new_batch_job(
                 at,
                 model=rng.choice(
@@ -510,7 +510,7 @@ class World:
             purpose = rng.choice(("fine-tune", "batch"))
             self.new_file(at, purpose=purpose, num_lines=rng.randint(20, 2000))
         elif action.name == "fine_tuning_job" and self.fine_tuning_enabled:
-            training = self._newest(self.files, lambda f: f.body["purpose"] == "fine-tune")
+            training = self._first(self.files, lambda f: f.body["purpose"] == "fine-tune")
             self.new_fine_tuning_job(
                 at,
                 model=rng.choice(("open-mistral-nemo", "mistral-small-latest", "codestral-latest")),
@@ -518,44 +518,49 @@ class World:
                 training_files=[training.id] if training else [],
             )
         elif action.name == "cancel_batch_job":
-            job = self._newest(self.batch, lambda j: j.outcome == "SUCCESS", ("QUEUED", "RUNNING"))
+            job = self._first(
+                self.batch, lambda j: j.outcome == "SUCCESS", statuses=("QUEUED", "RUNNING")
+            )
             if job is not None:
                 self.rewrite(BATCH_JOBS, job, at, lifecycle.CANCELLATION_REQUESTED)
         elif action.name == "cancel_fine_tuning_job":
             active = ("QUEUED", "VALIDATING", "VALIDATED", "RUNNING")
-            ft = self._newest(self.ft, lambda j: True, active)
+            ft = self._first(self.ft, lambda j: True, statuses=active)
             if ft is not None:
                 self.rewrite(FINE_TUNING_JOBS, ft, at, lifecycle.CANCELLATION_REQUESTED)
         elif action.name == "delete_file":
-            old = self._oldest(
-                self.files, lambda f: f.body["source"] == "upload", at - MIN_AGE_TO_DELETE
+            old = self._first(
+                self.files,
+                lambda f: f.body["source"] == "upload",
+                newest=False,
+                before=at - MIN_AGE_TO_DELETE,
             )
             if old is not None:
                 self.files.remove(old.id)
         elif action.name == "delete_model":
-            model = self._oldest(
-                self.models, lambda m: m.body["type"] == "fine-tuned", at - MIN_AGE_TO_DELETE
+            model = self._first(
+                self.models,
+                lambda m: m.body["type"] == "fine-tuned",
+                newest=False,
+                before=at - MIN_AGE_TO_DELETE,
             )
             if model is not None:
                 self.models.remove(model.id)
 
-    def _newest(
+    def _first(
         self,
         table: Table[Any],
         keep: Callable[[Any], bool],
+        *,
         statuses: Sequence[str] | None = None,
+        newest: bool = True,
+        before: float | None = None,
     ) -> Any:
-        sources = [table.order] if statuses is None else table.statuses(statuses)
-        page = select(sources, offset=0, limit=1, keep=lambda id: keep(table.records[id]))
-        return table.records[page.ids[0]] if page.ids else None
-
-    def _oldest(self, table: Table[Any], keep: Callable[[Any], bool], before: float) -> Any:
-        page = select(
-            [table.order],
-            offset=0,
-            limit=1,
-            newest_first=False,
+        """The newest (or oldest) record that ``keep`` accepts, walking no further than needed."""
+        found = first(
+            [table.order] if statuses is None else table.statuses(statuses),
+            lambda id: keep(table.records[id]),
+            newest_first=newest,
             before=before,
-            keep=lambda id: keep(table.records[id]),
         )
-        return table.records[page.ids[0]] if page.ids else None
+        return None if found is None else table.records[found]
