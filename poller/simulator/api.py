@@ -137,7 +137,9 @@ def routes(sim: Simulator) -> list[Route]:
             sim.upload_file(
                 upload.filename,
                 upload.data,
-                purpose=schemas.file_purpose(purpose.data.decode()) if purpose else "fine-tune",
+                purpose=schemas.file_purpose(purpose.data.decode(errors="replace"))
+                if purpose
+                else "fine-tune",
                 mimetype=upload.content_type,
             )
         )

@@ -39,8 +39,7 @@ def routes(sim: Simulator) -> list[Route]:
         )
 
     async def reset(request: Request) -> Response:
-        sim.reset()
-        return JSONResponse({"reset": True})
+        return JSONResponse(sim.reset())
 
     async def create_batch_job(request: Request) -> Response:
         return JSONResponse(sim.create_batch_job(**await _args(request, schemas.SimBatchJob)))
@@ -90,8 +89,7 @@ def routes(sim: Simulator) -> list[Route]:
         return JSONResponse(sim.stats())
 
     async def reset_stats(request: Request) -> Response:
-        sim.reset_stats()
-        return JSONResponse({"reset": True})
+        return JSONResponse(sim.reset_stats())
 
     async def get_activity(request: Request) -> Response:
         return JSONResponse(sim.activity())

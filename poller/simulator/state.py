@@ -492,12 +492,13 @@ class Simulator:
         with self._moment():
             return {kind: len(self._world.table(kind)) for kind in KINDS}
 
-    def reset(self) -> None:
+    def reset(self) -> Json:
         """Forget every resource (base models excepted), fault and request count."""
         with self._lock:
             self._world.clear()
             self._faults.clear()
             self._stats.clear()
+            return {"reset": True}
 
     # --------------------------------------------------------------- activity
 
@@ -583,7 +584,8 @@ class Simulator:
         with self._lock:
             return self._stats.as_dict()
 
-    def reset_stats(self) -> None:
+    def reset_stats(self) -> Json:
         """Forget the requests counted so far."""
         with self._lock:
             self._stats.clear()
+            return {"reset": True}

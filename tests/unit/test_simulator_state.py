@@ -409,7 +409,7 @@ def test_reset_keeps_only_base_models(sim: Simulator) -> None:
     sim.create_model()
     sim.add_fault(kind="empty")
     sim.record_request("GET", "/v1/models", "/v1/models", "", "http://x/v1/models")
-    sim.reset()
+    assert sim.reset() == {"reset": True}
     assert sim.counts() == {"batch_jobs": 0, "fine_tuning_jobs": 0, "files": 0, "models": 5}
     assert sim.faults() == [] and sim.stats()["total"] == 0
 
