@@ -1,0 +1,314 @@
+"""Conformance: the simulator's real HTTP answers validate against Mistral's OpenAPI specs.
+
+The specs are OpenAPI 3.1, so their schemas are JSON Schema 2020-12; each answer is
+validated against the response schema of its operation, with ``$ref`` resolved
+through a registry over the whole spec. Answers must also not invent fields the
+schema does not name. The reference folder is ``$POLLER_REFERENCE_DIR`` or
+``<repo>/../shared/reference``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+from poller.simulator import Simulator, SimulatorServer
+
+CURRENT = "mistral-openapi.yaml"
+FINE_TUNING = "mistral-openapi-fine-tuning-2026-07-06.yaml"
+T0 = 1_750_000_000.0
+UNKNOWN_ID = "5bd3c4b4-2f69-4c04-a9a3-6f3c5e7e1d11"
+
+# Mistral's error object: the specs do not describe it, so it is written down here
+MISTRAL_ERROR = {
+    "type": "object",
+    "properties": {
+        "object": {"const": "error"},
+        "message": {"type": "string"},
+        "type": {"type": "string"},
+        "param": {"type": ["string", "null"]},
+        "code": {"type": ["string", "null"]},
+    },
+    "required": ["object", "message", "type", "param", "code"],
+    "additionalProperties": False,
+}
+
+
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """YAML 1.1 reads ``1e-08`` (no dot) as a string; the specs mean a number (YAML 1.2)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9]+(?:\.[0-9]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _reference_dir() -> Path:
+    if env := os.environ.get("POLLER_REFERENCE_DIR"):
+        return Path(env)
+    here = Path(__file__).resolve()
+    root = next((p for p in here.parents if (p / "pyproject.toml").exists()), here.parents[2])
+    return root.parent / "shared" / "reference"
+
+
+class Spec:
+    """One OpenAPI document, able to validate answers against its schemas."""
+
+    def __init__(self, path: Path) -> None:
+        with path.open() as f:
+            self.doc: dict[str, Any] = yaml.load(f, Loader=_Loader)
+        self.uri = f"urn:mistral:{path.name}"
+        resource = Resource.from_contents(self.doc, default_specification=DRAFT202012)
+        self.registry: Registry[Any] = Registry().with_resource(self.uri, resource)
+
+    def validate(self, answer: Any, pointer: str) -> None:
+        """Validate ``answer`` against the schema at JSON pointer ``pointer`` of the spec."""
+        validator = Draft202012Validator(
+            {"$ref": f"{self.uri}#{pointer}"},
+            registry=self.registry,
+            format_checker=Draft202012Validator.FORMAT_CHECKER,
+        )
+        errors = sorted(validator.iter_errors(answer), key=lambda e: list(e.path))
+        assert not errors, "\n".join(f"{list(e.path)}: {e.message}" for e in errors[:5])
+
+    def response(self, answer: Any, path: str, method: str) -> None:
+        """Validate ``answer`` against the 200 response schema of ``method path``."""
+        escaped = path.replace("~", "~0").replace("/", "~1")
+        pointer = f"/paths/{escaped}/{method}/responses/200/content/application~1json/schema"
+        self.validate(answer, pointer)
+
+    def component(self, answer: Any, name: str) -> None:
+        self.validate(answer, f"/components/schemas/{name}")
+
+    def fields(self, name: str) -> set[str]:
+        return set(self.doc["components"]["schemas"][name]["properties"])
+
+
+@pytest.fixture(scope="module")
+def specs() -> dict[str, Spec]:
+    folder = _reference_dir()
+    missing = [folder / name for name in (CURRENT, FINE_TUNING) if not (folder / name).exists()]
+    if missing:
+        pytest.skip(f"Mistral's OpenAPI reference is missing: {', '.join(map(str, missing))}")
+    return {"current": Spec(folder / CURRENT), "fine_tuning": Spec(folder / FINE_TUNING)}
+
+
+@pytest.fixture(scope="module")
+def current(specs: dict[str, Spec]) -> Spec:
+    return specs["current"]
+
+
+@pytest.fixture(scope="module")
+def old(specs: dict[str, Spec]) -> Spec:
+    return specs["fine_tuning"]
+
+
+def _populate(sim: Simulator) -> None:
+    """Jobs in every status at T0 (the clock stays there), with their files and models."""
+    batch = [("SUCCESS", 100), ("FAILED", 100), ("TIMEOUT_EXCEEDED", 100), ("CANCELLED", 100),
+             ("CANCELLED", 8.5), ("SUCCESS", 4), ("SUCCESS", 1)]  # fmt: skip
+    for outcome, ago in batch:
+        sim.create_batch_job(outcome=outcome, created_at=T0 - ago, metadata={"team": "a"})
+    fine_tuning = [("SUCCESS", 100), ("FAILED", 100), ("FAILED_VALIDATION", 100),
+                   ("CANCELLED", 100), ("CANCELLED", 18.5), ("SUCCESS", 10), ("SUCCESS", 7),
+                   ("SUCCESS", 4), ("SUCCESS", 1)]  # fmt: skip
+    for outcome, ago in fine_tuning:
+        sim.create_fine_tuning_job(outcome=outcome, created_at=T0 - ago, suffix="s")
+    sim.create_fine_tuning_job(auto_start=False, created_at=T0 - 100)
+    sim.create_file(purpose="batch")
+    sim.create_file(purpose="ocr", mimetype="application/pdf", filename="scan.pdf")
+    sim.create_model(root="mistral-small-latest")
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[httpx.Client]:
+    sim = Simulator(clock=lambda: T0, seed=9)
+    _populate(sim)
+    with SimulatorServer(sim) as server, httpx.Client(base_url=server.url) as c:
+        yield c
+
+
+def _get(client: httpx.Client, path: str, **params: Any) -> Any:
+    answer = client.get(path, params=params)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def _assert_no_invented_fields(items: list[dict[str, Any]], known: set[str]) -> None:
+    for item in items:
+        assert set(item) <= known, set(item) - known
+
+
+# ------------------------------------------------------------------- batch jobs
+
+
+def test_batch_job_list_conforms(client: httpx.Client, current: Spec) -> None:
+    """GET /v1/batch/jobs, with every batch status represented, is a ListBatchJobsResponse."""
+    answer = _get(client, "/batch/jobs")
+    assert {j["status"] for j in answer["data"]} == {
+        "QUEUED", "RUNNING", "SUCCESS", "FAILED", "TIMEOUT_EXCEEDED",
+        "CANCELLATION_REQUESTED", "CANCELLED",
+    }  # fmt: skip
+    current.response(answer, "/v1/batch/jobs", "get")
+    _assert_no_invented_fields(answer["data"], current.fields("BatchJob"))
+
+
+def test_batch_job_get_conforms(client: httpx.Client, current: Spec) -> None:
+    """GET /v1/batch/jobs/{id} is a BatchJob for a job in each status."""
+    for job in _get(client, "/batch/jobs")["data"]:
+        current.response(_get(client, f"/batch/jobs/{job['id']}"), "/v1/batch/jobs/{job_id}", "get")
+
+
+def test_batch_job_create_cancel_delete_conform(client: httpx.Client, current: Spec) -> None:
+    """POST, cancel and DELETE on batch jobs answer their operations' schemas."""
+    body = {"endpoint": "/v1/embeddings", "model": "mistral-embed", "input_files": [UNKNOWN_ID]}
+    created = client.post("/batch/jobs", json=body).json()
+    current.response(created, "/v1/batch/jobs", "post")
+    cancelled = client.post(f"/batch/jobs/{created['id']}/cancel").json()
+    current.response(cancelled, "/v1/batch/jobs/{job_id}/cancel", "post")
+    deleted = client.delete(f"/batch/jobs/{created['id']}").json()
+    current.response(deleted, "/v1/batch/jobs/{job_id}", "delete")
+
+
+# ------------------------------------------------------------- fine-tuning jobs
+
+
+def test_fine_tuning_job_list_conforms(client: httpx.Client, old: Spec) -> None:
+    """GET /v1/fine_tuning/jobs, with every status represented, is a ListFineTuningJobsResponse."""
+    answer = _get(client, "/fine_tuning/jobs")
+    assert {j["status"] for j in answer["data"]} == {
+        "QUEUED", "VALIDATING", "VALIDATED", "RUNNING", "FAILED_VALIDATION", "FAILED",
+        "SUCCESS", "CANCELLED", "CANCELLATION_REQUESTED",
+    }  # fmt: skip
+    old.response(answer, "/v1/fine_tuning/jobs", "get")
+    _assert_no_invented_fields(answer["data"], old.fields("CompletionFineTuningJob"))
+
+
+def test_fine_tuning_job_get_conforms(client: httpx.Client, old: Spec) -> None:
+    """GET /v1/fine_tuning/jobs/{id} is a CompletionFineTuningJobDetails in each status."""
+    for job in _get(client, "/fine_tuning/jobs")["data"]:
+        details = _get(client, f"/fine_tuning/jobs/{job['id']}")
+        old.response(details, "/v1/fine_tuning/jobs/{job_id}", "get")
+        old.component(details, "CompletionFineTuningJobDetails")
+        _assert_no_invented_fields([details], old.fields("CompletionFineTuningJobDetails"))
+
+
+def test_fine_tuning_job_create_start_cancel_conform(client: httpx.Client, old: Spec) -> None:
+    """POST, start and cancel on fine-tuning jobs answer their operations' schemas."""
+    body = {
+        "model": "open-mistral-nemo",
+        "training_files": [{"file_id": UNKNOWN_ID, "weight": 1}],
+        "hyperparameters": {"training_steps": 5},
+        "auto_start": False,
+    }
+    created = client.post("/fine_tuning/jobs", json=body).json()
+    old.response(created, "/v1/fine_tuning/jobs", "post")
+    old.component(created, "CompletionFineTuningJob")
+    cancelled = client.post(f"/fine_tuning/jobs/{created['id']}/cancel").json()
+    old.response(cancelled, "/v1/fine_tuning/jobs/{job_id}/cancel", "post")
+    held = next(j for j in _get(client, "/fine_tuning/jobs", status="VALIDATED")["data"])
+    started = client.post(f"/fine_tuning/jobs/{held['id']}/start").json()
+    old.response(started, "/v1/fine_tuning/jobs/{job_id}/start", "post")
+
+
+def test_fine_tuning_dry_run_conforms(client: httpx.Client, old: Spec) -> None:
+    """A dry run answers a LegacyJobMetadata."""
+    body = {"model": "open-mistral-nemo", "hyperparameters": {}}
+    answer = client.post("/fine_tuning/jobs", params={"dry_run": "true"}, json=body).json()
+    old.response(answer, "/v1/fine_tuning/jobs", "post")
+    old.component(answer, "LegacyJobMetadata")
+
+
+# ------------------------------------------------------------------------ files
+
+
+def test_file_list_conforms(client: httpx.Client, current: Spec) -> None:
+    """GET /v1/files, with uploads and batch output and error files, is a ListFilesResponse."""
+    answer = _get(client, "/files")
+    assert {f["sample_type"] for f in answer["data"]} >= {"batch_result", "batch_error"}
+    current.response(answer, "/v1/files", "get")
+    _assert_no_invented_fields(answer["data"], current.fields("FileSchema"))
+
+
+def test_file_get_upload_delete_conform(client: httpx.Client, current: Spec) -> None:
+    """Upload, GET and DELETE of a file answer their operations' schemas."""
+    upload = client.post("/files", files={"file": ("a.jsonl", b"{}\n")}, data={"purpose": "batch"})
+    current.response(upload.json(), "/v1/files", "post")
+    file_id = upload.json()["id"]
+    got = _get(client, f"/files/{file_id}")
+    current.response(got, "/v1/files/{file_id}", "get")
+    _assert_no_invented_fields([got], current.fields("GetFileResponse"))
+    current.response(client.delete(f"/files/{file_id}").json(), "/v1/files/{file_id}", "delete")
+
+
+# ----------------------------------------------------------------------- models
+
+
+def test_model_list_conforms(client: httpx.Client, current: Spec) -> None:
+    """GET /v1/models, with base and fine-tuned models, is a ModelList."""
+    answer = _get(client, "/models")
+    assert {m["type"] for m in answer["data"]} == {"base", "fine-tuned"}
+    current.response(answer, "/v1/models", "get")
+    base, tuned = current.fields("BaseModelCard"), current.fields("FTModelCard")
+    for model in answer["data"]:
+        _assert_no_invented_fields([model], base if model["type"] == "base" else tuned)
+
+
+def test_model_get_and_delete_conform(client: httpx.Client, current: Spec) -> None:
+    """GET /v1/models/{id} answers either card; DELETE a DeleteModelResponse."""
+    models = _get(client, "/models")["data"]
+    for model in models:
+        current.response(_get(client, f"/models/{model['id']}"), "/v1/models/{model_id}", "get")
+    tuned = next(m for m in models if m["type"] == "fine-tuned")
+    deleted = client.delete(f"/models/{tuned['id']}").json()
+    current.response(deleted, "/v1/models/{model_id}", "delete")
+
+
+# ----------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    "path",
+    [f"/batch/jobs/{UNKNOWN_ID}", f"/fine_tuning/jobs/{UNKNOWN_ID}", f"/files/{UNKNOWN_ID}",
+     "/models/ft:nothing:here"],
+)  # fmt: skip
+def test_not_found_is_mistral_error(client: httpx.Client, path: str, current: Spec) -> None:
+    """404 answers are Mistral's error object."""
+    answer = client.get(path)
+    assert answer.status_code == 404
+    errors = list(Draft202012Validator(MISTRAL_ERROR).iter_errors(answer.json()))
+    assert not errors, errors
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/batch/jobs?page=-1", "/batch/jobs?status=DONE", "/batch/jobs?created_after=x",
+     "/fine_tuning/jobs?status=QUEUED,RUNNING", "/files?page_size=0", "/files/not-a-uuid"],
+)  # fmt: skip
+def test_unprocessable_is_http_validation_error(
+    client: httpx.Client, path: str, current: Spec
+) -> None:
+    """422 answers are HTTPValidationError with at least one error."""
+    answer = client.get(path)
+    assert answer.status_code == 422
+    current.component(answer.json(), "HTTPValidationError")
+    assert answer.json()["detail"]
+
+
+def test_unprocessable_body_is_http_validation_error(client: httpx.Client, current: Spec) -> None:
+    """A create request with an invalid body answers an HTTPValidationError."""
+    answer = client.post("/batch/jobs", json={"endpoint": "/v1/nowhere", "requests": []})
+    assert answer.status_code == 422
+    current.component(answer.json(), "HTTPValidationError")
