@@ -61,7 +61,6 @@ class Workspace:
 
     name: str
     http: httpx.AsyncClient
-    client: MistralClient
     gate: Gate
     pollers: dict[str, SourcePoller]
     paces: dict[str, Pace]
@@ -129,7 +128,6 @@ class App:
             follow_redirects=False,
         )
         gate = Gate(per_minute=ws.max_requests_per_minute)
-        client = MistralClient(http, page_size=ws.page_size, gate=gate)
         settings = Settings(
             workspace=ws.name,
             emit_existing=ws.poll.emit_existing,
@@ -140,6 +138,9 @@ class App:
         paces: dict[str, Pace] = {}
         for name in ws.sources.enabled():
             src = ws.sources.get(name)
+            # one client per source over the workspace's connection pool and gate,
+            # so each poll counts its own requests
+            client = MistralClient(http, page_size=ws.page_size, gate=gate)
             pollers[name] = SourcePoller(
                 sources.BY_NAME[name],
                 client=client,
@@ -152,7 +153,7 @@ class App:
                 active_interval=src.active_interval,
                 max_backoff=ws.poll.max_backoff,
             )
-        return Workspace(ws.name, http, client, gate, pollers, paces, ws.poll.timeout)
+        return Workspace(ws.name, http, gate, pollers, paces, ws.poll.timeout)
 
     def _build_sinks(self) -> None:
         for cfg in self.config.sinks:

@@ -206,10 +206,10 @@ def simulate(
     seed: int | None,
 ) -> None:
     """Serve the built-in Mistral API simulator (list/get endpoints, lifecycles, faults)."""
-    from poller import simulator
+    from poller.simulator import Simulator
 
     logs.configure(level="info", secrets=[api_key] if api_key else [])
-    sim = simulator.Simulator(
+    sim = Simulator(
         api_key=api_key, fine_tuning=fine_tuning, activity=activity, scenario=scenario, seed=seed
     )
     click.echo(f"simulator: http://{host}:{port}/v1 (control API under /_sim)", err=True)
@@ -217,11 +217,11 @@ def simulate(
 
 
 async def _simulate(sim: Any, host: str, port: int) -> None:
-    from poller import simulator
+    from poller.simulator import serve
 
     stop = asyncio.Event()
     install_stop(stop)
-    await simulator.serve(sim, host, port, stop=stop)
+    await serve(sim, host, port, stop=stop)
 
 
 def demo_config(base_url: str, store_url: str) -> config_mod.Config:
@@ -259,16 +259,16 @@ def demo(store_path: str | None, duration: float | None) -> None:
 
 
 async def _demo(store_path: str | None, duration: float | None) -> None:
-    from poller import simulator
     from poller.app import App
     from poller.runner import Runner
+    from poller.simulator import Simulator, serve
 
     port = free_port()
-    sim = simulator.Simulator(activity=True, scenario="demo")
+    sim = Simulator(activity=True, scenario="demo")
     stop = asyncio.Event()
     install_stop(stop)
     ready = asyncio.Event()
-    server = asyncio.create_task(simulator.serve(sim, "127.0.0.1", port, ready=ready, stop=stop))
+    server = asyncio.create_task(serve(sim, "127.0.0.1", port, ready=ready, stop=stop))
     await ready.wait()
     with tempfile.TemporaryDirectory(prefix="poller-demo-") as tmp:
         path = store_path or f"{tmp}/demo.db"

@@ -133,6 +133,11 @@ class Runner:
             self._polls.add(task)
         try:
             health = await self.poll_once(ws, poller)
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
+            log.info("poll_abandoned", workspace=ws.name, source=poller.spec.name)
+            return
         finally:
             if task is not None:
                 self._polls.discard(task)

@@ -1,0 +1,71 @@
+"""Integration fixtures: the built-in simulator and a webhook receiver, both on 127.0.0.1."""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from poller import config as config_mod
+from poller.simulator import Simulator, SimulatorServer
+from poller.testing import WebhookReceiver
+
+SECRET = "whsec_" + base64.b64encode(b"integration-secret-32-bytes-long").decode()
+
+
+@pytest.fixture
+def sim() -> Simulator:
+    return Simulator(seed=7)
+
+
+@pytest.fixture
+def server(sim: Simulator) -> Iterator[SimulatorServer]:
+    with SimulatorServer(sim) as running:
+        yield running
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    with WebhookReceiver() as running:
+        yield running
+
+
+@pytest.fixture
+def store_file(tmp_path: os.PathLike[str]) -> str:
+    return f"sqlite:///{tmp_path}/poller.db"
+
+
+def make_config(
+    api_url: str, hook_url: str | None, store_url: str, **sections: Any
+) -> config_mod.Config:
+    """A config for the simulator and (optionally) one signed http sink, fast intervals."""
+    data: dict[str, Any] = {
+        "mistral": {"base_url": api_url, **sections.pop("mistral", {})},
+        "store": {"url": store_url},
+        "poll": {
+            "interval": "1s",
+            "active_interval": "0.2s",
+            "reconcile_interval": "1h",
+            **sections.pop("poll", {}),
+        },
+        "sinks": [],
+        "log": {"level": "debug"},
+    }
+    if hook_url is not None:
+        data["sinks"].append(
+            {
+                "name": "hook",
+                "type": "http",
+                "url": hook_url,
+                "secret": SECRET,
+                "retry": {
+                    "schedule": ["0", "0.1s", "0.2s", "0.5s", "1s"],
+                    "probe_interval": "0.2s",
+                },
+            }
+        )
+    data.update(sections)
+    return config_mod.from_mapping(data)
