@@ -1,0 +1,54 @@
+"""Acceptance fixtures: the `poller` command itself, in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+from collections.abc import Sequence
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def env(**extra: str) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("POLLER_")}
+    base["PYTHONPATH"] = str(ROOT) + os.pathsep + base.get("PYTHONPATH", "")
+    base.update(extra)
+    return base
+
+
+def poller(*args: str, timeout: float = 60, **extra: str) -> subprocess.CompletedProcess[str]:
+    """Run ``poller ARGS`` to completion."""
+    return subprocess.run(
+        [sys.executable, "-m", "poller", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env(**extra),
+        cwd=ROOT,
+    )
+
+
+def spawn(args: Sequence[str], log: pathlib.Path, **extra: str) -> subprocess.Popen[bytes]:
+    """Start ``poller ARGS`` in the background, stdout and stderr into ``log``."""
+    with log.open("ab") as handle:  # the child keeps its own descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "poller", *args],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env=env(**extra),
+            cwd=ROOT,
+        )
+
+
+@pytest.fixture
+def write(tmp_path: pathlib.Path):  # type: ignore[no-untyped-def]
+    def write(text: str, name: str = "poller.yaml") -> pathlib.Path:
+        path = tmp_path / name
+        path.write_text(text)
+        return path
+
+    return write

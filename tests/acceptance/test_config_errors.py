@@ -1,0 +1,88 @@
+"""`poller check-config` and `poller run` refuse a bad config with one line and exit 2."""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Callable
+
+import pytest
+
+from .conftest import poller
+
+GOOD_SINK = "sinks:\n  - name: console\n    type: log\n"
+
+CASES = [
+    ("unknown key", "poll:\n  intervall: 30s\n", "poll.intervall", ":2:"),
+    ("bad duration", "poll:\n  interval: soon\n", "poll.interval", ":2:"),
+    ("negative interval", "poll:\n  interval: -5\n", "poll.interval", ":2:"),
+    (
+        "missing env var",
+        "mistral:\n  api_key: ${POLLER_TEST_UNSET_VAR}\n",
+        "POLLER_TEST_UNSET_VAR",
+        ":2:",
+    ),
+    ("http sink without url", "sinks:\n  - name: a\n    type: http\n", "sinks[0]", ":2:"),
+    (
+        "http sink bad url",
+        "sinks:\n  - name: a\n    type: http\n    url: ftp://x\n",
+        "sinks[0].url",
+        ":4:",
+    ),
+    ("duplicate sink", GOOD_SINK + "  - name: console\n    type: log\n", "sinks[1].name", ":4:"),
+    ("unknown sink type", "sinks:\n  - name: a\n    type: kafka\n", "sinks[0].type", ":3:"),
+    ("unsupported store", "store:\n  url: mysql://root@h/db\n", "store.url", ":2:"),
+    ("non-mapping", "- just\n- a list\n", "mapping", ""),
+    ("wrong type", "poll:\n  emit_existing: perhaps\n", "poll.emit_existing", ":2:"),
+]
+
+
+@pytest.mark.parametrize("command", ["check-config", "run"])
+@pytest.mark.parametrize(("name", "text", "key", "line"), CASES, ids=[c[0] for c in CASES])
+def test_bad_config_is_one_line_exit_2(
+    write: Callable[[str], pathlib.Path], command: str, name: str, text: str, key: str, line: str
+) -> None:
+    """Each invalid config is refused by the command with one line naming the key, exit 2."""
+    path = write(text)
+    result = poller(command, "--config", str(path))
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert key in lines[0] and str(path) in lines[0] and line in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_empty_file(write: Callable[[str], pathlib.Path]) -> None:
+    """An empty file is refused with a hint at the example."""
+    result = poller("check-config", "--config", str(write("")))
+    assert result.returncode == 2 and "empty" in result.stderr
+
+
+def test_missing_file(tmp_path: pathlib.Path) -> None:
+    """A config file that does not exist says how to point at one."""
+    result = poller("run", "--config", str(tmp_path / "nope.yaml"))
+    assert result.returncode == 2
+    assert "--config" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_config_from_environment(write: Callable[[str], pathlib.Path]) -> None:
+    """$POLLER_CONFIG names the file when --config is absent."""
+    path = write(GOOD_SINK)
+    result = poller("check-config", POLLER_CONFIG=str(path))
+    assert result.returncode == 0 and "ok" in result.stdout
+
+
+def test_secret_never_echoed(write: Callable[[str], pathlib.Path]) -> None:
+    """A bad webhook secret is refused without printing it."""
+    secret = "whsec_!!!definitely-not-base64!!!"
+    text = f"sinks:\n  - name: a\n    type: http\n    url: https://h/x\n    secret: '{secret}'\n"
+    result = poller("check-config", "--config", str(write(text)))
+    assert result.returncode == 2 and secret not in result.stderr + result.stdout
+
+
+def test_schema_command() -> None:
+    """`poller config schema` prints a JSON Schema."""
+    import json
+
+    result = poller("config", "schema")
+    assert result.returncode == 0
+    assert json.loads(result.stdout)["$schema"].endswith("2020-12/schema")
