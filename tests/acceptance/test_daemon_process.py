@@ -6,7 +6,6 @@ import base64
 import json
 import pathlib
 import signal
-import subprocess
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -104,7 +103,7 @@ def test_kill_9_and_restart_lose_nothing_and_invent_nothing(
         wait_until(lambda: len(receiver.delivered()) >= 10)
         proc.kill()
         proc.wait(timeout=10)
-        for n in range(5):  # things that happen while poller is down
+        for _ in range(5):  # things that happen while poller is down
             simulator.create_batch_job(outcome="FAILED", queued_for=0, running_for=0.1)
         proc = spawn(["run", "--config", str(path)], log)
         try:
