@@ -9,7 +9,7 @@ import contextlib
 import dataclasses
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 import httpx
 import sqlalchemy as sa
@@ -67,6 +67,15 @@ class Workspace:
     timeout: float
 
 
+class Service(Protocol):
+    """Something that runs beside polling for the daemon's lifetime (ops listener, proxy)."""
+
+    name: str
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve until ``stop`` is set, then release what it holds."""
+
+
 class App:
     """Everything poller runs, built from one ``Config``; use as ``async with App(cfg) as app``.
 
@@ -94,6 +103,7 @@ class App:
         self.workspaces: list[Workspace] = []
         self.sinks: dict[str, Sink] = {}
         self.workers: dict[str, SinkWorker] = {}
+        self.services: list[Service] = []
         self._sink_clients: list[httpx.AsyncClient] = []
 
     # -- building ----------------------------------------------------------------------

@@ -159,6 +159,10 @@ class Runner:
             asyncio.create_task(w.run(stop, grace=grace), name=f"sink-{name}")
             for name, w in self.app.workers.items()
         ]
+        workers += [
+            asyncio.create_task(svc.run(stop), name=f"service-{svc.name}")
+            for svc in self.app.services
+        ]
         scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop(), timezone=dt.UTC)
         self._scheduler = scheduler
         for ws, poller in self.app.pollers():
