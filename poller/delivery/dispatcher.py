@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import random
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -65,6 +66,8 @@ class SinkWorker:
         self._inflight: dict[asyncio.Task[Outcome], tuple[Delivery, bool]] = {}
         self._state = SinkState(name=sink.name)
         self._state_read_at: dt.datetime | None = None
+        self.alive_at = time.monotonic()
+        """Monotonic time of the loop's last turn (the watchdog tells a stuck loop by it)."""
 
     @property
     def name(self) -> str:
@@ -85,6 +88,7 @@ class SinkWorker:
         self._state = await asyncio.to_thread(self.outbox.sink_state, self.name)
         try:
             while not stop.is_set():
+                self.alive_at = time.monotonic()
                 timeout = await self.step()
                 await self._wait(stop, timeout)
         finally:
