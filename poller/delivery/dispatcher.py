@@ -27,6 +27,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import random
+import time
 from collections.abc import Callable
 
 import structlog
@@ -80,6 +81,8 @@ class SinkWorker:
         self._state = SinkState(name=sink.name)
         self._saved_state = self._state
         self._state_read_at: dt.datetime | None = None
+        self.alive_at = time.monotonic()
+        """Monotonic time of the loop's last turn (the watchdog tells a stuck loop by it)."""
 
     @property
     def name(self) -> str:
@@ -105,6 +108,7 @@ class SinkWorker:
         self._state = self._saved_state = await asyncio.to_thread(self.outbox.sink_state, self.name)
         try:
             while not stop.is_set():
+                self.alive_at = time.monotonic()
                 delay = await self.step()
                 await self._wait(stop, delay)
         finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
@@ -96,6 +97,8 @@ class MistralClient:
     """Reads Mistral's API for one workspace over an ``httpx.AsyncClient`` it is given.
 
     The client carries the base URL and the auth header; this class never sees the key.
+    ``observe``, when given, hears of every HTTP exchange: the error it raised (None for a
+    2xx) and how many seconds it took (metrics).
     """
 
     def __init__(
@@ -108,6 +111,7 @@ class MistralClient:
         gate: Gate | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         max_pages: int = 100_000,
+        observe: Callable[[BaseException | None, float], None] | None = None,
     ) -> None:
         self.http = http
         self.page_size = page_size
@@ -116,11 +120,25 @@ class MistralClient:
         self.gate = gate or Gate()
         self.sleep = sleep
         self.max_pages = max_pages
+        self.observe = observe
         self.requests = 0
 
     async def _send_once(self, method: str, path: str, params: Params | None) -> httpx.Response:
         await self.gate.acquire()
         self.requests += 1
+        started = time.perf_counter()
+        try:
+            response = await self._exchange(method, path, params)
+        except ApiError as exc:
+            if self.observe is not None:
+                self.observe(exc, time.perf_counter() - started)
+            raise
+        if self.observe is not None:
+            self.observe(None, time.perf_counter() - started)
+        return response
+
+    async def _exchange(self, method: str, path: str, params: Params | None) -> httpx.Response:
+        """One HTTP exchange: the 2xx response, or the ``ApiError`` its answer means."""
         try:
             response = await self.http.request(method, path, params=params)
         except httpx.TimeoutException as exc:

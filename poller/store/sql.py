@@ -24,6 +24,7 @@ Router = Callable[[Event], Sequence[str]]
 
 _RESOURCES: sa.Table = tables.ResourceRow.__table__  # type: ignore[attr-defined]
 _STATES: sa.Table = tables.SourceStateRow.__table__  # type: ignore[attr-defined]
+_META: sa.Table = tables.MetaRow.__table__  # type: ignore[attr-defined]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -175,6 +176,11 @@ class Store:
                 ("workspace", "source"),
             )
         return self.source_state(workspace, source)
+
+    def touch(self, now: dt.datetime) -> None:
+        """Write the ``heartbeat`` row of ``meta``: proof that the store takes writes."""
+        with self.engine.begin() as conn:
+            upsert(conn, _META, [{"key": "heartbeat", "value": now.isoformat()}], ("key",))
 
     def enqueue(self, events: Iterable[Event], now: dt.datetime) -> list[Event]:
         """Record events that no poll produced (the proxy, actions): same outbox, same ids rule."""
