@@ -302,3 +302,16 @@ async def test_one_failing_sink_does_not_delay_another(
         await asyncio.gather(*tasks)
         assert len(receiver.delivered()) == 10
     assert outbox.sink_stats()["dead"].pending == 10
+
+
+async def test_replay_resends_under_the_same_id(engine: sa.Engine, http: httpx.AsyncClient) -> None:
+    """A replayed event goes out again with the webhook-id it had the first time."""
+    (event,) = record_jobs(engine, 1, transitions=False)
+    outbox = Outbox(engine)
+    with WebhookReceiver() as receiver:
+        worker = SinkWorker(HttpSink("hook", receiver.url, client=http), outbox, policy=FAST)
+        await worker.flush()
+        assert outbox.replay(dt.datetime.now(dt.UTC), ids=[event.id]) == 1
+        await worker.flush()
+        ids = [r.headers["webhook-id"] for r in receiver.delivered()]
+    assert ids == [event.id, event.id]

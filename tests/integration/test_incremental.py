@@ -211,3 +211,21 @@ async def test_workspaces_are_independent_and_named(tmp_path: pathlib.Path) -> N
         ("lab", "lab.jsonl"),
     }
     assert [r.json()["workspace"] for r in rx.delivered()] == ["prod"]
+
+
+async def test_request_budget_spreads_requests(tmp_path: pathlib.Path) -> None:
+    """mistral.max_requests_per_minute spaces a workspace's requests instead of failing them."""
+    sim = Simulator(seed=4)
+    with SimulatorServer(sim) as server:
+        config = make_config(
+            server.url,
+            None,
+            f"sqlite:///{tmp_path}/p.db",
+            mistral={"max_requests_per_minute": 240},
+        )
+        async with App(config) as app:
+            health = [await Runner(app).poll_once(ws, p) for ws, p in app.pollers()]
+    assert all(h.error_streak == 0 for h in health)
+    times = sorted(r["at"] for r in sim.stats()["recent"])
+    assert len(times) >= 4
+    assert min(b - a for a, b in zip(times, times[1:], strict=False)) >= 0.2
