@@ -105,6 +105,7 @@ class App:
         self.workers: dict[str, SinkWorker] = {}
         self.services: list[Service] = []
         self._sink_clients: list[httpx.AsyncClient] = []
+        self._call_clients: list[httpx.AsyncClient] = []
 
     # -- building ----------------------------------------------------------------------
 
@@ -116,6 +117,10 @@ class App:
             for ws in self.config.workspaces:
                 self.workspaces.append(self._build_workspace(ws))
             self._build_sinks()
+            if self.config.proxy is not None and self.config.proxy.enabled:
+                from poller.proxy.server import ProxyService
+
+                self.services.append(ProxyService.from_app(self))
         except BaseException:
             await self.aclose()
             raise
@@ -165,6 +170,22 @@ class App:
             )
         return Workspace(ws.name, http, gate, pollers, paces, ws.poll.timeout)
 
+    def api_client(self, ws: config_mod.Workspace, *, read_timeout: float) -> httpx.AsyncClient:
+        """A client for synchronous API calls (the proxy, actions): long reads, no retries.
+
+        It carries no credentials of its own; callers add ``auth_headers(ws)`` where due.
+        """
+        client = httpx.AsyncClient(
+            base_url=ws.base_url,
+            headers={"user-agent": USER_AGENT},
+            timeout=httpx.Timeout(ws.timeout, read=read_timeout),
+            transport=self.api_transport,
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+        )
+        self._call_clients.append(client)
+        return client
+
     def _build_sinks(self) -> None:
         for cfg in self.config.sinks:
             sink = self._build_sink(cfg)
@@ -203,11 +224,13 @@ class App:
         for sink in self.sinks.values():
             with contextlib.suppress(Exception):
                 await sink.aclose()
-        for client in [*(w.http for w in self.workspaces), *self._sink_clients]:
+        clients = [*(w.http for w in self.workspaces), *self._sink_clients, *self._call_clients]
+        for client in clients:
             with contextlib.suppress(Exception):
                 await client.aclose()
         self.workspaces.clear()
         self._sink_clients.clear()
+        self._call_clients.clear()
         if self.engine is not None:
             self.engine.dispose()
             self.engine = None
