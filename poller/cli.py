@@ -212,7 +212,11 @@ def simulate(
 
     logs.configure(level="info", secrets=[api_key] if api_key else [])
     sim = Simulator(
-        api_key=api_key, fine_tuning=fine_tuning, activity=activity, scenario=scenario, seed=seed
+        api_key=api_key,
+        fine_tuning=fine_tuning,
+        activity=activity,
+        scenario=None if scenario == "empty" else scenario,
+        seed=seed,
     )
     click.echo(f"simulator: http://{host}:{port}/v1 (control API under /_sim)", err=True)
     run_async(_simulate(sim, host, port))

@@ -9,6 +9,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 
+import httpx
 import pytest
 
 from poller.simulator import Simulator, SimulatorServer
@@ -175,3 +176,26 @@ def test_run_with_proxy_port_taken_fails_with_one_line(
     assert done.returncode == 2
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith(f"poller: config error: {path}: proxy.listen: cannot listen on")
+
+
+def test_simulate_serves_the_empty_scenario(tmp_path: pathlib.Path) -> None:
+    """`poller simulate` with its default (empty) scenario serves the API until SIGTERM."""
+    port = free_port()
+    proc = spawn(["simulate", "--port", str(port)], tmp_path / "sim.log")
+    try:
+        url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        body = {"model": "mistral-small-latest", "messages": HELLO}
+
+        def answered() -> bool:
+            try:
+                return httpx.post(url, json=body, timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return proc.poll() is not None
+
+        wait_until(answered)
+        assert proc.poll() is None, (tmp_path / "sim.log").read_text()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
