@@ -1,8 +1,8 @@
 """Writing the proxy's events into the outbox, off the response path.
 
 The proxy hands each finished call to ``Recorder.submit`` and returns; a background
-task then parses the answer, builds the event (``poller.synchronous``) and enqueues it,
-both in a worker thread so the event loop keeps serving. A failed write is retried
+task then parses the answers, builds the events (``poller.synchronous``) and enqueues
+them, in a worker thread so the event loop keeps serving, and in batches. A failed write is retried
 with backoff and logged at error each time; nothing is dropped without an error line.
 On shutdown ``aclose`` waits for the writes still pending.
 """
@@ -35,7 +35,11 @@ def describe(exc: BaseException) -> str:
 
 
 class Recorder:
-    """Turns finished calls into events in the outbox, in the background."""
+    """Turns finished calls into events in the outbox, in the background, in batches.
+
+    Calls that finish within ``linger`` seconds of each other are written in one
+    transaction: under load the outbox sees a few writes a second, not one per call.
+    """
 
     def __init__(
         self,
@@ -46,6 +50,7 @@ class Recorder:
         record_content: bool,
         clock: Callable[[], dt.datetime],
         retry_delays: Sequence[float] = RETRY_DELAYS,
+        linger: float = 0.05,
     ) -> None:
         self._enqueue = enqueue
         self._notify = notify
@@ -53,73 +58,100 @@ class Recorder:
         self.record_content = record_content
         self._clock = clock
         self._delays = tuple(retry_delays)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._linger = linger
+        self._queue: list[synchronous.Call] = []
+        self._writing: tuple[Event, ...] = ()
+        self._building = 0
+        self._flusher: asyncio.Task[None] | None = None
         self.recorded = 0
 
     @property
     def pending(self) -> int:
         """Calls handed over whose events are not written yet."""
-        return len(self._tasks)
+        return len(self._queue) + self._building + len(self._writing)
 
     def submit(self, call: synchronous.Call) -> None:
         """Record ``call`` in the background; returns at once."""
-        task = asyncio.create_task(self._record(call), name="proxy-record")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._queue.append(call)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="proxy-record")
 
-    def _build(self, call: synchronous.Call) -> synchronous.Outcome:
-        return synchronous.events(
-            call, workspace=self.workspace, record_content=self.record_content
-        )
-
-    async def _record(self, call: synchronous.Call) -> None:
-        outcome = await asyncio.to_thread(self._build, call)
-        if not outcome.events:
-            log.warning(
-                "proxy_call_not_recorded",
-                path=call.path,
-                status=call.status,
-                reason=outcome.skipped,
+    def _build(self, calls: Sequence[synchronous.Call]) -> list[Event]:
+        events: list[Event] = []
+        for call in calls:
+            outcome = synchronous.events(
+                call, workspace=self.workspace, record_content=self.record_content
             )
-            return
-        attempt = 0
+            if not outcome.events:
+                log.warning(
+                    "proxy_call_not_recorded",
+                    path=call.path,
+                    status=call.status,
+                    reason=outcome.skipped,
+                )
+            events.extend(outcome.events)
+        return events
+
+    async def _flush(self) -> None:
         try:
-            while True:
+            while self._queue:
+                await asyncio.sleep(self._linger)
+                calls, self._queue = self._queue, []
+                self._building = len(calls)
                 try:
-                    new = await asyncio.to_thread(self._enqueue, outcome.events, self._clock())
-                except Exception as exc:
-                    delay = self._delays[min(attempt, len(self._delays) - 1)]
-                    attempt += 1
-                    log.error(
-                        "proxy_record_failed",
-                        **_ids(outcome.events),
-                        attempt=attempt,
-                        retry_in=delay,
-                        error=describe(exc),
-                    )
-                    await asyncio.sleep(delay)
-                    continue
-                break
+                    events = await asyncio.to_thread(self._build, calls)
+                finally:
+                    self._building = 0
+                if events:
+                    self._writing = tuple(events)
+                    await self._write(self._writing)
+                    self._writing = ()
         except asyncio.CancelledError:
-            log.error("proxy_record_lost", **_ids(outcome.events), attempts=attempt)
+            if self._writing or self._queue:
+                log.error(
+                    "proxy_record_lost",
+                    **_ids(self._writing),
+                    calls_not_built=len(self._queue),
+                )
             raise
-        self.recorded += len(outcome.events)
+
+    async def _write(self, events: Sequence[Event]) -> None:
+        attempt = 0
+        while True:
+            try:
+                new = await asyncio.to_thread(self._enqueue, events, self._clock())
+            except Exception as exc:
+                delay = self._delays[min(attempt, len(self._delays) - 1)]
+                attempt += 1
+                log.error(
+                    "proxy_record_failed",
+                    **_ids(events),
+                    attempt=attempt,
+                    retry_in=delay,
+                    error=describe(exc),
+                )
+                await asyncio.sleep(delay)
+                continue
+            break
+        self.recorded += len(events)
         if new:
             self._notify()
-        for event in outcome.events:
+        fresh = {e.id for e in new}
+        for event in events:
             log.info(
                 "proxy_event_recorded",
                 type=event.type,
                 event_id=event.id,
-                new=event in new,
+                new=event.id in fresh,
                 attempts=attempt + 1,
             )
 
     async def aclose(self, grace: float = 10.0) -> None:
         """Wait up to ``grace`` seconds for pending records; what still fails is logged lost."""
-        if not self._tasks:
+        flusher = self._flusher
+        if flusher is None or flusher.done():
             return
-        _done, late = await asyncio.wait(set(self._tasks), timeout=grace)
+        _done, late = await asyncio.wait({flusher}, timeout=grace)
         for task in late:
             task.cancel()
         await asyncio.gather(*late, return_exceptions=True)
