@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import re
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Protocol, TextIO
@@ -14,7 +15,7 @@ from typing import Any, Protocol, TextIO
 import httpx
 import sqlalchemy as sa
 
-from poller import __version__, sources, store, utils
+from poller import __version__, health, logs, metrics, sources, store, utils
 from poller import config as config_mod
 from poller.delivery.dispatcher import SinkWorker
 from poller.delivery.retry import RetryPolicy
@@ -22,13 +23,16 @@ from poller.mistral.client import MistralClient
 from poller.mistral.pace import Gate
 from poller.model import Event
 from poller.pacing import Pace
-from poller.polling import Settings, SourcePoller
+from poller.polling import PollReport, Settings, SourcePoller
 from poller.sinks.base import Sink
 from poller.sinks.file import FileSink
 from poller.sinks.http import HttpSink
 from poller.sinks.log import LogSink
+from poller.sinks.redacted import Redacted
+from poller.store.outbox import SinkState
 
 USER_AGENT = f"poller/{__version__}"
+_CREDENTIAL_HEADER = re.compile(r"(auth|token|key|secret|password|cookie|signature)", re.I)
 
 
 def secrets_of(config: config_mod.Config) -> list[str]:
@@ -40,6 +44,9 @@ def secrets_of(config: config_mod.Config) -> list[str]:
     for sink in config.sinks:
         for secret in getattr(sink, "secrets", ()):
             found.append(secret.get_secret_value())
+        for header, value in getattr(sink, "headers", {}).items():
+            if _CREDENTIAL_HEADER.search(header):
+                found.append(value)
     if config.proxy is not None and config.proxy.token is not None:
         found.append(config.proxy.token.get_secret_value())
     password = sa.engine.make_url(config.store.url).password
@@ -104,7 +111,10 @@ class App:
         self.sinks: dict[str, Sink] = {}
         self.workers: dict[str, SinkWorker] = {}
         self.services: list[Service] = []
-        self._sink_clients: list[httpx.AsyncClient] = []
+        self.metrics = metrics.Metrics()
+        self.board = health.Board()
+        self.redactor = logs.Redactor(secrets_of(config))
+        self._sink_clients: dict[str, httpx.AsyncClient] = {}
         self._call_clients: list[httpx.AsyncClient] = []
 
     # -- building ----------------------------------------------------------------------
@@ -113,10 +123,12 @@ class App:
         self.engine = await asyncio.to_thread(store.create_engine, self.config.store.url)
         self.store = store.Store(self.engine, self.route)
         self.outbox = store.Outbox(self.engine)
+        self.metrics.watch_outbox(self.outbox, self.sink_states, self.clock)
         try:
             for ws in self.config.workspaces:
                 self.workspaces.append(self._build_workspace(ws))
-            self._build_sinks()
+            for sink in self.config.sinks:
+                self.add_sink(sink)
             if self.config.proxy is not None and self.config.proxy.enabled:
                 from poller.proxy.server import ProxyService
 
@@ -143,31 +155,27 @@ class App:
             follow_redirects=False,
         )
         gate = Gate(per_minute=ws.max_requests_per_minute)
-        settings = Settings(
-            workspace=ws.name,
-            emit_existing=ws.poll.emit_existing,
-            reconcile_interval=ws.poll.reconcile_interval,
-            mass_delete_threshold=ws.poll.mass_delete_threshold,
-        )
         pollers: dict[str, SourcePoller] = {}
         paces: dict[str, Pace] = {}
         for name in ws.sources.enabled():
-            src = ws.sources.get(name)
             # one client per source over the workspace's connection pool and gate,
             # so each poll counts its own requests
-            client = MistralClient(http, page_size=ws.page_size, gate=gate)
+            client = MistralClient(
+                http,
+                page_size=ws.page_size,
+                gate=gate,
+                observe=self.metrics.api_observer(ws.name, name),
+            )
             pollers[name] = SourcePoller(
                 sources.BY_NAME[name],
                 client=client,
                 store=self.store,
-                settings=settings,
+                settings=_settings(ws),
                 clock=self.clock,
             )
-            paces[name] = Pace(
-                interval=src.interval,
-                active_interval=src.active_interval,
-                max_backoff=ws.poll.max_backoff,
-            )
+            paces[name] = _pace(ws, name)
+            self.metrics.track_source(ws.name, name, paces[name].interval)
+            self.board.track(ws.name, name, interval=paces[name].interval, timeout=ws.poll.timeout)
         return Workspace(ws.name, http, gate, pollers, paces, ws.poll.timeout)
 
     def api_client(self, ws: config_mod.Workspace, *, read_timeout: float) -> httpx.AsyncClient:
@@ -186,18 +194,52 @@ class App:
         self._call_clients.append(client)
         return client
 
-    def _build_sinks(self) -> None:
-        for cfg in self.config.sinks:
-            sink = self._build_sink(cfg)
-            self.sinks[cfg.name] = sink
-            policy = RetryPolicy(
-                schedule=tuple(cfg.retry.schedule),
-                max_age=cfg.retry.max_age,
-                probe_interval=cfg.retry.probe_interval,
-            )
-            self.workers[cfg.name] = SinkWorker(
-                sink, self.outbox, policy=policy, concurrency=cfg.concurrency, clock=self.clock
-            )
+    def retune(self, ws_config: config_mod.Workspace) -> None:
+        """Take a workspace's new ``poll`` and source intervals (a reload); clients stay."""
+        ws = next(w for w in self.workspaces if w.name == ws_config.name)
+        ws.timeout = ws_config.poll.timeout
+        for name, poller in ws.pollers.items():
+            poller.settings = _settings(ws_config)
+            ws.paces[name] = _pace(ws_config, name)
+            self.metrics.interval.labels(ws.name, name).set(ws.paces[name].interval)
+            self.board.track(ws.name, name, interval=ws.paces[name].interval, timeout=ws.timeout)
+
+    def add_sink(self, cfg: config_mod.SinkConfig) -> SinkWorker:
+        """Build a sink and its worker (at start, and when a reload adds or changes one)."""
+        sink = Redacted(self._build_sink(cfg), self.redactor.redact)
+        self.sinks[cfg.name] = sink
+        policy = RetryPolicy(
+            schedule=tuple(cfg.retry.schedule),
+            max_age=cfg.retry.max_age,
+            probe_interval=cfg.retry.probe_interval,
+        )
+        worker = SinkWorker(
+            sink,
+            self.outbox,
+            policy=policy,
+            concurrency=cfg.concurrency,
+            clock=self.clock,
+            on_result=self.metrics.observe_delivery,
+        )
+        self.workers[cfg.name] = worker
+        self.metrics.track_sink(cfg.name)
+        return worker
+
+    async def remove_sink(self, name: str) -> None:
+        """Close a sink whose worker has stopped (a reload removed or changed it)."""
+        self.workers.pop(name, None)
+        sink = self.sinks.pop(name, None)
+        client = self._sink_clients.pop(name, None)
+        if sink is not None:
+            with contextlib.suppress(Exception):
+                await sink.aclose()
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.aclose()
+
+    def sink_states(self) -> dict[str, SinkState]:
+        """The circuit state of every running sink (metrics read it at scrape time)."""
+        return {name: worker.state for name, worker in self.workers.items()}
 
     def _build_sink(self, cfg: config_mod.SinkConfig) -> Sink:
         if isinstance(cfg, config_mod.HttpSinkConfig):
@@ -207,7 +249,7 @@ class App:
                 transport=self.sink_transport,
                 limits=httpx.Limits(max_connections=cfg.concurrency),
             )
-            self._sink_clients.append(client)
+            self._sink_clients[cfg.name] = client
             return HttpSink(
                 cfg.name,
                 cfg.url,
@@ -224,8 +266,8 @@ class App:
         for sink in self.sinks.values():
             with contextlib.suppress(Exception):
                 await sink.aclose()
-        clients = [*(w.http for w in self.workspaces), *self._sink_clients, *self._call_clients]
-        for client in clients:
+        clients = [*(w.http for w in self.workspaces), *self._sink_clients.values()]
+        for client in [*clients, *self._call_clients]:
             with contextlib.suppress(Exception):
                 await client.aclose()
         self.workspaces.clear()
@@ -241,6 +283,13 @@ class App:
         """The sinks an event goes to: those whose filters match its type and workspace."""
         return [s.name for s in self.config.sinks if s.matches(event.type, event.workspace)]
 
+    def observe_poll(
+        self, workspace: str, source: str, result: health.PollResult, report: PollReport | None
+    ) -> None:
+        """The runner's word after each poll: for metrics, readiness and the watchdog."""
+        self.metrics.observe_poll(workspace, source, result, report.events if report else ())
+        self.board.polled(workspace, source, result)
+
     def notify(self) -> None:
         """Wake every sink worker: new deliveries are in the outbox."""
         for worker in self.workers.values():
@@ -248,3 +297,19 @@ class App:
 
     def pollers(self) -> list[tuple[Workspace, SourcePoller]]:
         return [(ws, p) for ws in self.workspaces for p in ws.pollers.values()]
+
+
+def _settings(ws: config_mod.Workspace) -> Settings:
+    return Settings(
+        workspace=ws.name,
+        emit_existing=ws.poll.emit_existing,
+        reconcile_interval=ws.poll.reconcile_interval,
+        mass_delete_threshold=ws.poll.mass_delete_threshold,
+    )
+
+
+def _pace(ws: config_mod.Workspace, source: str) -> Pace:
+    src = ws.sources.get(source)
+    return Pace(
+        interval=src.interval, active_interval=src.active_interval, max_backoff=ws.poll.max_backoff
+    )

@@ -101,20 +101,20 @@ def main() -> None:
 @config_option
 @guarded
 def run(config_path: str | None) -> None:
-    """Run the daemon: poll every source, deliver every event, until SIGTERM."""
+    """Run the daemon: poll every source, deliver every event, until SIGTERM (SIGHUP reloads)."""
     config = load_config(config_path)
     setup_logging(config)
     run_async(_run(config))
 
 
 async def _run(config: config_mod.Config) -> None:
-    from poller.app import App
-    from poller.runner import Runner
+    from poller import daemon
 
     stop = asyncio.Event()
     install_stop(stop)
-    async with App(config) as app:
-        await Runner(app).run(stop, grace=config.shutdown.grace_period)
+    hangup = asyncio.Event()  # SIGHUP: reload the config file
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, hangup.set)
+    await daemon.run(config, stop, hangup=hangup)
 
 
 @main.command()

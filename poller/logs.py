@@ -39,6 +39,10 @@ class Redactor:
             sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
         )
 
+    def redact(self, text: str) -> str:
+        """``text`` with the known secrets and ``Bearer``/``Basic`` credentials masked."""
+        return self._text(text)
+
     def _text(self, text: str) -> str:
         for secret in self.secrets:
             if secret in text:

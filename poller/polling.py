@@ -35,6 +35,8 @@ log = structlog.get_logger("poller.polling")
 HEAD_OVERLAP = 60
 """Seconds the incremental head looks back before the cursor (clock granularity, skew)."""
 CONFIRM_CONCURRENCY = 4
+FLUSH_ROWS = 1000
+"""Snapshot rows a full listing buffers before writing them into its open transaction."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -109,53 +111,96 @@ class SourcePoller:
     # -- full listing ------------------------------------------------------------------
 
     async def _full(self, state: SourceState, now: dt.datetime) -> PollReport:
-        listing = await self.client.list_all(self.spec.list_path, paged=self.spec.paged)
-        seen = self._resources(listing.items)
-        before = await asyncio.to_thread(
-            self.store.load_resources, self.workspace, self.spec.name, None
-        )
+        """Stream the whole listing page by page against the snapshot, in one transaction.
+
+        Memory stays flat whatever the history: a page, the ids of the listing and of the
+        snapshot, and what changed — never the whole listing or the whole snapshot at once.
+        """
         baseline = not state.baselined
-        gone: list[str] = []
-        held_since, held = state.held_since, state.held_count
-        if not baseline:
-            if not listing.complete:
+        announce = self.settings.emit_existing or not baseline
+        stored = await asyncio.to_thread(self.store.ids, self.workspace, self.spec.name)
+        pager = self.client.pages(self.spec.list_path, paged=self.spec.paged)
+        listed: set[str] = set()
+        ordered: list[tuple[int, int, Event]] = []
+        pending: list[Resource] = []
+        cursor = state.cursor
+        with self.store.writer(self.workspace, self.spec.name, now, active=self._active) as writer:
+            async for page in pager:
+                seen = self._resources(page)
+                listed.update(r.id for r in seen)
+                known = [r.id for r in seen if r.id in stored]
+                before = (
+                    await asyncio.to_thread(
+                        self.store.load_resources, self.workspace, self.spec.name, known
+                    )
+                    if known
+                    else {}
+                )
+                result = diff(
+                    self.spec, before, seen, announce=announce, workspace=self.workspace, now=now
+                )
+                created = {r.id: r.created or 0 for r in result.upserts}
+                ordered.extend(
+                    (created.get(e.resource_id, 0), len(ordered), e) for e in result.events
+                )
+                pending.extend(result.upserts)
+                cursor = max([cursor or 0, *(r.created or 0 for r in seen)]) or cursor
+                if len(pending) >= FLUSH_ROWS:
+                    await asyncio.to_thread(writer.write, pending)
+                    pending = []
+            events = [e for _, _, e in sorted(ordered, key=lambda x: (x[0], x[1]))]
+            removals: tuple[str, ...] = ()
+            held_since, held = state.held_since, state.held_count
+            if not baseline and not pager.complete:
                 self.log.warning(
                     "listing_incomplete",
-                    total=listing.total,
-                    got=len(listing.items),
+                    total=pager.total,
+                    got=len(pager.seen),
                     consequence="no deletions this time",
                 )
-            else:
-                gone, found, held_since, held = await self._deletions(before, seen, state, now)
-                seen.extend(found)
-        result = diff(
-            self.spec,
-            before,
-            seen,
-            gone=gone,
-            announce=self.settings.emit_existing or not baseline,
-            workspace=self.workspace,
-            now=now,
-        )
-        events = await self._commit(
-            result, now, seen, reconciled=True, held_since=held_since, held=held, state=state
-        )
+            elif not baseline:
+                gone, found, held_since, held = await self._deletions(stored, listed, state, now)
+                if gone or found:
+                    before = await asyncio.to_thread(
+                        self.store.load_resources,
+                        self.workspace,
+                        self.spec.name,
+                        [*gone, *(r.id for r in found)],
+                    )
+                    result = diff(
+                        self.spec, before, found, gone=gone, workspace=self.workspace, now=now
+                    )
+                    events.extend(result.events)
+                    pending.extend(result.upserts)
+                    removals = result.removals
+            await asyncio.to_thread(writer.write, pending, removals)
+            recorded = await asyncio.to_thread(
+                writer.commit,
+                events,
+                cursor=cursor,
+                reconciled=True,
+                held_since=held_since,
+                held_count=held,
+            )
         if baseline:
-            self.log.info("baseline_recorded", items=len(seen), announced=len(events))
+            self.log.info("baseline_recorded", items=len(listed), announced=len(recorded))
         return PollReport(
             source=self.spec.name,
             mode="baseline" if baseline else "full",
-            events=tuple(events),
+            events=tuple(recorded),
             active=await self._active_count(),
             requests=0,
-            complete=listing.complete,
+            complete=pager.complete,
             held=held,
         )
 
+    def _active(self, resource: Resource) -> bool:
+        return self.spec.is_active(resource.status)
+
     async def _deletions(
         self,
-        before: dict[str, Resource],
-        seen: list[Resource],
+        stored: set[str],
+        listed: set[str],
         state: SourceState,
         now: dt.datetime,
     ) -> tuple[list[str], list[Resource], dt.datetime | None, int]:
@@ -165,13 +210,12 @@ class SourcePoller:
         When the listing would delete too much (it is empty, or over the threshold), the
         deletions are held until a second listing a reconcile interval later agrees.
         """
-        listed = {r.id for r in seen}
-        missing = sorted(set(before) - listed)
+        missing = sorted(stored - listed)
         if not missing:
             if state.held_since is not None:
                 self.log.info("deletions_released", reason="the listing is whole again")
             return [], [], None, 0
-        too_many = not seen or len(missing) > self.settings.mass_delete_threshold * len(before)
+        too_many = not listed or len(missing) > self.settings.mass_delete_threshold * len(stored)
         if too_many:
             held_since = state.held_since or now
             waited = (now - held_since).total_seconds()
@@ -180,8 +224,8 @@ class SourcePoller:
                     self.log.warning(
                         "deletions_held",
                         missing=len(missing),
-                        tracked=len(before),
-                        reason="empty listing" if not seen else "mass deletion",
+                        tracked=len(stored),
+                        reason="empty listing" if not listed else "mass deletion",
                         confirm_after_s=self.settings.reconcile_interval,
                     )
                 return [], [], held_since, len(missing)
@@ -290,9 +334,7 @@ class SourcePoller:
             held_since=held_since,
             held_count=held,
         )
-        return await asyncio.to_thread(
-            self.store.commit_poll, commit, active=lambda r: self.spec.is_active(r.status)
-        )
+        return await asyncio.to_thread(self.store.commit_poll, commit, active=self._active)
 
     async def _active_count(self) -> int:
         if not self.spec.has_lifecycle:

@@ -13,8 +13,8 @@ import asyncio
 import dataclasses
 import datetime as dt
 import random
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -26,6 +26,14 @@ from poller.exceptions import ApiError, AuthError, NotFoundError
 from poller.polling import PollReport, SourcePoller
 
 log = structlog.get_logger("poller.runner")
+
+T = TypeVar("T")
+
+
+async def _bound(work: Awaitable[T], **context: Any) -> T:
+    """Await ``work`` with ``context`` in every log line it writes (client and poller alike)."""
+    with structlog.contextvars.bound_contextvars(**context):
+        return await work
 
 
 @dataclasses.dataclass
@@ -51,6 +59,9 @@ class Runner:
         self._polls: set[asyncio.Task[Any]] = set()
         self._scheduler: AsyncIOScheduler | None = None
         self._stopping = False
+        self._grace = 10.0
+        self._workers: dict[str, asyncio.Task[None]] = {}
+        self._worker_stops: dict[str, asyncio.Event] = {}
 
     # -- one poll ----------------------------------------------------------------------
 
@@ -61,14 +72,17 @@ class Runner:
         if health.disabled:
             return health
         self.cycles += 1
-        bound = log.bind(workspace=ws.name, source=poller.spec.name, cycle=self.cycles)
+        context = {"workspace": ws.name, "source": poller.spec.name, "cycle": self.cycles}
+        bound = log.bind(**context)
         pace = ws.paces[poller.spec.name]
+        report: PollReport | None = None
         try:
-            report = await asyncio.wait_for(poller.poll(), timeout=ws.timeout)
+            report = await asyncio.wait_for(_bound(poller.poll(), **context), timeout=ws.timeout)
         except NotFoundError as exc:
             if poller.spec.name == "fine_tuning_jobs":
                 health.disabled = "the fine-tuning API answered 404 (deprecated upstream)"
                 bound.warning("source_disabled", reason=health.disabled, error=str(exc))
+                self.app.observe_poll(ws.name, poller.spec.name, health, None)
                 return health
             await self._failed(bound, ws, poller, health, f"{exc} (check mistral.base_url)")
         except AuthError as exc:
@@ -103,6 +117,7 @@ class Runner:
             retry_after=ws.gate.paused_for(),
             rand=self.rand(),
         )
+        self.app.observe_poll(ws.name, poller.spec.name, health, report)
         return health
 
     async def _failed(
@@ -114,6 +129,7 @@ class Runner:
         error: str,
     ) -> None:
         health.error_streak += 1
+        error = self.app.redactor.redact(error)
         health.last_error = error
         await asyncio.to_thread(
             self.app.store.record_poll_error, ws.name, poller.spec.name, error, utils.utcnow()
@@ -153,12 +169,42 @@ class Runner:
         when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=health.next_delay)
         job.modify(next_run_time=when)
 
+    def start_worker(self, name: str) -> None:
+        """Start the loop of ``app.workers[name]`` (at start, and when a reload adds a sink)."""
+        if self._stopping:
+            return
+        worker = self.app.workers[name]
+        own = asyncio.Event()
+        self._worker_stops[name] = own
+        self._workers[name] = asyncio.create_task(
+            worker.run(own, grace=self._grace), name=f"sink-{name}"
+        )
+        self.app.board.watch_worker(name, worker)
+
+    async def stop_worker(self, name: str) -> None:
+        """Stop one sink's loop; its deliveries in flight get the grace period to finish."""
+        self.app.board.unwatch_worker(name)
+        own = self._worker_stops.pop(name, None)
+        task = self._workers.pop(name, None)
+        if own is not None:
+            own.set()
+        if task is not None:
+            await asyncio.gather(task, return_exceptions=True)
+
+    def poll_soon(self, workspace: str, source: str, within: float) -> None:
+        """Bring a source's next poll forward to at most ``within`` seconds from now."""
+        job = self._scheduler.get_job(f"{workspace}/{source}") if self._scheduler else None
+        if job is None or self._stopping:
+            return
+        when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=within)
+        if job.next_run_time is None or job.next_run_time > when:
+            job.modify(next_run_time=when)
+
     async def run(self, stop: asyncio.Event, *, grace: float = 10.0) -> None:
         """Run until ``stop`` is set."""
-        workers = [
-            asyncio.create_task(w.run(stop, grace=grace), name=f"sink-{name}")
-            for name, w in self.app.workers.items()
-        ]
+        self._grace = grace
+        for name in list(self.app.workers):
+            self.start_worker(name)
         services = [
             asyncio.create_task(svc.run(stop), name=f"service-{svc.name}")
             for svc in self.app.services
@@ -166,7 +212,6 @@ class Runner:
         for task in services:
             # a service that fails (a port already taken) stops the daemon with its error
             task.add_done_callback(lambda _t: stop.set())
-        workers += services
         scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop(), timezone=dt.UTC)
         self._scheduler = scheduler
         for ws, poller in self.app.pollers():
@@ -200,7 +245,9 @@ class Runner:
             for task in list(self._polls):
                 task.cancel()
             stop.set()
-            await asyncio.gather(*workers, return_exceptions=True)
+            for own in self._worker_stops.values():
+                own.set()
+            await asyncio.gather(*self._workers.values(), *services, return_exceptions=True)
             self._scheduler = None
             log.info("stopped")
         for task in services:

@@ -11,17 +11,24 @@ but a probe — the sink's oldest pending delivery — soon after the failure an
 once, in order. A receiver that refuses one payload (a 4xx) leaves the circuit closed;
 that delivery alone follows the retry schedule. Retry state lives in the database, so a
 process killed at any instant resumes every pending delivery on restart, under the same id.
+
+A finished attempt frees its slot at once; its record is written in the next batch,
+while the next deliveries are already on the wire. Until written, its delivery is still
+pending in the store, so the worker keeps it out of what it fetches next (and its
+resource's next event is not offered yet): a crash in between means one more attempt
+under the same id, never a lost one or an overtaken one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import datetime as dt
 import random
+import time
 from collections.abc import Callable
-from typing import Any
 
 import structlog
 
@@ -51,6 +58,8 @@ class SinkWorker:
         rand: Callable[[], float] = random.random,
         on_result: ResultHook | None = None,
         idle_check: float = 1.0,
+        window: int = 64,
+        batch_delay: float = 0.02,
     ) -> None:
         self.sink = sink
         self.outbox = outbox
@@ -60,11 +69,20 @@ class SinkWorker:
         self.rand = rand
         self.on_result = on_result
         self.idle_check = idle_check
+        self.window = window
+        self.batch_delay = batch_delay
+        self._batch_started: float | None = None
         self.wake = asyncio.Event()
         self.log = log.bind(sink=sink.name)
-        self._inflight: dict[asyncio.Task[Outcome], tuple[Delivery, bool]] = {}
+        self._ready: collections.deque[Delivery] = collections.deque()
+        self._inflight: dict[asyncio.Task[Outcome], Delivery] = {}
+        self._records: list[AttemptRecord] = []
+        self._unrecorded: set[int] = set()
         self._state = SinkState(name=sink.name)
+        self._saved_state = self._state
         self._state_read_at: dt.datetime | None = None
+        self.alive_at = time.monotonic()
+        """Monotonic time of the loop's last turn (the watchdog tells a stuck loop by it)."""
 
     @property
     def name(self) -> str:
@@ -74,6 +92,11 @@ class SinkWorker:
     def state(self) -> SinkState:
         return self._state
 
+    @property
+    def busy(self) -> bool:
+        """Attempts in flight or results not yet written."""
+        return bool(self._inflight or self._records)
+
     def notify(self) -> None:
         """New deliveries may be due: look now rather than at the next check."""
         self.wake.set()
@@ -82,11 +105,12 @@ class SinkWorker:
 
     async def run(self, stop: asyncio.Event, grace: float = 10.0) -> None:
         """Deliver until ``stop`` is set; then let in-flight attempts finish for ``grace`` s."""
-        self._state = await asyncio.to_thread(self.outbox.sink_state, self.name)
+        self._state = self._saved_state = await asyncio.to_thread(self.outbox.sink_state, self.name)
         try:
             while not stop.is_set():
-                timeout = await self.step()
-                await self._wait(stop, timeout)
+                self.alive_at = time.monotonic()
+                delay = await self.step()
+                await self._wait(stop, delay)
         finally:
             await self._drain(grace)
 
@@ -99,35 +123,67 @@ class SinkWorker:
         end = loop.time() + deadline
         never = asyncio.Event()
         while loop.time() < end:
-            timeout = await self.step()
-            if not self._inflight and timeout > 0:
+            delay = await self.step()
+            if not self.busy and delay > 0:
                 break
-            await self._wait(never, min(timeout, 0.2) if timeout > 0 else 0.05)
+            await self._wait(never, min(delay, 0.2) if delay > 0 else 0.0)
         await self._drain(max(0.0, end - loop.time()))
 
     async def step(self) -> float:
-        """Record what finished, start what may start; seconds until it is worth looking again."""
-        await self._collect()
+        """Start what may start, write what finished; seconds until it is worth looking again."""
+        self._fill()
+        if hold := self._hold_records():
+            return hold
+        await self._write()
         now = self.clock()
         await self._refresh_state(now)
         state = self._state
         if not state.enabled:
+            self._ready.clear()
             return 2.0
         if state.circuit_open:
+            self._ready.clear()
             return await self._probe(now)
-        free = self.concurrency - len(self._inflight)
-        if free <= 0:
+        if len(self._inflight) >= self.concurrency:
             return self.idle_check
-        exclude = [d.id for d, _ in self._inflight.values()]
-        due = await asyncio.to_thread(self.outbox.due, self.name, now, free, exclude)
-        busy = {d.order_key for d, _ in self._inflight.values()}
-        for delivery in due:
-            if delivery.order_key not in busy:
-                self._start(delivery, probe=False)
+        if not self._ready:
+            # a window of due deliveries at once; each is the first pending delivery of its
+            # resource, so they may go in any order
+            exclude = [*self._unrecorded, *(d.id for d in self._inflight.values())]
+            limit = max(self.concurrency - len(self._inflight), self.window)
+            self._ready.extend(
+                await asyncio.to_thread(self.outbox.due, self.name, now, limit, exclude)
+            )
+            if not self._ready:
+                return 0.0 if self._records else await self._until_next_due(now)
+            self._fill()
+        if self._records or (self._ready and len(self._inflight) < self.concurrency):
+            return 0.0
+        return self.idle_check
+
+    def _hold_records(self) -> float:
+        """Seconds to keep gathering finished attempts before writing them, or 0 to write now.
+
+        Writing a batch costs about what writing one does, so while attempts are in flight
+        and the batch is small, finished ones wait up to ``batch_delay`` for company.
+        """
+        if not self._records or not self._inflight or len(self._records) >= self.concurrency:
+            return 0.0
+        loop = asyncio.get_running_loop()
+        if self._batch_started is None:
+            self._batch_started = loop.time()
+        return max(0.0, self._batch_started + self.batch_delay - loop.time())
+
+    def _fill(self) -> None:
+        """Start ready deliveries while there are free slots (never two of one resource)."""
+        if self._state.circuit_open or not self._state.enabled:
+            return
+        busy = {d.order_key for d in self._inflight.values()}
+        while self._ready and len(self._inflight) < self.concurrency:
+            delivery = self._ready.popleft()
+            if delivery.order_key not in busy and delivery.id not in self._unrecorded:
+                self._start(delivery)
                 busy.add(delivery.order_key)
-        if len(due) >= free:
-            return 0.0 if not self._inflight else self.idle_check
-        return await self._until_next_due(now)
 
     async def _probe(self, now: dt.datetime) -> float:
         if self._inflight:
@@ -140,10 +196,11 @@ class SinkWorker:
             self.log.error("deliveries_dead", count=expired, reason="max_age")
         candidate = await asyncio.to_thread(self.outbox.probe_candidate, self.name, now)
         if candidate is None:
-            await self._close_circuit(now)
+            self._state = dataclasses.replace(self._state, failing_since=None, next_probe_at=None)
+            await self._write()
             return 0.0
         self.log.info("sink_probe", event_id=candidate.event.id)
-        self._start(candidate, probe=True)
+        self._start(candidate)
         return self.idle_check
 
     async def _until_next_due(self, now: dt.datetime) -> float:
@@ -156,29 +213,28 @@ class SinkWorker:
         """Re-read the durable state now and then: an operator may have re-enabled the sink."""
         if self._state_read_at and (now - self._state_read_at).total_seconds() < 2.0:
             return
-        self._state = await asyncio.to_thread(self.outbox.sink_state, self.name)
+        if self._state != self._saved_state:
+            return  # ours is newer; it is written first
+        self._state = self._saved_state = await asyncio.to_thread(self.outbox.sink_state, self.name)
         self._state_read_at = now
 
     async def _wait(self, stop: asyncio.Event, delay: float) -> None:
-        if delay <= 0:
+        if self.wake.is_set() or delay <= 0:
+            self.wake.clear()
             await asyncio.sleep(0)
             return
-        waiters: set[asyncio.Future[Any]] = {
-            asyncio.ensure_future(stop.wait()),
-            asyncio.ensure_future(self.wake.wait()),
-            *self._inflight,
-        }
+        waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.wake.wait())]
         try:
             await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for waiter in waiters:
-                if waiter not in self._inflight and not waiter.done():
-                    waiter.cancel()
+                waiter.cancel()
             self.wake.clear()
 
-    def _start(self, delivery: Delivery, *, probe: bool) -> None:
+    def _start(self, delivery: Delivery) -> None:
         task = asyncio.create_task(self._attempt(delivery), name=f"deliver-{self.name}")
-        self._inflight[task] = (delivery, probe)
+        self._inflight[task] = delivery
+        task.add_done_callback(self._finished)
 
     async def _attempt(self, delivery: Delivery) -> Outcome:
         try:
@@ -189,34 +245,41 @@ class SinkWorker:
 
     # -- results -----------------------------------------------------------------------
 
-    async def _collect(self) -> None:
-        done = [t for t in self._inflight if t.done()]
-        if not done:
-            return
+    def _finished(self, task: asyncio.Task[Outcome]) -> None:
+        """An attempt ended: judge it, free its slot, queue its record, move the circuit."""
+        delivery = self._inflight.pop(task)
+        if task.cancelled():
+            return  # stopped mid-flight: still pending in the store, resent under its id
+        outcome = task.result()
         now = self.clock()
-        records: list[AttemptRecord] = []
-        state = self._state
-        for task in done:
-            delivery, probe = self._inflight.pop(task)
-            outcome = task.result()
-            record = self._judge(delivery, outcome, now)
-            records.append(record)
-            state = self._transition(state, delivery, outcome, probe, now)
-            if self.on_result:
-                self.on_result(self.name, delivery, outcome, record.status)
-        await asyncio.to_thread(self.outbox.record, records)
-        if state != self._state:
-            opened = state.circuit_open and not self._state.circuit_open
-            closed = self._state.circuit_open and not state.circuit_open
-            self._state = state
-            await asyncio.to_thread(self.outbox.save_sink_state, state)
-            if closed:
-                released = await asyncio.to_thread(self.outbox.release, self.name, now)
-                self.log.info("sink_recovered", released=released)
-            elif opened:
-                self.log.warning(
-                    "sink_failing", next_probe_at=utils.isoformat(state.next_probe_at or now)
-                )
+        record = self._judge(delivery, outcome, now)
+        self._records.append(record)
+        self._unrecorded.add(delivery.id)
+        self._state = self._transition(self._state, outcome, now)
+        if self.on_result:
+            self.on_result(self.name, delivery, outcome, record.status)
+        self.wake.set()
+
+    async def _write(self) -> None:
+        """Write the finished attempts and any change of the sink's state."""
+        records, self._records = self._records, []
+        self._batch_started = None
+        if records:
+            await asyncio.to_thread(self.outbox.record, records)
+            self._unrecorded.difference_update(r.delivery_id for r in records)
+        state, before = self._state, self._saved_state
+        if state == before:
+            return
+        await asyncio.to_thread(self.outbox.save_sink_state, state)
+        self._saved_state = state
+        now = self.clock()
+        if before.circuit_open and not state.circuit_open:
+            released = await asyncio.to_thread(self.outbox.release, self.name, now)
+            self.log.info("sink_recovered", released=released)
+        elif state.circuit_open and not before.circuit_open:
+            self.log.warning(
+                "sink_failing", next_probe_at=utils.isoformat(state.next_probe_at or now)
+            )
 
     def _judge(self, delivery: Delivery, outcome: Outcome, now: dt.datetime) -> AttemptRecord:
         """Where one attempt leaves its delivery."""
@@ -270,9 +333,7 @@ class SinkWorker:
         )
         return record(kind, PENDING, nxt)
 
-    def _transition(
-        self, state: SinkState, delivery: Delivery, outcome: Outcome, probe: bool, now: dt.datetime
-    ) -> SinkState:
+    def _transition(self, state: SinkState, outcome: Outcome, now: dt.datetime) -> SinkState:
         """The sink's state after one attempt: circuit closes on an answer, opens on a failure."""
         if outcome.gone:
             self.log.error(
@@ -300,17 +361,11 @@ class SinkWorker:
             ),
         )
 
-    async def _close_circuit(self, now: dt.datetime) -> None:
-        self._state = dataclasses.replace(self._state, failing_since=None, next_probe_at=None)
-        await asyncio.to_thread(self.outbox.save_sink_state, self._state)
-
     async def _drain(self, grace: float) -> None:
         if self._inflight:
             await asyncio.wait(list(self._inflight), timeout=grace)
             for task in list(self._inflight):
-                if not task.done():
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await task
-                    self._inflight.pop(task)
-        await self._collect()
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        await self._write()

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from collections.abc import Awaitable, Callable, Mapping
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import httpx
@@ -96,6 +97,8 @@ class MistralClient:
     """Reads Mistral's API for one workspace over an ``httpx.AsyncClient`` it is given.
 
     The client carries the base URL and the auth header; this class never sees the key.
+    ``observe``, when given, hears of every HTTP exchange: the error it raised (None for a
+    2xx) and how many seconds it took (metrics).
     """
 
     def __init__(
@@ -108,6 +111,7 @@ class MistralClient:
         gate: Gate | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         max_pages: int = 100_000,
+        observe: Callable[[BaseException | None, float], None] | None = None,
     ) -> None:
         self.http = http
         self.page_size = page_size
@@ -116,11 +120,25 @@ class MistralClient:
         self.gate = gate or Gate()
         self.sleep = sleep
         self.max_pages = max_pages
+        self.observe = observe
         self.requests = 0
 
     async def _send_once(self, method: str, path: str, params: Params | None) -> httpx.Response:
         await self.gate.acquire()
         self.requests += 1
+        started = time.perf_counter()
+        try:
+            response = await self._exchange(method, path, params)
+        except ApiError as exc:
+            if self.observe is not None:
+                self.observe(exc, time.perf_counter() - started)
+            raise
+        if self.observe is not None:
+            self.observe(None, time.perf_counter() - started)
+        return response
+
+    async def _exchange(self, method: str, path: str, params: Params | None) -> httpx.Response:
+        """One HTTP exchange: the 2xx response, or the ``ApiError`` its answer means."""
         try:
             response = await self.http.request(method, path, params=params)
         except httpx.TimeoutException as exc:
@@ -206,52 +224,68 @@ class MistralClient:
             raise GarbledError("the answer is not an object with an id", method="GET", path=path)
         return body
 
+    def pages(self, path: str, *, params: Params | None = None, paged: bool = True) -> Pages:
+        """The pages of a list endpoint, one at a time (``async for items in ...``)."""
+        return Pages(self, path, dict(params or {}), paged)
+
     async def list_all(
         self, path: str, *, params: Params | None = None, paged: bool = True
     ) -> Listing:
-        """Every item of a list endpoint, following 0-based ``page``/``page_size``.
+        """Every item of a list endpoint at once (for listings known to be small)."""
+        pager = self.pages(path, params=params, paged=paged)
+        items = [item async for page in pager for item in page]
+        return Listing(items=items, complete=pager.complete, total=pager.total, pages=pager.count)
 
-        ``complete`` is false when the pages did not add up to the ``total`` the API
-        announced (an item moved while paging, or a page came back short): such a listing
-        can show what exists, never what was deleted.
-        """
-        base = dict(params or {})
-        if not paged:
-            body = await self.request("GET", path, base)
-            items = _items(body, path, require_total=False)
-            return Listing(items=_unique(items), complete=True, total=None)
-        collected: dict[str, dict[str, Any]] = {}
-        total: int | None = None
-        page = 0
-        complete = True
+
+class Pages:
+    """The pages of a list endpoint, following 0-based ``page``/``page_size``.
+
+    Each item is yielded once even if it moves between pages while they are read. Once
+    exhausted, ``complete`` says whether the pages added up to the ``total`` the API
+    announced: an incomplete listing can show what exists, never what was deleted.
+    """
+
+    def __init__(self, client: MistralClient, path: str, params: dict[str, Any], paged: bool):
+        self.client = client
+        self.path = path
+        self.params = params
+        self.paged = paged
+        self.total: int | None = None
+        self.count = 0
+        self.seen: set[str] = set()
+        self.complete = False
+
+    def __aiter__(self) -> AsyncIterator[list[dict[str, Any]]]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[list[dict[str, Any]]]:
+        size = self.client.page_size
         while True:
-            body = await self.request(
-                "GET", path, {**base, "page": page, "page_size": self.page_size}
-            )
-            items = _items(body, path, require_total=False)
-            if page == 0:
+            params = dict(self.params)
+            if self.paged:
+                params.update(page=self.count, page_size=size)
+            body = await self.client.request("GET", self.path, params)
+            items = _items(body, self.path)
+            if self.count == 0 and self.paged:
                 raw_total = body.get("total")
-                if (
-                    isinstance(raw_total, int)
-                    and not isinstance(raw_total, bool)
-                    and raw_total >= 0
-                ):
-                    total = raw_total
-            for item in items:
-                collected.setdefault(item["id"], item)
-            page += 1
-            if len(items) < self.page_size:
+                if isinstance(raw_total, int) and not isinstance(raw_total, bool):
+                    self.total = raw_total if raw_total >= 0 else None
+            self.count += 1
+            fresh = [item for item in items if item["id"] not in self.seen]
+            self.seen.update(item["id"] for item in fresh)
+            yield fresh
+            if not self.paged or len(items) < size:
                 break
-            if total is not None and page * self.page_size >= total:
+            if self.total is not None and self.count * size >= self.total:
                 break
-            if page >= self.max_pages:
-                raise GarbledError(f"more than {self.max_pages} pages", method="GET", path=path)
-        if total is not None and len(collected) < total:
-            complete = False
-        return Listing(items=list(collected.values()), complete=complete, total=total, pages=page)
+            if self.count >= self.client.max_pages:
+                raise GarbledError(
+                    f"more than {self.client.max_pages} pages", method="GET", path=self.path
+                )
+        self.complete = self.total is None or len(self.seen) >= self.total
 
 
-def _items(body: Any, path: str, *, require_total: bool) -> list[dict[str, Any]]:
+def _items(body: Any, path: str) -> list[dict[str, Any]]:
     if not isinstance(body, dict):
         raise GarbledError("the list answer is not an object", method="GET", path=path)
     data = body.get("data")
@@ -260,13 +294,4 @@ def _items(body: Any, path: str, *, require_total: bool) -> list[dict[str, Any]]
     for item in data:
         if not isinstance(item, dict) or not isinstance(item.get("id"), str) or not item["id"]:
             raise GarbledError("a listed item has no string 'id'", method="GET", path=path)
-    if require_total and not isinstance(body.get("total"), int):
-        raise GarbledError("the list answer has no 'total'", method="GET", path=path)
     return data
-
-
-def _unique(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    seen: dict[str, dict[str, Any]] = {}
-    for item in items:
-        seen.setdefault(item["id"], item)
-    return list(seen.values())

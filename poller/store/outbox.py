@@ -196,11 +196,12 @@ class Outbox:
     def due(
         self, sink: str, now: dt.datetime, limit: int, exclude: Collection[int] = ()
     ) -> list[Delivery]:
-        """Deliveries of ``sink`` that may go now, oldest first, one resource's events in order."""
+        """Deliveries of ``sink`` that may go now, longest due first, a resource's in order."""
+        d = _DELIVERIES
         query = (
             self._heads(sink, exclude)
-            .where(_DELIVERIES.c.next_attempt_at <= now)
-            .order_by(_DELIVERIES.c.event_seq)
+            .where(d.c.next_attempt_at <= now)
+            .order_by(d.c.next_attempt_at, d.c.event_seq)
             .limit(limit)
         )
         with self.engine.connect() as conn:
@@ -239,21 +240,41 @@ class Outbox:
         if not records:
             return
         d = _DELIVERIES
+        update = (
+            d.update()
+            .where(d.c.id == sa.bindparam("_id"))
+            .values(
+                attempts=d.c.attempts + 1,
+                status=sa.bindparam("_status"),
+                next_attempt_at=sa.bindparam("_next"),
+                last_attempt_at=sa.bindparam("_at"),
+                last_status_code=sa.bindparam("_code"),
+                last_error=sa.bindparam("_error"),
+                last_duration_ms=sa.bindparam("_ms"),
+                last_outcome=sa.bindparam("_outcome"),
+                delivered_at=sa.func.coalesce(
+                    sa.bindparam("_delivered", type_=tables.UTCDateTime()), d.c.delivered_at
+                ),
+            )
+        )
         with self.engine.begin() as conn:
-            for r in records:
-                values: dict[str, Any] = {
-                    "attempts": d.c.attempts + 1,
-                    "status": r.status,
-                    "next_attempt_at": r.next_attempt_at,
-                    "last_attempt_at": r.attempted_at,
-                    "last_status_code": r.status_code,
-                    "last_error": r.error[:1000] if r.error else None,
-                    "last_duration_ms": r.duration_ms,
-                    "last_outcome": r.outcome,
-                }
-                if r.ok:
-                    values["delivered_at"] = r.attempted_at
-                conn.execute(d.update().where(d.c.id == r.delivery_id).values(**values))
+            conn.execute(
+                update,
+                [
+                    {
+                        "_id": r.delivery_id,
+                        "_status": r.status,
+                        "_next": r.next_attempt_at,
+                        "_at": r.attempted_at,
+                        "_code": r.status_code,
+                        "_error": r.error[:1000] if r.error else None,
+                        "_ms": r.duration_ms,
+                        "_outcome": r.outcome,
+                        "_delivered": r.attempted_at if r.ok else None,
+                    }
+                    for r in records
+                ],
+            )
             conn.execute(
                 _ATTEMPTS.insert(),
                 [

@@ -24,6 +24,7 @@ Router = Callable[[Event], Sequence[str]]
 
 _RESOURCES: sa.Table = tables.ResourceRow.__table__  # type: ignore[attr-defined]
 _STATES: sa.Table = tables.SourceStateRow.__table__  # type: ignore[attr-defined]
+_META: sa.Table = tables.MetaRow.__table__  # type: ignore[attr-defined]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -89,6 +90,14 @@ class Store:
                     found[row.resource_id] = _resource(row)
         return found
 
+    def ids(self, workspace: str, source: str) -> set[str]:
+        """Ids of every remembered item of a source."""
+        query = sa.select(_RESOURCES.c.resource_id).where(
+            _RESOURCES.c.workspace == workspace, _RESOURCES.c.source == source
+        )
+        with self.engine.connect() as conn:
+            return set(conn.scalars(query))
+
     def active_ids(self, workspace: str, source: str) -> list[str]:
         """Ids of the jobs of a source that have not reached a terminal status."""
         query = sa.select(_RESOURCES.c.resource_id).where(
@@ -125,60 +134,21 @@ class Store:
 
     def commit_poll(self, commit: PollCommit, *, active: Callable[[Resource], bool]) -> list[Event]:
         """Write one poll in one transaction; return the events that were new to the outbox."""
-        now = commit.now
-        with self.engine.begin() as conn:
-            self._write_snapshot(conn, commit, active)
-            recorded = outbox.add_events(conn, commit.result.events, self.route, now)
-            state: dict[str, Any] = {
-                "workspace": commit.workspace,
-                "source": commit.source,
-                "baselined": True,
-                "last_poll_at": now,
-                "last_success_at": now,
-                "last_error": None,
-                "error_streak": 0,
-                "held_since": commit.held_since,
-                "held_count": commit.held_count,
-            }
-            if commit.cursor is not None:
-                state["cursor"] = commit.cursor
-            if commit.reconciled:
-                state["last_reconcile_at"] = now
-            upsert(conn, _STATES, [state], ("workspace", "source"))
-        return recorded
-
-    def _write_snapshot(
-        self, conn: sa.Connection, commit: PollCommit, active: Callable[[Resource], bool]
-    ) -> None:
-        rows = [
-            {
-                "workspace": commit.workspace,
-                "source": commit.source,
-                "resource_id": r.id,
-                "status": r.status,
-                "created": r.created,
-                "active": active(r),
-                "data": dict(r.data),
-                "first_seen_at": commit.now,
-                "updated_at": commit.now,
-            }
-            for r in commit.result.upserts
-        ]
-        upsert(
-            conn,
-            _RESOURCES,
-            rows,
-            ("workspace", "source", "resource_id"),
-            update=("status", "created", "active", "data", "updated_at"),
-        )
-        for part in chunks(list(commit.result.removals)):
-            conn.execute(
-                _RESOURCES.delete().where(
-                    _RESOURCES.c.workspace == commit.workspace,
-                    _RESOURCES.c.source == commit.source,
-                    _RESOURCES.c.resource_id.in_(part),
-                )
+        with self.writer(commit.workspace, commit.source, commit.now, active=active) as writer:
+            writer.write(commit.result.upserts, commit.result.removals)
+            return writer.commit(
+                commit.result.events,
+                cursor=commit.cursor,
+                reconciled=commit.reconciled,
+                held_since=commit.held_since,
+                held_count=commit.held_count,
             )
+
+    def writer(
+        self, workspace: str, source: str, now: dt.datetime, *, active: Callable[[Resource], bool]
+    ) -> PollWriter:
+        """The one transaction of a poll, fed as the poll goes (for listings too big to hold)."""
+        return PollWriter(self, workspace, source, now, active)
 
     def record_poll_error(
         self, workspace: str, source: str, error: str, now: dt.datetime
@@ -207,7 +177,120 @@ class Store:
             )
         return self.source_state(workspace, source)
 
+    def touch(self, now: dt.datetime) -> None:
+        """Write the ``heartbeat`` row of ``meta``: proof that the store takes writes."""
+        with self.engine.begin() as conn:
+            upsert(conn, _META, [{"key": "heartbeat", "value": now.isoformat()}], ("key",))
+
     def enqueue(self, events: Iterable[Event], now: dt.datetime) -> list[Event]:
         """Record events that no poll produced (the proxy, actions): same outbox, same ids rule."""
         with self.engine.begin() as conn:
             return outbox.add_events(conn, list(events), self.route, now)
+
+
+class PollWriter:
+    """One poll's transaction, opened at its first write and committed by ``commit``.
+
+    A poll that streams a large listing writes snapshot rows as it goes; the transaction
+    stays open until ``commit`` writes the events and the source's state, so everything the
+    poll changes becomes visible at once — or, if anything fails first, not at all.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        workspace: str,
+        source: str,
+        now: dt.datetime,
+        active: Callable[[Resource], bool],
+    ) -> None:
+        self.store = store
+        self.workspace = workspace
+        self.source = source
+        self.now = now
+        self.active = active
+        self._conn: sa.Connection | None = None
+        self._txn: sa.RootTransaction | None = None
+
+    def __enter__(self) -> PollWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._txn is not None and self._txn.is_active:
+            self._txn.rollback()
+        if self._conn is not None:
+            self._conn.close()
+        self._conn = self._txn = None
+
+    def _connection(self) -> sa.Connection:
+        if self._conn is None:
+            self._conn = self.store.engine.connect()
+            self._txn = self._conn.begin()
+        return self._conn
+
+    def write(self, upserts: Sequence[Resource] = (), removals: Sequence[str] = ()) -> None:
+        """Write snapshot rows (uncommitted until ``commit``)."""
+        if not upserts and not removals:
+            return
+        conn = self._connection()
+        rows = [
+            {
+                "workspace": self.workspace,
+                "source": self.source,
+                "resource_id": r.id,
+                "status": r.status,
+                "created": r.created,
+                "active": self.active(r),
+                "data": dict(r.data),
+                "first_seen_at": self.now,
+                "updated_at": self.now,
+            }
+            for r in upserts
+        ]
+        upsert(
+            conn,
+            _RESOURCES,
+            rows,
+            ("workspace", "source", "resource_id"),
+            update=("status", "created", "active", "data", "updated_at"),
+        )
+        for part in chunks(list(removals)):
+            conn.execute(
+                _RESOURCES.delete().where(
+                    _RESOURCES.c.workspace == self.workspace,
+                    _RESOURCES.c.source == self.source,
+                    _RESOURCES.c.resource_id.in_(part),
+                )
+            )
+
+    def commit(
+        self,
+        events: Sequence[Event],
+        *,
+        cursor: int | None = None,
+        reconciled: bool = False,
+        held_since: dt.datetime | None = None,
+        held_count: int = 0,
+    ) -> list[Event]:
+        """Record the events and the source's new state, and commit everything."""
+        conn = self._connection()
+        recorded = outbox.add_events(conn, events, self.store.route, self.now)
+        state: dict[str, Any] = {
+            "workspace": self.workspace,
+            "source": self.source,
+            "baselined": True,
+            "last_poll_at": self.now,
+            "last_success_at": self.now,
+            "last_error": None,
+            "error_streak": 0,
+            "held_since": held_since,
+            "held_count": held_count,
+        }
+        if cursor is not None:
+            state["cursor"] = cursor
+        if reconciled:
+            state["last_reconcile_at"] = self.now
+        upsert(conn, _STATES, [state], ("workspace", "source"))
+        assert self._txn is not None
+        self._txn.commit()
+        return recorded

@@ -108,7 +108,7 @@ class DeliveryRow(SQLModel, table=True):
     __tablename__ = "deliveries"
     __table_args__ = (
         sa.UniqueConstraint("event_seq", "sink", name="uq_deliveries_event_sink"),
-        sa.Index("ix_deliveries_due", "sink", "status", "next_attempt_at"),
+        sa.Index("ix_deliveries_due", "sink", "status", "next_attempt_at", "event_seq"),
         sa.Index("ix_deliveries_order", "sink", "order_key", "status", "event_seq"),
     )
     id: int | None = Field(default=None, primary_key=True)

@@ -177,3 +177,25 @@ def test_demo_shows_events() -> None:
     assert result.returncode == 0, result.stderr
     types = {json.loads(x)["type"] for x in result.stdout.splitlines() if x.startswith("{")}
     assert "batch_job.created" in types and len(types) >= 3
+
+
+def test_simulate_serves_the_api(tmp_path: pathlib.Path) -> None:
+    """`poller simulate` serves the Mistral API and its control API on the given port."""
+    import httpx
+
+    from bench.common import free_port, wait_port
+
+    port = free_port()
+    proc = spawn(["simulate", "--port", str(port), "--api-key", "sk-sim"], tmp_path / "sim.log")
+    try:
+        wait_port(port)
+        created = httpx.post(f"http://127.0.0.1:{port}/_sim/batch_jobs", json={}).json()
+        listed = httpx.get(
+            f"http://127.0.0.1:{port}/v1/batch/jobs", headers={"Authorization": "Bearer sk-sim"}
+        )
+        refused = httpx.get(f"http://127.0.0.1:{port}/v1/batch/jobs")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    assert [j["id"] for j in listed.json()["data"]] == [created["id"]]
+    assert refused.status_code == 401

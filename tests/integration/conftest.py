@@ -43,7 +43,6 @@ def make_config(
 ) -> config_mod.Config:
     """A config for the simulator and (optionally) one signed http sink, fast intervals."""
     data: dict[str, Any] = {
-        "mistral": {"base_url": api_url, **sections.pop("mistral", {})},
         "store": {"url": store_url},
         "poll": {
             "interval": "1s",
@@ -54,7 +53,11 @@ def make_config(
         "sinks": [],
         "log": {"level": "debug"},
     }
-    if hook_url is not None:
+    if "workspaces" not in sections:
+        data["mistral"] = {"base_url": api_url, **sections.pop("mistral", {})}
+    if hook_url is None:
+        data["sinks"].append({"name": "console", "type": "log"})
+    else:
         data["sinks"].append(
             {
                 "name": "hook",

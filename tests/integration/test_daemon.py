@@ -175,8 +175,8 @@ async def test_api_faults_never_delete(
     async with App(make_config(server.url, receiver.url, store_file)) as app:
         runner = Runner(app)
         await runner.once()
-        sim.add_fault(match={"method": "GET", "path": "/v1/files"}, count=6, **fault)
-        for _ in range(3):
+        sim.add_fault(match={"method": "GET", "path": "/v1/files"}, count=4, **fault)
+        for _ in range(2):
             await runner.once()
         sim.clear_faults()
         await runner.once()

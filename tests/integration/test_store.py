@@ -309,3 +309,21 @@ def test_file_resources_keep_payload_fields(store: Store) -> None:
         "purpose": "batch",
         "created_at": 1,
     }
+
+
+def test_delivered_time_is_recorded(store: Store, outbox: Outbox) -> None:
+    """A delivered attempt stamps delivered_at (an aware UTC time); a failed one does not."""
+    a = job("ja")
+    (event,) = commit(store, DiffResult(upserts=(a,), events=events_for(a)))
+    da = outbox.due("a", T0, 10)[0]
+    db = outbox.due("b", T0, 10)[0]
+    outbox.record(
+        [
+            AttemptRecord(da.id, T0, True, "delivered", "delivered", T0, 200),
+            AttemptRecord(db.id, T0, False, "transient", "pending", T0, 500),
+        ]
+    )
+    detail = outbox.event_detail(event.id)
+    assert detail is not None
+    stamps = {x["sink"]: x["delivered_at"] for x in detail["deliveries"]}
+    assert stamps == {"a": T0, "b": None}

@@ -1,0 +1,70 @@
+"""Shared helpers of the benchmark scripts: ports, child processes, figures."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pathlib
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_port(port: int, limit: float = 15.0) -> None:
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
+
+
+@contextlib.contextmanager
+def process(args: Sequence[str], port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """A child process (python ARGS…) serving on ``port``, stopped afterwards."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_port(port)
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def simulator(port: int) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
+    return process(["-m", "poller", "simulate", "--port", str(port)], port)
+
+
+def receiver(port: int) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
+    return process([str(ROOT / "bench" / "receiver.py"), str(port)], port)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process, in MB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return ordered[0]
+    return statistics.quantiles(ordered, n=100, method="inclusive")[int(q) - 1]
+
+
+def row(*cells: object) -> str:
+    return " | ".join(str(c) for c in cells)

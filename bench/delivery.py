@@ -1,0 +1,133 @@
+"""Delivery throughput: events through the outbox to a local receiver, against a bare loop.
+
+Measures, in the same run and against the same receiver (a separate process):
+
+- **bare**: an ``httpx`` loop POSTing the same signed bodies with the same concurrency — the
+  ceiling, with no bookkeeping at all;
+- **outbox**: poller's dispatcher delivering the events from a SQLite outbox, recording every
+  attempt durably (delivery row update + attempt log row), per-resource order kept.
+
+Usage: ``python -m bench.delivery [--events 10000] [--concurrency 8]``. Prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import datetime as dt
+import tempfile
+import time
+
+import httpx
+
+from bench.common import free_port, receiver, row
+from poller import logs
+from poller import store as store_mod
+from poller.delivery.dispatcher import SinkWorker
+from poller.diff import DiffResult, event_for
+from poller.model import Event
+from poller.sinks.http import HttpSink
+from poller.sources import BATCH_JOBS
+from poller.store import Outbox, PollCommit, Store
+
+SECRET = "whsec_" + base64.b64encode(b"benchmark-secret-of-thirty-two-b").decode()
+
+
+def make_events(count: int) -> list[Event]:
+    now = dt.datetime.now(dt.UTC)
+    events = []
+    for n in range(count):
+        job = BATCH_JOBS.to_resource(
+            {
+                "id": f"job-{n:06d}",
+                "status": "SUCCESS",
+                "created_at": n,
+                "model": "m",
+                "output_file": "out",
+                "total_requests": 10,
+            }
+        )
+        events.append(event_for(BATCH_JOBS, "batch_job.succeeded", job, workspace="w", now=now))
+    return events
+
+
+async def bare_loop(url: str, events: list[Event], concurrency: int) -> float:
+    sink = HttpSink("bare", url, client=httpx.AsyncClient(), secrets=[SECRET])
+    queue: asyncio.Queue[Event] = asyncio.Queue()
+    for event in events:
+        queue.put_nowait(event)
+
+    async def work(client: httpx.AsyncClient) -> None:
+        while not queue.empty():
+            event = queue.get_nowait()
+            body, content_type = sink.render(event)
+            response = await client.post(
+                url, content=body, headers=sink.request_headers(event, body, content_type)
+            )
+            response.raise_for_status()
+
+    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=concurrency)) as client:
+        started = time.perf_counter()
+        await asyncio.gather(*(work(client) for _ in range(concurrency)))
+        return time.perf_counter() - started
+
+
+async def through_outbox(
+    url: str, events: list[Event], concurrency: int, root: str
+) -> tuple[float, float]:
+    engine = store_mod.create_engine(f"sqlite:///{root}/bench.db")
+    store = Store(engine, lambda _e: ["hook"])
+    started = time.perf_counter()
+    store.commit_poll(
+        PollCommit("w", "batch_jobs", DiffResult(events=tuple(events)), dt.datetime.now(dt.UTC)),
+        active=lambda _r: False,
+    )
+    enqueue = time.perf_counter() - started
+    outbox = Outbox(engine)
+    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=concurrency)) as client:
+        sink = HttpSink("hook", url, client=client, secrets=[SECRET])
+        done = asyncio.Event()
+        delivered = 0
+
+        def count(_sink: str, _delivery: object, outcome: object, status: str) -> None:
+            nonlocal delivered
+            delivered += status == "delivered"
+            if delivered == len(events):
+                done.set()
+
+        worker = SinkWorker(sink, outbox, concurrency=concurrency, on_result=count)
+        stop = asyncio.Event()
+        started = time.perf_counter()
+        task = asyncio.create_task(worker.run(stop))
+        await done.wait()
+        elapsed = time.perf_counter() - started
+        stop.set()
+        await task
+    assert outbox.sink_stats()["hook"].delivered == len(events)
+    engine.dispose()
+    return enqueue, elapsed
+
+
+async def main(count: int, concurrency: int) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/hook"
+    events = make_events(count)
+    with receiver(port), tempfile.TemporaryDirectory() as root:
+        await bare_loop(url, events[: min(500, count)], concurrency)  # warm up
+        bare = await bare_loop(url, events, concurrency)
+        enqueue, outbox = await through_outbox(url, events, concurrency, root)
+    print(row("measure", "events", "seconds", "events/s"))
+    print(row("bare httpx loop (ceiling)", count, f"{bare:.2f}", f"{count / bare:.0f}"))
+    print(row("outbox → dispatcher → sink", count, f"{outbox:.2f}", f"{count / outbox:.0f}"))
+    print(row("enqueue into the outbox", count, f"{enqueue:.2f}", f"{count / enqueue:.0f}"))
+    print(f"ratio outbox / bare: {bare / outbox:.0%} (target ≥ 50 %)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=10_000)
+    parser.add_argument("--concurrency", type=int, default=8)
+    args = parser.parse_args()
+    logs.configure(level="warning")
+    asyncio.run(main(args.events, args.concurrency))

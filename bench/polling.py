@@ -1,0 +1,200 @@
+"""Polling cost and latency, measured against the simulator (a separate process).
+
+- **requests per idle cycle** with 1k, 10k and 100k finished batch jobs in the workspace:
+  poller's incremental cycle next to a naive poller that lists everything every cycle;
+- **CPU per cycle and peak RSS** with 10k and 100k tracked resources (each size in a
+  fresh child process, so the figures are that process's alone);
+- **detection-to-delivery latency** with ``active_interval: 1s``: p50 and p95 over 100
+  job transitions, from the moment a job finishes to its webhook's arrival at a local
+  receiver, in a workspace where work is under way (so the source polls at its active
+  interval).
+
+Usage: ``python -m bench.polling [--sizes 1000,10000,100000] [--transitions 100]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+import httpx
+
+from bench.common import free_port, percentile, row, simulator
+from poller import logs
+from poller import store as store_mod
+from poller.mistral.client import MistralClient
+from poller.polling import Settings, SourcePoller
+from poller.sources import BATCH_JOBS
+
+IDLE_CYCLES = 10
+
+
+async def measure_size(port: int, size: int, root: str) -> dict[str, Any]:
+    """Baseline, idle incremental cycles, one reconcile and naive cycles over ``size`` jobs."""
+    base = f"http://127.0.0.1:{port}"
+    async with httpx.AsyncClient(base_url=base, timeout=120) as control:
+        (await control.post("/_sim/reset")).raise_for_status()
+        body = {"batch_jobs": size, "status": "SUCCESS"}
+        (await control.post("/_sim/bulk", json=body)).raise_for_status()
+    engine = store_mod.create_engine(f"sqlite:///{root}/bench-{size}.db")
+    store = store_mod.Store(engine, lambda _e: ["hook"])
+    out: dict[str, Any] = {"size": size}
+    async with httpx.AsyncClient(base_url=f"{base}/v1", timeout=120) as http:
+
+        def poller(**settings: Any) -> SourcePoller:
+            return SourcePoller(
+                BATCH_JOBS,
+                client=MistralClient(http),
+                store=store,
+                settings=Settings(**{"reconcile_interval": 3600, **settings}),
+            )
+
+        incremental = poller()
+        started = time.perf_counter()
+        baseline = await incremental.poll()
+        out["baseline_s"] = time.perf_counter() - started
+        out["baseline_requests"] = baseline.requests
+        out["rss_after_baseline_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        cpu, requests = [], []
+        for _ in range(IDLE_CYCLES):
+            before = time.process_time()
+            report = await incremental.poll()
+            cpu.append(time.process_time() - before)
+            requests.append(report.requests)
+            assert report.mode == "incremental"
+        out["incremental_requests"] = statistics.mean(requests)
+        out["incremental_cpu_ms"] = statistics.mean(cpu) * 1000
+        reconcile = poller(reconcile_interval=0)
+        before = time.process_time()
+        report = await reconcile.poll()
+        out["reconcile_cpu_ms"] = (time.process_time() - before) * 1000
+        out["reconcile_requests"] = report.requests
+        naive = poller(incremental=False)
+        out["naive_requests"] = statistics.mean([(await naive.poll()).requests for _ in range(2)])
+    engine.dispose()
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
+def child(port: int, size: int) -> None:
+    logs.configure(level="warning")
+    with tempfile.TemporaryDirectory() as root:
+        print(json.dumps(asyncio.run(measure_size(port, size, root))))
+
+
+async def latency(port: int, transitions: int) -> list[float]:
+    """Seconds from each job's transition to its succeeded webhook's arrival."""
+    from poller import config as config_mod
+    from poller.app import App
+    from poller.runner import Runner
+    from poller.testing import WebhookReceiver
+
+    base = f"http://127.0.0.1:{port}"
+    finished_at: dict[str, float] = {}
+    with WebhookReceiver() as receiver, tempfile.TemporaryDirectory() as root:
+        config = config_mod.from_mapping(
+            {
+                "mistral": {"base_url": f"{base}/v1"},
+                "store": {"url": f"sqlite:///{root}/latency.db"},
+                "poll": {"interval": "30s", "active_interval": "1s"},
+                "sinks": [
+                    {
+                        "name": "hook",
+                        "type": "http",
+                        "url": receiver.url,
+                        "events": ["batch_job.succeeded"],
+                    }
+                ],
+            }
+        )
+        stop = asyncio.Event()
+        async with App(config) as app, httpx.AsyncClient(base_url=base) as control:
+            (await control.post("/_sim/reset")).raise_for_status()
+            # a long job keeps the workspace busy, as it is while batches run: the source
+            # polls at its active interval (when idle, new jobs wait for the idle one)
+            keeper = {"outcome": "SUCCESS", "queued_for": 0, "running_for": 3600}
+            (await control.post("/_sim/batch_jobs", json=keeper)).raise_for_status()
+            task = asyncio.create_task(Runner(app).run(stop, grace=2))
+            await asyncio.sleep(2)
+            rng = random.Random(7)
+            for _ in range(transitions):
+                running = rng.uniform(0.5, 3.0)
+                sent = time.time()
+                answer = await control.post(
+                    "/_sim/batch_jobs",
+                    json={"outcome": "SUCCESS", "queued_for": 0.5, "running_for": running},
+                )
+                answer.raise_for_status()
+                finished_at[answer.json()["id"]] = (sent + time.time()) / 2 + 0.5 + running
+                await asyncio.sleep(rng.uniform(0.05, 0.35))
+            await asyncio.to_thread(receiver.wait_delivered, transitions, 60)
+            stop.set()
+            await task
+        return [r.at - finished_at[r.json()["data"]["id"]] for r in receiver.delivered()]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000,10000,100000")
+    parser.add_argument("--transitions", type=int, default=100)
+    parser.add_argument(
+        "--child", nargs=2, type=int, metavar=("PORT", "SIZE"), help=argparse.SUPPRESS
+    )
+    args = parser.parse_args()
+    if args.child:
+        child(*args.child)
+        return
+    logs.configure(level="warning")
+    port = free_port()
+    results = []
+    with simulator(port):
+        for size in (int(s) for s in args.sizes.split(",")):
+            out = subprocess.run(
+                [sys.executable, "-m", "bench.polling", "--child", str(port), str(size)],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        delays = asyncio.run(latency(port, args.transitions))
+    print(
+        row(
+            "finished jobs",
+            "incremental req/cycle",
+            "naive req/cycle",
+            "CPU/incremental cycle (ms)",
+            "CPU/reconcile (ms)",
+            "baseline (s)",
+            "peak RSS (MB)",
+        )
+    )
+    for r in results:
+        print(
+            row(
+                r["size"],
+                f"{r['incremental_requests']:.1f}",
+                f"{r['naive_requests']:.0f}",
+                f"{r['incremental_cpu_ms']:.1f}",
+                f"{r['reconcile_cpu_ms']:.0f}",
+                f"{r['baseline_s']:.1f}",
+                f"{r['peak_rss_mb']:.0f}",
+            )
+        )
+    print(
+        f"detection-to-delivery over {len(delays)} transitions (active_interval 1s): "
+        f"p50 {percentile(delays, 50):.2f}s, p95 {percentile(delays, 95):.2f}s, "
+        f"max {max(delays):.2f}s"
+    )
+
+
+if __name__ == "__main__":
+    main()

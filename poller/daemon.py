@@ -1,0 +1,62 @@
+"""``poller run``: an App and its Runner, with the parts only a long-running daemon has.
+
+Beside polling and delivery run, as ``App.services``: the ops listener (when ``ops.listen``
+is set), the systemd notifications (when ``$NOTIFY_SOCKET`` is set) and the SIGHUP reloader.
+``stop`` (SIGTERM/SIGINT) ends it all; ``hangup`` (SIGHUP) asks for a reload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping
+
+from poller import config as config_mod
+from poller import ops, reload, sdnotify
+from poller.app import App
+from poller.runner import Runner
+
+
+def status_line(app: App) -> str:
+    """A one-line summary for systemd's STATUS=."""
+    sources = len(app.board.sources)
+    failing = app.board.failing()
+    line = f"polling {sources} source{'s' * (sources != 1)}, {len(app.workers)} sink(s)"
+    return f"{line}; failing: {', '.join(failing)}" if failing else line
+
+
+async def run(
+    config: config_mod.Config,
+    stop: asyncio.Event,
+    *,
+    hangup: asyncio.Event | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> None:
+    """Run the daemon until ``stop`` is set."""
+    env = os.environ if environ is None else environ
+    async with App(config) as app:
+        runner = Runner(app)
+        if config.ops.listen is not None:
+            sock = ops.bind(config.ops.listen, source=config.source)
+            check = ops.ReadinessCheck(app.board, app.store, redact=app.redactor.redact)
+            app.services.append(ops.OpsListener(sock, app.metrics, check))
+        notifier = sdnotify.Notifier.from_environ(env)
+        if notifier is not None:
+            app.services.append(
+                sdnotify.Watchdog(
+                    notifier,
+                    app.board,
+                    interval=sdnotify.watchdog_interval(env),
+                    status=lambda: status_line(app),
+                )
+            )
+        app.services.append(
+            reload.Reloader(
+                app,
+                runner,
+                hangup or asyncio.Event(),
+                notifier=notifier,
+                status=lambda: status_line(app),
+            )
+        )
+        await runner.run(stop, grace=config.shutdown.grace_period)

@@ -1,0 +1,174 @@
+"""The ops listener: ``/healthz``, ``/readyz`` and ``/metrics`` over HTTP, beside polling.
+
+A small Starlette app served by uvicorn inside the daemon's event loop (uvicorn installs no
+signal handlers here; the daemon keeps its own). Its socket is bound when the listener is
+built, so a busy port stops ``poller run`` at once with one line naming ``ops.listen``.
+
+- ``/healthz``: 200 while the process runs.
+- ``/readyz``: 200 ``ready``, or 503 with one reason per line: a source without a successful
+  poll within 3 intervals, or a store that did not take a write.
+- ``/metrics``: Prometheus text format, produced off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Awaitable, Callable, Generator
+
+import structlog
+import uvicorn
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from poller import config as config_mod
+from poller import utils
+from poller.exceptions import ConfigError
+from poller.health import Board
+from poller.metrics import Metrics
+from poller.store import Store
+
+log = structlog.get_logger("poller.ops")
+
+STORE_TIMEOUT = 2.0
+"""Seconds the store's readiness write may take before the store counts as unavailable."""
+
+Readiness = Callable[[], Awaitable[list[str]]]
+"""Why the daemon is not ready, one line per reason; empty when it is."""
+
+
+class ReadinessCheck:
+    """The sources' readiness from the board, then one heartbeat write to the store."""
+
+    def __init__(
+        self,
+        board: Board,
+        store: Store,
+        *,
+        redact: Callable[[str], str] = str,
+        timeout: float = STORE_TIMEOUT,
+    ) -> None:
+        self.board = board
+        self.store = store
+        self.redact = redact
+        self.timeout = timeout
+        self._last: list[str] | None = None
+
+    async def __call__(self) -> list[str]:
+        now = utils.utcnow()
+        reasons = self.board.not_ready(now)
+        try:
+            await asyncio.wait_for(asyncio.to_thread(self.store.touch, now), self.timeout)
+        except TimeoutError:
+            reasons.append(f"store: a write took more than {self.timeout:g}s")
+        except Exception as exc:  # whatever the driver raises, the answer is "not writable"
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            reasons.append(self.redact(f"store: not writable: {type(exc).__name__}: {first}"))
+        if reasons != self._last:
+            if reasons:
+                log.warning("not_ready", reasons=reasons)
+            elif self._last is not None:
+                log.info("ready_again")
+            self._last = reasons
+        return reasons
+
+
+def build_app(metrics: Metrics, readiness: Readiness) -> Starlette:
+    """The listener's routes."""
+
+    async def healthz(_request: Request) -> Response:
+        return PlainTextResponse("ok\n")
+
+    async def readyz(_request: Request) -> Response:
+        reasons = await readiness()
+        if reasons:
+            return PlainTextResponse("".join(f"{r}\n" for r in reasons), status_code=503)
+        return PlainTextResponse("ready\n")
+
+    async def exposition(_request: Request) -> Response:
+        body = await asyncio.to_thread(metrics.exposition)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    return Starlette(
+        routes=[
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/metrics", exposition),
+        ]
+    )
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves the daemon's signal handlers alone."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def bind(listen: str, *, source: str = "<config>") -> socket.socket:
+    """A listening socket on ``HOST:PORT``; a ``ConfigError`` naming ``ops.listen`` if not."""
+    host, port = config_mod.split_listen(listen)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+        family, kind, proto, _name, address = infos[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot listen on {listen}: {exc.strerror or exc}; change ops.listen",
+            key="ops.listen",
+            path=source,
+        ) from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(64)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            f"cannot listen on {listen}: {exc.strerror or exc}; "
+            "stop what holds the port or change ops.listen",
+            key="ops.listen",
+            path=source,
+        ) from None
+    return sock
+
+
+class OpsListener:
+    """The ops endpoints as an ``App.services`` entry, on a socket already bound."""
+
+    name = "ops"
+
+    def __init__(self, sock: socket.socket, metrics: Metrics, readiness: Readiness) -> None:
+        self.sock = sock
+        config = uvicorn.Config(
+            build_app(metrics, readiness),
+            log_level="warning",
+            lifespan="off",
+            log_config=None,  # leave the daemon's logging as it is
+            access_log=False,
+        )
+        self.server = _Server(config)
+
+    @property
+    def address(self) -> str:
+        host, port = self.sock.getsockname()[:2]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    async def run(self, stop: asyncio.Event) -> None:
+        serving = asyncio.create_task(self.server.serve(sockets=[self.sock]))
+        waiting = asyncio.create_task(stop.wait())
+        log.info("ops_listening", address=self.address)
+        try:
+            await asyncio.wait({serving, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self.server.should_exit = True
+            waiting.cancel()
+            await asyncio.gather(serving, waiting, return_exceptions=True)
+            self.sock.close()
+        if serving.done() and not serving.cancelled() and serving.exception() is not None:
+            log.error("ops_listener_failed", error=repr(serving.exception()))
