@@ -115,6 +115,7 @@ class App:
         self.board = health.Board()
         self.redactor = logs.Redactor(secrets_of(config))
         self._sink_clients: dict[str, httpx.AsyncClient] = {}
+        self._call_clients: list[httpx.AsyncClient] = []
 
     # -- building ----------------------------------------------------------------------
 
@@ -128,6 +129,10 @@ class App:
                 self.workspaces.append(self._build_workspace(ws))
             for sink in self.config.sinks:
                 self.add_sink(sink)
+            if self.config.proxy is not None and self.config.proxy.enabled:
+                from poller.proxy.server import ProxyService
+
+                self.services.append(ProxyService.from_app(self))
         except BaseException:
             await self.aclose()
             raise
@@ -172,6 +177,22 @@ class App:
             self.metrics.track_source(ws.name, name, paces[name].interval)
             self.board.track(ws.name, name, interval=paces[name].interval, timeout=ws.poll.timeout)
         return Workspace(ws.name, http, gate, pollers, paces, ws.poll.timeout)
+
+    def api_client(self, ws: config_mod.Workspace, *, read_timeout: float) -> httpx.AsyncClient:
+        """A client for synchronous API calls (the proxy, actions): long reads, no retries.
+
+        It carries no credentials of its own; callers add ``auth_headers(ws)`` where due.
+        """
+        client = httpx.AsyncClient(
+            base_url=ws.base_url,
+            headers={"user-agent": USER_AGENT},
+            timeout=httpx.Timeout(ws.timeout, read=read_timeout),
+            transport=self.api_transport,
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+        )
+        self._call_clients.append(client)
+        return client
 
     def retune(self, ws_config: config_mod.Workspace) -> None:
         """Take a workspace's new ``poll`` and source intervals (a reload); clients stay."""
@@ -245,11 +266,13 @@ class App:
         for sink in self.sinks.values():
             with contextlib.suppress(Exception):
                 await sink.aclose()
-        for client in [*(w.http for w in self.workspaces), *self._sink_clients.values()]:
+        clients = [*(w.http for w in self.workspaces), *self._sink_clients.values()]
+        for client in [*clients, *self._call_clients]:
             with contextlib.suppress(Exception):
                 await client.aclose()
         self.workspaces.clear()
         self._sink_clients.clear()
+        self._call_clients.clear()
         if self.engine is not None:
             self.engine.dispose()
             self.engine = None

@@ -17,7 +17,7 @@ import click
 
 from poller import __version__, logs, render, utils
 from poller import config as config_mod
-from poller.exceptions import ConfigError, PollerError, StoreError
+from poller.exceptions import ConfigError, PollerError, StoreError, UsageError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -64,6 +64,8 @@ def guarded(func: F) -> F:
             fail(f"config error: {exc}", EXIT_USAGE)
         except StoreError as exc:
             fail(f"store error: {exc}", EXIT_USAGE)
+        except UsageError as exc:
+            fail(str(exc), EXIT_USAGE)
         except PollerError as exc:
             fail(str(exc))
 
@@ -539,3 +541,8 @@ def sinks_enable(config_path: str | None, name: str) -> None:
     finally:
         engine.dispose()
     click.echo(f"sink {name} enabled")
+
+
+from poller.cli_action import action  # noqa: E402  (it builds on the helpers above)
+
+main.add_command(action)

@@ -4,6 +4,7 @@
 
     PollerError
     ├── ConfigError            the configuration is invalid; the message says what to change
+    ├── UsageError             command-line input poller cannot use (a missing file, bad JSON)
     ├── StoreError             the store cannot be opened or used
     │   └── SchemaVersionError the database was written by an incompatible poller
     └── ApiError               the Mistral API did not give a usable answer
@@ -48,6 +49,10 @@ class ConfigError(PollerError):
             where = f"{self.path}:{self.line}: " if self.line else f"{self.path}: "
         key = f"{self.key}: " if self.key else ""
         return f"{where}{key}{self.message}"
+
+
+class UsageError(PollerError):
+    """Input given on the command line that poller cannot use; the message says what to change."""
 
 
 class StoreError(PollerError):

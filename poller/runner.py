@@ -209,6 +209,9 @@ class Runner:
             asyncio.create_task(svc.run(stop), name=f"service-{svc.name}")
             for svc in self.app.services
         ]
+        for task in services:
+            # a service that fails (a port already taken) stops the daemon with its error
+            task.add_done_callback(lambda _t: stop.set())
         scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop(), timezone=dt.UTC)
         self._scheduler = scheduler
         for ws, poller in self.app.pollers():
@@ -247,6 +250,9 @@ class Runner:
             await asyncio.gather(*self._workers.values(), *services, return_exceptions=True)
             self._scheduler = None
             log.info("stopped")
+        for task in services:
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
 
     async def once(self) -> list[PollReport]:
         """One poll of every source, then one delivery pass (``poller once``)."""

@@ -65,7 +65,7 @@ def build(data: Any, where: Where, environ: Mapping[str, str]) -> Config:
         ops=raw.ops or OpsConfig(),
         log=raw.log or LogConfig(),
         shutdown=raw.shutdown or ShutdownConfig(),
-        proxy=_proxy(raw.proxy, names, where),
+        proxy=_proxy(raw.proxy, workspaces, where),
         source=where.source,
     )
 
@@ -163,13 +163,22 @@ def _sinks(
     return raw
 
 
-def _proxy(raw: ProxySection | None, workspaces: list[str], where: Where) -> ProxyConfig | None:
+def _proxy(
+    raw: ProxySection | None, workspaces: tuple[Workspace, ...], where: Where
+) -> ProxyConfig | None:
     if raw is None:
         return None
-    if raw.workspace is not None and raw.workspace not in workspaces:
+    names = [ws.name for ws in workspaces]
+    if raw.workspace is not None and raw.workspace not in names:
         raise where.error(
             ("proxy", "workspace"),
-            f"unknown workspace '{raw.workspace}'; known: {', '.join(workspaces)}",
+            f"unknown workspace '{raw.workspace}'; known: {', '.join(names)}",
+        )
+    if raw.token is not None and not raw.inject_key:
+        raise where.error(
+            ("proxy", "token"),
+            "a token is only used with inject_key: true (clients then send it instead of an "
+            "API key); remove it or set inject_key: true",
         )
     if raw.inject_key and raw.token is None:
         raise where.error(
@@ -183,5 +192,12 @@ def _proxy(raw: ProxySection | None, workspaces: list[str], where: Where) -> Pro
             f"'{raw.listen}' is not a loopback address; with inject_key: true the proxy must "
             "listen on 127.0.0.1, ::1 or localhost",
         )
+    upstream = workspaces[names.index(raw.workspace or names[0])]
+    if raw.inject_key and upstream.api_key is None:
+        raise where.error(
+            ("proxy", "inject_key"),
+            f"workspace '{upstream.name}' has no api_key to inject; set its api_key, "
+            "or let clients send their own key (inject_key: false)",
+        )
     fields = {name: getattr(raw, name) for name in ProxyFields.model_fields}
-    return ProxyConfig(**fields, workspace=raw.workspace or workspaces[0])
+    return ProxyConfig(**fields, workspace=raw.workspace or names[0])

@@ -228,6 +228,12 @@ def split_listen(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _host_name(value: str) -> str:
+    if _HOSTNAME.match(value) is None:
+        raise fail(f"{value!r} is not a host name; use a name such as poller or poller.internal")
+    return value.lower().rstrip(".")
+
+
 def _listen(value: str) -> str:
     try:
         split_listen(value)
@@ -287,6 +293,7 @@ BaseUrl = Annotated[str, AfterValidator(_base_url)]
 SinkUrl = Annotated[str, AfterValidator(_sink_url)]
 StoreUrl = Annotated[str, AfterValidator(_store_url)]
 HeaderName = Annotated[str, AfterValidator(_header_name)]
+HostName = Annotated[str, AfterValidator(_host_name)]
 OneLine = Annotated[str, AfterValidator(_no_newline)]
 Headers = Annotated[dict[str, str], BeforeValidator(_headers)]
 OptionalSecret = Annotated[SecretStr | None, BeforeValidator(_blank_is_none)]

@@ -28,6 +28,7 @@ from poller.config.fields import (
     Duration,
     HeaderName,
     Headers,
+    HostName,
     Listen,
     OneLine,
     OptionalSecret,
@@ -326,6 +327,7 @@ class ProxyFields(_Section):
     max_body: Size = 20 * 1024**2
     max_body_ocr: Size = 100 * 1024**2
     read_timeout: PositiveDuration = 600.0
+    hosts: tuple[HostName, ...] = ()
 
 
 class ProxySection(ProxyFields):

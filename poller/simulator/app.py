@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Match, Route
 from starlette.types import Message, Receive, Scope, Send
 
-from poller.simulator import api, control
+from poller.simulator import api, control, inference
 from poller.simulator.errors import InvalidRequest, NotFound, Unprocessable
 from poller.simulator.faults import EMPTY_LIST, GARBLED_BODY, Fault, error_body
 from poller.simulator.state import Simulator
@@ -27,11 +27,11 @@ from poller.simulator.state import Simulator
 
 def build_app(sim: Simulator) -> Starlette:
     """An ASGI app serving ``sim``: the API under ``/v1``, the control API under ``/_sim``."""
-    api_routes = api.routes(sim)
+    api_routes = [*api.routes(sim), *inference.routes(sim, sim.inference, sim.now)]
     return _SimulatorApp(
         sim,
         api_routes,
-        routes=[*api_routes, *control.routes(sim)],
+        routes=[*api_routes, *control.routes(sim), *inference.control_routes(sim.inference)],
         exception_handlers={
             NotFound: _not_found,
             InvalidRequest: _invalid,

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from poller.simulator import activity as act
-from poller.simulator import records, seeding, world
+from poller.simulator import inference, records, seeding, world
 from poller.simulator.errors import InvalidRequest
 from poller.simulator.faults import Fault, FaultQueue, make_fault
 from poller.simulator.index import Page, Table, select
@@ -118,6 +118,8 @@ class Simulator:
         self._faults = FaultQueue()
         self._fault_ids = 0
         self._stats = RequestStats()
+        self.inference = inference.Inference(seed=seed)
+        """The synchronous endpoints' stream counters and token pacing."""
         if scenario == "demo":
             seeding.demo(self._world, self._world.now())
 
@@ -498,6 +500,7 @@ class Simulator:
             self._world.clear()
             self._faults.clear()
             self._stats.clear()
+            self.inference.reset()
             return {"reset": True}
 
     # --------------------------------------------------------------- activity

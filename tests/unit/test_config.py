@@ -391,6 +391,24 @@ ERRORS = [
         "inject_key: true the proxy must listen on 127.0.0.1, ::1 or localhost",
     ),
     (
+        "proxy token without inject_key",
+        "proxy:\n  token: t0ken\n",
+        "poller.yaml:2: proxy.token: a token is only used with inject_key: true (clients then "
+        "send it instead of an API key); remove it or set inject_key: true",
+    ),
+    (
+        "proxy inject_key without an API key to inject",
+        "proxy:\n  inject_key: true\n  token: t0ken\n",
+        "poller.yaml:2: proxy.inject_key: workspace 'default' has no api_key to inject; set its "
+        "api_key, or let clients send their own key (inject_key: false)",
+    ),
+    (
+        "proxy hosts with a bad name",
+        "proxy:\n  hosts: ['poller internal']\n",
+        "poller.yaml:2: proxy.hosts[0]: 'poller internal' is not a host name; use a name such "
+        "as poller or poller.internal",
+    ),
+    (
         "proxy with an unknown workspace",
         "proxy:\n  workspace: staging\n",
         "poller.yaml:2: proxy.workspace: unknown workspace 'staging'; known: default",
@@ -640,7 +658,10 @@ def test_split_listen(listen: str, host: str, port: int) -> None:
 @pytest.mark.parametrize("listen", ["127.0.0.1:8787", "127.1.2.3:1", "[::1]:8787", "localhost:1"])
 def test_proxy_inject_key_on_loopback(listen: str) -> None:
     """inject_key is allowed on any loopback address."""
-    proxy = parse(f"proxy:\n  inject_key: true\n  token: t\n  listen: '{listen}'\n").proxy
+    text = (
+        f"mistral:\n  api_key: k3y\nproxy:\n  inject_key: true\n  token: t\n  listen: '{listen}'\n"
+    )
+    proxy = parse(text).proxy
     assert proxy is not None and proxy.inject_key
 
 

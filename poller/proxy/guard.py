@@ -1,0 +1,175 @@
+"""Which requests the proxy lets through, and which headers cross it: pure functions.
+
+- **Host** must name this machine or an address, never a stranger's domain: a DNS
+  rebinding page reaches 127.0.0.1 under its own name, and is refused here. Allowed are
+  ``localhost``, any IP address literal and the names listed in ``proxy.hosts``.
+- **Browsers** are refused: a request carrying ``Origin`` or ``Sec-Fetch-Site`` (other
+  than a typed-in navigation) comes from a web page, and no page may use the proxy.
+- **The local token** (``inject_key``) is compared in constant time.
+- **Hop-by-hop headers** (``Connection`` and those it names, ``Keep-Alive``,
+  ``Transfer-Encoding``…) are dropped both ways; ``Host`` and ``Content-Length`` are
+  set anew for the upstream request.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hmac
+import ipaddress
+import json
+from collections.abc import Iterable, Sequence
+
+Headers = Sequence[tuple[bytes, bytes]]
+
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"trailers",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+DECODABLE = frozenset({"gzip", "x-gzip", "deflate", "identity"})
+"""Content encodings the recorder can undo; a client's ``Accept-Encoding`` is cut to these."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Refusal:
+    """A request the proxy answers itself, in Mistral's error shape."""
+
+    status: int
+    message: str
+    type: str = "invalid_request_error"
+
+    def body(self) -> bytes:
+        return error_body(self.message, self.type)
+
+
+def error_body(message: str, type: str = "invalid_request_error") -> bytes:
+    """Mistral's error object, as JSON bytes."""
+    doc = {"object": "error", "message": message, "type": type, "param": None, "code": None}
+    return json.dumps(doc).encode()
+
+
+def header(headers: Headers, name: bytes) -> bytes | None:
+    """The first value of header ``name`` (lower case), or ``None``."""
+    for key, value in headers:
+        if key.lower() == name:
+            return value
+    return None
+
+
+def hostname(host: str) -> str:
+    """The name in a ``Host`` header, lower case: ``[::1]:8787`` gives ``::1``."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    if host.count(":") == 1:
+        host = host.partition(":")[0]
+    return host.rstrip(".")
+
+
+def host_allowed(host: bytes | None, extra: Iterable[str] = ()) -> bool:
+    """Whether a ``Host`` header names this machine: localhost, an IP literal, or ``extra``."""
+    if not host:
+        return False
+    name = hostname(host.decode("latin-1"))
+    if name == "localhost" or name in {h.lower().rstrip(".") for h in extra}:
+        return True
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def from_browser(headers: Headers) -> bool:
+    """Whether the request comes from a web page (``Origin``, or ``Sec-Fetch-Site``)."""
+    if header(headers, b"origin") is not None:
+        return True
+    site = header(headers, b"sec-fetch-site")
+    return site is not None and site.strip().lower() != b"none"
+
+
+def token_matches(authorization: bytes | None, token: str) -> bool:
+    """Whether ``Authorization`` is ``Bearer <token>``, compared in constant time."""
+    expected = f"Bearer {token}".encode()
+    return authorization is not None and hmac.compare_digest(authorization.strip(), expected)
+
+
+def refuse(headers: Headers, *, hosts: Iterable[str], token: str | None) -> Refusal | None:
+    """Why the proxy must not forward a request with these headers, or ``None``."""
+    host = header(headers, b"host")
+    if not host_allowed(host, hosts):
+        shown = (host or b"").decode("latin-1")[:100] or "(none)"
+        return Refusal(
+            403,
+            f"poller proxy: Host {shown!r} is not this machine; call it as localhost or by "
+            "IP address, or add the name to proxy.hosts",
+        )
+    if from_browser(headers):
+        return Refusal(
+            403,
+            "poller proxy: requests from web pages (with an Origin header) are refused; "
+            "call the proxy from a program",
+        )
+    if token is not None and not token_matches(header(headers, b"authorization"), token):
+        return Refusal(
+            401,
+            "poller proxy: send the local token as Authorization: Bearer <proxy.token>",
+            "authentication_error",
+        )
+    return None
+
+
+def _connection_tokens(headers: Headers) -> set[bytes]:
+    named: set[bytes] = set()
+    for key, value in headers:
+        if key.lower() == b"connection":
+            named.update(t.strip().lower() for t in value.split(b",") if t.strip())
+    return named
+
+
+def accept_encoding(value: bytes) -> bytes:
+    """A client's ``Accept-Encoding`` cut to the encodings the recorder can decode."""
+    kept = [
+        part.strip()
+        for part in value.split(b",")
+        if part.split(b";", 1)[0].strip().lower().decode("latin-1") in DECODABLE
+    ]
+    return b", ".join(kept) or b"identity"
+
+
+def upstream_headers(headers: Headers, *, inject: tuple[str, str] | None = None) -> Headers:
+    """The client's headers as sent upstream.
+
+    Hop-by-hop headers, ``Host`` and ``Content-Length`` go; with ``inject`` (a header
+    name and value) the client's ``Authorization`` — the local token — is replaced by
+    the workspace's credential.
+    """
+    drop = HOP_BY_HOP | _connection_tokens(headers) | {b"host", b"content-length"}
+    if inject is not None:
+        drop = drop | {b"authorization", inject[0].lower().encode("latin-1")}
+    out = []
+    for key, value in headers:
+        name = key.lower()
+        if name in drop:
+            continue
+        if name == b"accept-encoding":
+            value = accept_encoding(value)
+        out.append((name, value))
+    if inject is not None:
+        out.append((inject[0].lower().encode("latin-1"), inject[1].encode("latin-1")))
+    return out
+
+
+def downstream_headers(headers: Headers) -> Headers:
+    """The upstream answer's headers as relayed to the client: hop-by-hop ones dropped."""
+    drop = HOP_BY_HOP | _connection_tokens(headers)
+    return [(key.lower(), value) for key, value in headers if key.lower() not in drop]

@@ -1,0 +1,165 @@
+"""``ProxyService``: the proxy served by uvicorn inside the daemon's own event loop.
+
+It is one of ``App.services``: the runner starts ``run(stop)`` beside polling. It binds
+``proxy.listen`` itself (a port already taken fails the daemon with one line), leaves
+signals to the daemon, lets calls in flight finish for ``shutdown.grace_period`` when
+stopped, then waits for the events still being recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Generator
+from typing import TYPE_CHECKING
+
+import structlog
+import uvicorn
+
+from poller.app import auth_headers
+from poller.config.fields import mask_url, split_listen
+from poller.exceptions import ConfigError
+from poller.proxy.app import ProxyApp, Settings
+from poller.proxy.recorder import Recorder
+
+if TYPE_CHECKING:
+    from poller.app import App
+
+log = structlog.get_logger("poller.proxy")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without signal handlers: the daemon owns SIGTERM and SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A bound, listening TCP socket with TCP_NODELAY (answers are never held back)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on sockets that say so
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(1024)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class ProxyService:
+    """The recording proxy as a service of the daemon."""
+
+    name = "proxy"
+
+    def __init__(
+        self,
+        app: ProxyApp,
+        *,
+        listen: str,
+        grace: float = 10.0,
+        source: str | None = None,
+    ) -> None:
+        self.app = app
+        self.listen = listen
+        self.grace = grace
+        self.source = source
+        self.port: int | None = None
+        self.ready = asyncio.Event()
+
+    @classmethod
+    def from_app(cls, app: App) -> ProxyService:
+        """The proxy ``app.config.proxy`` describes, over ``app``'s store and clients."""
+        cfg = app.config.proxy
+        assert cfg is not None
+        ws = app.config.workspace(cfg.workspace)
+        inject = next(iter(auth_headers(ws).items())) if cfg.inject_key else None
+        settings = Settings(
+            workspace=ws.name,
+            base_url=ws.base_url,
+            record_content=cfg.record_content,
+            max_body=cfg.max_body,
+            max_body_ocr=cfg.max_body_ocr,
+            hosts=frozenset(cfg.hosts),
+            token=cfg.token.get_secret_value() if cfg.inject_key and cfg.token else None,
+            inject=inject,
+        )
+        recorder = Recorder(
+            enqueue=app.store.enqueue,
+            notify=app.notify,
+            workspace=ws.name,
+            record_content=cfg.record_content,
+            clock=app.clock,
+        )
+        client = app.api_client(ws, read_timeout=cfg.read_timeout)
+        proxy = ProxyApp(settings, client=client, recorder=recorder, clock=app.clock)
+        return cls(
+            proxy,
+            listen=cfg.listen,
+            grace=app.config.shutdown.grace_period,
+            source=app.config.source,
+        )
+
+    @property
+    def url(self) -> str:
+        """``http://HOST:PORT``: what a client's ``server_url`` is set to."""
+        host, port = split_listen(self.listen)
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port or port}"
+
+    def _bind(self) -> socket.socket:
+        host, port = split_listen(self.listen)
+        try:
+            sock = listen_socket(host, port)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on {self.listen}: {exc.strerror or exc}; "
+                "choose a free address and port, or stop what holds it",
+                key="proxy.listen",
+                path=self.source,
+            ) from None
+        self.port = int(sock.getsockname()[1])
+        return sock
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve until ``stop`` is set; then finish calls in flight and pending records."""
+        sock = self._bind()
+        config = uvicorn.Config(
+            self.app,
+            lifespan="off",
+            log_level="warning",
+            log_config=None,
+            access_log=False,
+            # the upstream answer's own Server and Date pass through, not ours as well
+            server_header=False,
+            date_header=False,
+            timeout_graceful_shutdown=max(1, round(self.grace)),
+        )
+        server = _Server(config)
+        serving = asyncio.create_task(server.serve(sockets=[sock]), name="proxy-server")
+        waiting = asyncio.create_task(stop.wait())
+        log.info(
+            "proxy_listening",
+            url=self.url,
+            upstream=mask_url(self.app.base_url),
+            workspace=self.app.settings.workspace,
+            inject_key=self.app.settings.inject is not None,
+            record_content=self.app.settings.record_content,
+        )
+        self.ready.set()
+        try:
+            await asyncio.wait({serving, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            server.should_exit = True
+            waiting.cancel()
+            await asyncio.gather(serving, waiting, return_exceptions=True)
+            sock.close()
+            await self.app.recorder.aclose(self.grace)
+            log.info("proxy_stopped", recorded=self.app.recorder.recorded)
+        if serving.done() and not serving.cancelled() and serving.exception() is not None:
+            raise serving.exception()  # type: ignore[misc]
