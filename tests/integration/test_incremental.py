@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 import pathlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -228,4 +229,4 @@ async def test_request_budget_spreads_requests(tmp_path: pathlib.Path) -> None:
     assert all(h.error_streak == 0 for h in health)
     times = sorted(r["at"] for r in sim.stats()["recent"])
     assert len(times) >= 4
-    assert min(b - a for a, b in zip(times, times[1:], strict=False)) >= 0.2
+    assert min(b - a for a, b in itertools.pairwise(times)) >= 0.2
