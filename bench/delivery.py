@@ -24,6 +24,7 @@ import httpx
 from bench.common import free_port, receiver, row
 from poller import logs
 from poller import store as store_mod
+from poller.cli import run_async
 from poller.delivery.dispatcher import SinkWorker
 from poller.diff import DiffResult, event_for
 from poller.model import Event
@@ -130,4 +131,4 @@ if __name__ == "__main__":
     parser.add_argument("--concurrency", type=int, default=8)
     args = parser.parse_args()
     logs.configure(level="warning")
-    asyncio.run(main(args.events, args.concurrency))
+    run_async(main(args.events, args.concurrency))

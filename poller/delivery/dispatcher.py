@@ -30,6 +30,7 @@ import random
 import time
 from collections.abc import Callable
 
+import sqlalchemy as sa
 import structlog
 
 from poller import utils
@@ -60,6 +61,7 @@ class SinkWorker:
         idle_check: float = 1.0,
         window: int = 64,
         batch_delay: float = 0.02,
+        batch_size: int = 64,
     ) -> None:
         self.sink = sink
         self.outbox = outbox
@@ -71,7 +73,9 @@ class SinkWorker:
         self.idle_check = idle_check
         self.window = window
         self.batch_delay = batch_delay
+        self.batch_size = batch_size
         self._batch_started: float | None = None
+        self._writer: asyncio.Task[None] | None = None
         self.wake = asyncio.Event()
         self.log = log.bind(sink=sink.name)
         self._ready: collections.deque[Delivery] = collections.deque()
@@ -109,7 +113,12 @@ class SinkWorker:
         try:
             while not stop.is_set():
                 self.alive_at = time.monotonic()
-                delay = await self.step()
+                try:
+                    delay = await self.step()
+                except sa.exc.SQLAlchemyError as exc:
+                    # the store is busy or away: what is in memory stays, and is tried again
+                    self.log.error("delivery_store_error", error=_first_line(exc), retry_in_s=2)
+                    delay = 2.0
                 await self._wait(stop, delay)
         finally:
             await self._drain(grace)
@@ -132,42 +141,47 @@ class SinkWorker:
     async def step(self) -> float:
         """Start what may start, write what finished; seconds until it is worth looking again."""
         self._fill()
-        if hold := self._hold_records():
-            return hold
-        await self._write()
         now = self.clock()
         await self._refresh_state(now)
         state = self._state
-        if not state.enabled:
+        if not state.enabled or state.circuit_open:
             self._ready.clear()
-            return 2.0
-        if state.circuit_open:
-            self._ready.clear()
-            return await self._probe(now)
-        if len(self._inflight) >= self.concurrency:
-            return self.idle_check
-        if not self._ready:
-            # a window of due deliveries at once; each is the first pending delivery of its
-            # resource, so they may go in any order
-            exclude = [*self._unrecorded, *(d.id for d in self._inflight.values())]
-            limit = max(self.concurrency - len(self._inflight), self.window)
-            self._ready.extend(
-                await asyncio.to_thread(self.outbox.due, self.name, now, limit, exclude)
-            )
-            if not self._ready:
-                return 0.0 if self._records else await self._until_next_due(now)
-            self._fill()
-        if self._records or (self._ready and len(self._inflight) < self.concurrency):
+            await self._write()
+            return 2.0 if not state.enabled else await self._probe(now)
+        hold = self._hold_records()
+        if not hold:
+            self._write_soon()
+        if len(self._ready) < self.concurrency:
+            # top up the window of due deliveries before it runs dry; each is the first
+            # pending delivery of its resource, so they may go in any order
+            await self._top_up(now)
+            if not self._ready and not self._inflight:
+                if self._unrecorded or self._records:
+                    await self._write()  # what they hold back may be due now
+                    await self._top_up(now)
+                if not self._ready:
+                    return await self._until_next_due(now)
+        if self._ready and len(self._inflight) < self.concurrency:
             return 0.0
-        return self.idle_check
+        return hold or self.idle_check
+
+    async def _top_up(self, now: dt.datetime) -> None:
+        exclude = [
+            *self._unrecorded,
+            *(d.id for d in self._inflight.values()),
+            *(d.id for d in self._ready),
+        ]
+        fetched = await asyncio.to_thread(self.outbox.due, self.name, now, self.window, exclude)
+        self._ready.extend(fetched)
+        self._fill()
 
     def _hold_records(self) -> float:
         """Seconds to keep gathering finished attempts before writing them, or 0 to write now.
 
         Writing a batch costs about what writing one does, so while attempts are in flight
-        and the batch is small, finished ones wait up to ``batch_delay`` for company.
+        and fewer than ``batch_size`` finished, they wait up to ``batch_delay`` for company.
         """
-        if not self._records or not self._inflight or len(self._records) >= self.concurrency:
+        if not self._records or not self._inflight or len(self._records) >= self.batch_size:
             return 0.0
         loop = asyncio.get_running_loop()
         if self._batch_started is None:
@@ -260,12 +274,29 @@ class SinkWorker:
             self.on_result(self.name, delivery, outcome, record.status)
         self.wake.set()
 
+    def _write_soon(self) -> None:
+        """Write in the background, so the next deliveries go out while the batch is written."""
+        if self._writer is None or self._writer.done():
+            if self._records or self._state != self._saved_state:
+                self._writer = asyncio.create_task(self._write_batch(), name=f"record-{self.name}")
+
     async def _write(self) -> None:
+        """Write everything finished so far, and wait for it."""
+        while self._writer is not None and not self._writer.done():
+            await asyncio.wait([self._writer])
+        await self._write_batch()
+
+    async def _write_batch(self) -> None:
         """Write the finished attempts and any change of the sink's state."""
         records, self._records = self._records, []
         self._batch_started = None
         if records:
-            await asyncio.to_thread(self.outbox.record, records)
+            try:
+                await asyncio.to_thread(self.outbox.record, records)
+            except sa.exc.SQLAlchemyError as exc:
+                self._records[:0] = records  # kept, in order, for the next write
+                self.log.error("delivery_store_error", error=_first_line(exc), pending=len(records))
+                return
             self._unrecorded.difference_update(r.delivery_id for r in records)
         state, before = self._state, self._saved_state
         if state == before:
@@ -369,3 +400,7 @@ class SinkWorker:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         await self._write()
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]

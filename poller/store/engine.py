@@ -51,7 +51,7 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA busy_timeout=60000")
     cursor.close()
 
 
@@ -65,7 +65,7 @@ def create_engine(url: str) -> sa.Engine:
     if backend == "sqlite":
         path = _sqlite_file(parsed)
         _prepare_sqlite_file(path)
-        engine = sa.create_engine(parsed, connect_args={"check_same_thread": False, "timeout": 10})
+        engine = sa.create_engine(parsed, connect_args={"check_same_thread": False, "timeout": 60})
         sa.event.listen(engine, "connect", _on_sqlite_connect)
     elif backend == "postgresql":
         if parsed.drivername == "postgresql":

@@ -204,22 +204,19 @@ async def test_dead_after_schedule_spent_with_time_travel(
     engine: sa.Engine, http: httpx.AsyncClient
 ) -> None:
     """A delivery refused at every step of the default schedule ends dead (kept, listed)."""
-    record_jobs(engine, 1, transitions=False)
     outbox = Outbox(engine)
     with (
         WebhookReceiver(lambda _r: 422) as receiver,
         freeze_time("2026-11-27 12:00:00", real_asyncio=True) as frozen,
     ):
+        record_jobs(engine, 1, transitions=False)
         worker = SinkWorker(
             HttpSink("hook", receiver.url, client=http),
             outbox,
             policy=RetryPolicy(max_age=30 * 86400),
         )
         for _ in range(8):
-            await worker.step()
-            while worker._inflight:
-                await asyncio.sleep(0.01)
-                await worker.step()
+            await worker.flush()
             frozen.tick(dt.timedelta(hours=11))
         assert len(receiver.requests) == 8
     stats = outbox.sink_stats()["hook"]
@@ -315,3 +312,26 @@ async def test_replay_resends_under_the_same_id(engine: sa.Engine, http: httpx.A
         await worker.flush()
         ids = [r.headers["webhook-id"] for r in receiver.delivered()]
     assert ids == [event.id, event.id]
+
+
+async def test_store_error_while_recording_loses_nothing(
+    engine: sa.Engine, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write of finished attempts that fails (store locked) is kept and written later."""
+    record_jobs(engine, 3, transitions=False)
+    outbox = Outbox(engine)
+    real = outbox.record
+    failures = iter([sa.exc.OperationalError("UPDATE", {}, Exception("database is locked"))])
+
+    def flaky(records: object) -> None:
+        if (exc := next(failures, None)) is not None:
+            raise exc
+        real(records)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(outbox, "record", flaky)
+    with WebhookReceiver() as receiver:
+        worker = SinkWorker(HttpSink("hook", receiver.url, client=http), outbox, policy=FAST)
+        await run_until(
+            worker, lambda: real is not None and outbox.sink_stats()["hook"].delivered == 3
+        )
+        assert len(receiver.delivered()) == 3
