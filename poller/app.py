@@ -24,6 +24,7 @@ from poller.mistral.pace import Gate
 from poller.model import Event
 from poller.pacing import Pace
 from poller.polling import PollReport, Settings, SourcePoller
+from poller.proxy import transport as upstream
 from poller.sinks.base import Sink
 from poller.sinks.file import FileSink
 from poller.sinks.http import HttpSink
@@ -183,13 +184,14 @@ class App:
 
         It carries no credentials of its own; callers add ``auth_headers(ws)`` where due.
         """
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=32)
         client = httpx.AsyncClient(
             base_url=ws.base_url,
             headers={"user-agent": USER_AGENT},
             timeout=httpx.Timeout(ws.timeout, read=read_timeout),
-            transport=self.api_transport,
+            transport=self.api_transport or upstream.upstream(limits),
             follow_redirects=False,
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+            limits=limits,
         )
         self._call_clients.append(client)
         return client
