@@ -144,7 +144,8 @@ def report(found: dict[str, dict[str, list[float]]], rates: dict[str, float], ar
     mode = "delivered to an fsync'ed file sink" if args.deliver else "recorded, not delivered"
     print(f"{args.requests} sequential calls of each kind per target, alternating;")
     print(f"proxy events {mode}")
-    print(f"throughput: {args.throughput} calls, {args.concurrency} in flight\n")
+    print(f"throughput: {args.rounds} alternating rounds of {args.throughput} calls, "
+          f"{args.concurrency} in flight (medians)\n")  # fmt: skip
     print(f"{'measure':<28}{'direct':>10}{'proxy':>10}{'added':>10}")
     for label, key in (("plain p50 (ms)", "plain"), ("stream end p50 (ms)", "stream"),
                        ("first byte p50 (ms)", "ttfb")):  # fmt: skip
@@ -170,6 +171,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=500, help="sequential calls per kind")
     parser.add_argument("--throughput", type=int, default=2000, help="calls in the rate run")
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating throughput rounds")
     parser.add_argument(
         "--deliver",
         action="store_true",
@@ -200,11 +202,17 @@ def main() -> None:
             wait_ready(proxy_url, daemon, folder / "run.log")
             targets = {"direct": sim_url, "proxy": proxy_url}
             found = asyncio.run(latency(targets, args.requests))
-            rates = {
-                name: asyncio.run(throughput(url, args.throughput, args.concurrency))
-                for name, url in targets.items()
-            }
+            runs: dict[str, list[float]] = {name: [] for name in targets}
+            for _ in range(args.rounds):  # alternating rounds; the medians are compared
+                for name, url in targets.items():
+                    runs[name].append(
+                        asyncio.run(throughput(url, args.throughput, args.concurrency))
+                    )
+            rates = {name: statistics.median(values) for name, values in runs.items()}
             report(found, rates, args)
+            print("throughput rounds: " + "; ".join(
+                f"{name} {' '.join(f'{v:.0f}' for v in values)}" for name, values in runs.items()
+            ))  # fmt: skip
         recorded = sqlite3.connect(folder / "bench.db").execute("select count(*) from events")
         sink = folder / "events.jsonl"
         delivered = len(sink.read_text().splitlines()) if sink.exists() else 0
