@@ -23,5 +23,10 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff format --check poller tests bench
 	$(BIN)/mypy
 
+bench: $(VENV)/.installed
+	$(BIN)/python -m bench.polling
+	$(BIN)/python -m bench.delivery
+	$(BIN)/python -m bench.proxy
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
