@@ -303,7 +303,7 @@ async def _demo(store_path: str | None, duration: float | None) -> None:
 def open_store(config: config_mod.Config) -> tuple[Any, Any, Any]:
     from poller import store
 
-    engine = store.create_engine(config.store.url)
+    engine = store.create_engine(config.store.url, create=False)
     return engine, store.Store(engine, lambda _e: []), store.Outbox(engine)
 
 

@@ -55,8 +55,12 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_engine(url: str) -> sa.Engine:
-    """An engine for ``url`` (SQLite file or PostgreSQL), with the schema created and checked."""
+def create_engine(url: str, *, create: bool = True) -> sa.Engine:
+    """An engine for ``url`` (SQLite file or PostgreSQL), with the schema created and checked.
+
+    With ``create=False`` (operator commands) a SQLite file that does not exist yet is an
+    error rather than a new file: the daemon creates its store, owned by its own user.
+    """
     try:
         parsed = make_url(url)
     except Exception as exc:
@@ -64,7 +68,13 @@ def create_engine(url: str) -> sa.Engine:
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         path = _sqlite_file(parsed)
-        _prepare_sqlite_file(path)
+        if create:
+            _prepare_sqlite_file(path)
+        elif not path.exists():
+            raise StoreError(
+                f"store.url: there is no store at {path} yet; start the daemon first "
+                "(or point --config at the daemon's config)"
+            )
         engine = sa.create_engine(parsed, connect_args={"check_same_thread": False, "timeout": 60})
         sa.event.listen(engine, "connect", _on_sqlite_connect)
     elif backend == "postgresql":

@@ -233,3 +233,14 @@ def test_kill_9_during_a_delivery_burst_loses_nothing(
     assert set(ids) == files
     assert all(len(v) == 1 for v in ids.values()), "an event changed id across the crash"
     assert first < {i for v in ids.values() for i in v}
+
+
+def test_operator_commands_do_not_create_a_store(
+    write: Callable[[str], pathlib.Path], tmp_path: pathlib.Path
+) -> None:
+    """`poller status` before the daemon ever ran says so, and creates no store file."""
+    store = tmp_path / "state" / "p.db"
+    path = write(config_text("http://127.0.0.1:9/v1", str(store)))
+    result = poller("status", "--config", str(path))
+    assert result.returncode == 2 and "start the daemon first" in result.stderr
+    assert not store.exists()
