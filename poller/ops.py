@@ -13,12 +13,10 @@ built, so a busy port stops ``poller run`` at once with one line naming ``ops.li
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable
 
 import structlog
-import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -26,7 +24,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from poller import config as config_mod
-from poller import utils
+from poller import serving, utils
 from poller.exceptions import ConfigError
 from poller.health import Board
 from poller.metrics import Metrics
@@ -102,21 +100,12 @@ def build_app(metrics: Metrics, readiness: Readiness) -> Starlette:
     )
 
 
-class _Server(uvicorn.Server):
-    """A uvicorn server that leaves the daemon's signal handlers alone."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-
 def bind(listen: str, *, source: str = "<config>") -> socket.socket:
     """A listening socket on ``HOST:PORT``; a ``ConfigError`` naming ``ops.listen`` if not."""
     host, port = config_mod.split_listen(listen)
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
-        family, kind, proto, _name, address = infos[0]
-        sock = socket.socket(family, kind, proto)
+        family, _kind, _proto, _name, address = infos[0]
     except OSError as exc:
         raise ConfigError(
             f"cannot listen on {listen}: {exc.strerror or exc}; change ops.listen",
@@ -124,18 +113,14 @@ def bind(listen: str, *, source: str = "<config>") -> socket.socket:
             path=source,
         ) from None
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(64)
+        return serving.listen_socket(address, backlog=64, family=family)
     except OSError as exc:
-        sock.close()
         raise ConfigError(
             f"cannot listen on {listen}: {exc.strerror or exc}; "
             "stop what holds the port or change ops.listen",
             key="ops.listen",
             path=source,
         ) from None
-    return sock
 
 
 class OpsListener:
@@ -145,14 +130,7 @@ class OpsListener:
 
     def __init__(self, sock: socket.socket, metrics: Metrics, readiness: Readiness) -> None:
         self.sock = sock
-        config = uvicorn.Config(
-            build_app(metrics, readiness),
-            log_level="warning",
-            lifespan="off",
-            log_config=None,  # leave the daemon's logging as it is
-            access_log=False,
-        )
-        self.server = _Server(config)
+        self.server = serving.Server(serving.config(build_app(metrics, readiness)))
 
     @property
     def address(self) -> str:
@@ -160,15 +138,9 @@ class OpsListener:
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     async def run(self, stop: asyncio.Event) -> None:
-        serving = asyncio.create_task(self.server.serve(sockets=[self.sock]))
-        waiting = asyncio.create_task(stop.wait())
+        """Serve until ``stop`` is set; a server that fails is logged at error, not raised."""
         log.info("ops_listening", address=self.address)
         try:
-            await asyncio.wait({serving, waiting}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            self.server.should_exit = True
-            waiting.cancel()
-            await asyncio.gather(serving, waiting, return_exceptions=True)
-            self.sock.close()
-        if serving.done() and not serving.cancelled() and serving.exception() is not None:
-            log.error("ops_listener_failed", error=repr(serving.exception()))
+            await serving.serve(self.server, self.sock, stop)
+        except Exception as exc:
+            log.error("ops_listener_failed", error=repr(exc))

@@ -9,14 +9,12 @@ stopped, then waits for the events still being recorded.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
-from collections.abc import Generator
 from typing import TYPE_CHECKING
 
 import structlog
-import uvicorn
 
+from poller import serving
 from poller.app import auth_headers
 from poller.config.fields import mask_url, split_listen
 from poller.exceptions import ConfigError
@@ -29,27 +27,9 @@ if TYPE_CHECKING:
 log = structlog.get_logger("poller.proxy")
 
 
-class _Server(uvicorn.Server):
-    """uvicorn without signal handlers: the daemon owns SIGTERM and SIGINT."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-
 def listen_socket(host: str, port: int) -> socket.socket:
     """A bound, listening TCP socket with TCP_NODELAY (answers are never held back)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on sockets that say so
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(1024)
-    except OSError:
-        sock.close()
-        raise
-    return sock
+    return serving.listen_socket((host, port), backlog=1024)
 
 
 class ProxyService:
@@ -129,20 +109,13 @@ class ProxyService:
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set; then finish calls in flight and pending records."""
         sock = self._bind()
-        config = uvicorn.Config(
+        config = serving.config(
             self.app,
-            lifespan="off",
-            log_level="warning",
-            log_config=None,
-            access_log=False,
             # the upstream answer's own Server and Date pass through, not ours as well
             server_header=False,
             date_header=False,
             timeout_graceful_shutdown=max(1, round(self.grace)),
         )
-        server = _Server(config)
-        serving = asyncio.create_task(server.serve(sockets=[sock]), name="proxy-server")
-        waiting = asyncio.create_task(stop.wait())
         log.info(
             "proxy_listening",
             url=self.url,
@@ -153,13 +126,7 @@ class ProxyService:
         )
         self.ready.set()
         try:
-            await asyncio.wait({serving, waiting}, return_when=asyncio.FIRST_COMPLETED)
+            await serving.serve(serving.Server(config), sock, stop, name="proxy-server")
         finally:
-            server.should_exit = True
-            waiting.cancel()
-            await asyncio.gather(serving, waiting, return_exceptions=True)
-            sock.close()
             await self.app.recorder.aclose(self.grace)
             log.info("proxy_stopped", recorded=self.app.recorder.recorded)
-        if serving.done() and not serving.cancelled() and serving.exception() is not None:
-            raise serving.exception()  # type: ignore[misc]

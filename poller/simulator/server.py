@@ -7,66 +7,27 @@ keeps its own, and stops it through ``stop()`` or the ``stop`` event.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 import threading
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from types import TracebackType
 
-import uvicorn
-
+from poller import serving
 from poller.simulator.app import build_app
 from poller.simulator.state import Simulator
 
 START_TIMEOUT = 10.0
 
 
-class _Server(uvicorn.Server):
-    """A uvicorn server that leaves signals alone and reports when it is up."""
-
-    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None] | None) -> None:
-        super().__init__(config)
-        self._on_started = on_started
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        if self.started and self._on_started is not None:
-            self._on_started()
+_BACKLOG = 128
 
 
-def _server(sim: Simulator, host: str, port: int, on_started: Callable[[], None] | None) -> _Server:
-    config = uvicorn.Config(
-        build_app(sim),
-        host=host,
-        port=port,
-        log_level="warning",
-        lifespan="off",
-        # leave the host program's logging configuration as it is
-        log_config=None,
-        access_log=False,
-    )
-    return _Server(config, on_started)
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    """A listening socket, bound here so that a busy port fails with a plain ``OSError``."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on sockets that say so, and
-    # without it every keep-alive answer waits 40 ms for a delayed ACK
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(128)
-    except OSError:
-        sock.close()
-        raise
-    return sock
+def _server(
+    sim: Simulator, host: str, port: int, on_started: Callable[[], None] | None
+) -> serving.Server:
+    config = serving.config(build_app(sim), host=host, port=port)
+    return serving.Server(config, on_started)
 
 
 async def serve(
@@ -79,26 +40,11 @@ async def serve(
 ) -> None:
     """Serve ``sim`` in the running event loop until ``stop`` is set (or the task is cancelled).
 
-    ``ready`` is set once the server accepts connections.
+    ``ready`` is set once the server accepts connections. A busy port raises ``OSError``.
     """
-    sock = _bind(host, port)
+    sock = serving.listen_socket((host, port), backlog=_BACKLOG)
     server = _server(sim, host, port, ready.set if ready is not None else None)
-    serving = asyncio.create_task(server.serve(sockets=[sock]))
-    waiting = asyncio.create_task(stop.wait()) if stop is not None else None
-    try:
-        await asyncio.wait(
-            {serving} if waiting is None else {serving, waiting},
-            return_when=asyncio.FIRST_COMPLETED,
-        )
-    finally:
-        server.should_exit = True
-        if waiting is not None:
-            waiting.cancel()
-            await asyncio.gather(waiting, return_exceptions=True)
-        await asyncio.gather(serving, return_exceptions=True)
-        sock.close()
-    if not serving.cancelled():
-        serving.result()  # re-raises what stopped the server, if anything
+    await serving.serve(server, sock, stop)
 
 
 class SimulatorServer:
@@ -115,7 +61,7 @@ class SimulatorServer:
         self.host = host
         self._requested_port = port
         self.port = port
-        self._server: _Server | None = None
+        self._server: serving.Server | None = None
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
         self._error: BaseException | None = None
@@ -133,7 +79,7 @@ class SimulatorServer:
         """Start serving; returns once the server accepts connections."""
         if self._thread is not None:
             raise RuntimeError("the simulator server is already running")
-        self._sock = _bind(self.host, self._requested_port)
+        self._sock = serving.listen_socket((self.host, self._requested_port), backlog=_BACKLOG)
         self.port = self._sock.getsockname()[1]
         started = threading.Event()
         self._server = _server(self.sim, self.host, self.port, started.set)
@@ -149,7 +95,7 @@ class SimulatorServer:
                 raise RuntimeError(f"the simulator server did not start: {error!r}")
         return self
 
-    def _run(self, server: _Server, sock: socket.socket) -> None:
+    def _run(self, server: serving.Server, sock: socket.socket) -> None:
         try:
             asyncio.run(server.serve(sockets=[sock]))
         except BaseException as exc:  # reported by start(); a thread has nowhere else to raise
