@@ -22,12 +22,10 @@ import httpx
 from poller import synchronous
 from poller.app import auth_headers
 from poller.exceptions import (
-    ApiError,
-    AuthError,
-    NotFoundError,
     UnreachableError,
     UsageError,
 )
+from poller.mistral import client as client_mod
 from poller.model import Event
 from poller.proxy import stream
 
@@ -140,38 +138,6 @@ def api_path(path: str, base_url: str) -> str:
     return path
 
 
-def _message(body: bytes) -> str:
-    """What an error answer says: Mistral's ``message``, a 422's first detail, or its text."""
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        return body.decode("utf-8", errors="replace").strip()[:200] or "(no body)"
-    if isinstance(doc, dict):
-        if doc.get("message"):
-            return str(doc["message"])[:300]
-        detail = doc.get("detail")
-        if isinstance(detail, list) and detail and isinstance(detail[0], dict):
-            loc = ".".join(str(p) for p in detail[0].get("loc", ()))
-            return f"{loc}: {detail[0].get('msg', 'invalid')}"
-        if isinstance(detail, str):
-            return detail[:300]
-    return json.dumps(doc)[:200]
-
-
-def _refused(method: str, path: str, status: int, body: bytes) -> ApiError:
-    message = _message(body)
-    if status in (401, 403):
-        return AuthError(
-            f"{message}; check the workspace's api_key",
-            status_code=status,
-            method=method,
-            path=path,
-        )
-    if status == 404:
-        return NotFoundError(message, status_code=status, method=method, path=path)
-    return ApiError(message, status_code=status, method=method, path=path)
-
-
 @dataclasses.dataclass(frozen=True)
 class Result:
     """What an action did: the events it recorded (new or not), or why none."""
@@ -231,7 +197,12 @@ async def call(
         ) from None
     try:
         if not 200 <= response.status_code < 300:
-            raise _refused(method, path, response.status_code, await response.aread())
+            raise client_mod.refusal(
+                response.status_code,
+                client_mod.message_of(await response.aread(), response.reason_phrase),
+                method=method,
+                path=path,
+            )
         kind = response.headers.get("content-type", "")
         if kind.split(";", 1)[0].strip().lower() == "text/event-stream":
             assembler = stream.Assembler(keep_content=False)

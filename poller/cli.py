@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import functools
 import json
@@ -10,7 +11,7 @@ import signal
 import socket
 import sys
 import tempfile
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 import click
@@ -300,11 +301,16 @@ async def _demo(store_path: str | None, duration: float | None) -> None:
 # -- operator commands -----------------------------------------------------------------
 
 
-def open_store(config: config_mod.Config) -> tuple[Any, Any, Any]:
+@contextlib.contextmanager
+def opened_store(config: config_mod.Config) -> Iterator[tuple[Any, Any]]:
+    """(Store, Outbox) over the daemon's store, for an operator command; closed afterwards."""
     from poller import store
 
     engine = store.create_engine(config.store.url, create=False)
-    return engine, store.Store(engine, lambda _e: []), store.Outbox(engine)
+    try:
+        yield store.Store(engine, lambda _e: []), store.Outbox(engine)
+    finally:
+        engine.dispose()
 
 
 @main.command()
@@ -316,11 +322,8 @@ def status(config_path: str | None, as_json: bool) -> None:
     from poller import status as status_mod
 
     config = load_config(config_path)
-    engine, store, outbox = open_store(config)
-    try:
+    with opened_store(config) as (store, outbox):
         report = status_mod.gather(config, store, outbox)
-    finally:
-        engine.dispose()
     if as_json:
         click.echo(render.to_json(report))
         return
@@ -385,11 +388,8 @@ def events_list(
 ) -> None:
     """Deliveries, newest first."""
     config = load_config(config_path)
-    engine, _store, outbox = open_store(config)
-    try:
+    with opened_store(config) as (_store, outbox):
         rows = outbox.list_deliveries(status=status, sink=sink, event_type=event_type, limit=limit)
-    finally:
-        engine.dispose()
     for row in rows:
         if row["status"] == "pending" and row["attempts"]:
             row["status"] = "failed"
@@ -421,11 +421,8 @@ def events_list(
 def events_show(config_path: str | None, as_json: bool, event_id: str) -> None:
     """An event's envelope and every delivery attempt."""
     config = load_config(config_path)
-    engine, _store, outbox = open_store(config)
-    try:
+    with opened_store(config) as (_store, outbox):
         detail = outbox.event_detail(event_id)
-    finally:
-        engine.dispose()
     if detail is None:
         fail(f"no event with id {event_id!r}; `poller events list` shows recorded ids")
         return
@@ -476,8 +473,7 @@ def events_replay(
     if not event_ids and since is None:
         fail("name event ids or give --since", EXIT_USAGE)
     config = load_config(config_path)
-    engine, _store, outbox = open_store(config)
-    try:
+    with opened_store(config) as (_store, outbox):
         if event_ids:
             unknown = sorted(set(event_ids) - outbox.known_event_ids(list(event_ids)))
             if unknown:
@@ -489,8 +485,6 @@ def events_replay(
             until=parse_time(until),
             sink=sink,
         )
-    finally:
-        engine.dispose()
     click.echo(f"queued {count} deliver{'y' if count == 1 else 'ies'}")
 
 
@@ -508,11 +502,8 @@ def sinks_list(config_path: str | None, as_json: bool) -> None:
     from poller import status as status_mod
 
     config = load_config(config_path)
-    engine, store, outbox = open_store(config)
-    try:
+    with opened_store(config) as (store, outbox):
         rows = status_mod.gather(config, store, outbox)["sinks"]
-    finally:
-        engine.dispose()
     if as_json:
         click.echo(render.to_json(rows))
     else:
@@ -535,16 +526,13 @@ def sinks_enable(config_path: str | None, name: str) -> None:
     config = load_config(config_path)
     if name not in {s.name for s in config.sinks}:
         fail(f"no sink named {name!r} in {config.source}", EXIT_USAGE)
-    engine, _store, outbox = open_store(config)
-    try:
+    with opened_store(config) as (_store, outbox):
         state = outbox.sink_state(name)
         outbox.save_sink_state(
             dataclasses.replace(
                 state, enabled=True, disabled_reason=None, failing_since=None, next_probe_at=None
             )
         )
-    finally:
-        engine.dispose()
     click.echo(f"sink {name} enabled")
 
 

@@ -52,16 +52,21 @@ class Listing:
 
 def error_message(response: httpx.Response) -> str:
     """The API's own explanation of an error answer, whatever shape it came in."""
+    return message_of(response.content, response.reason_phrase or "no message")
+
+
+def message_of(body: bytes, fallback: str = "no message") -> str:
+    """What an error body says: Mistral's ``message``, else ``detail`` (string or list)."""
     try:
-        body = response.json()
+        doc = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError):
-        text = response.text.strip().replace("\n", " ")
-        return text[:200] or response.reason_phrase or "no message"
-    if isinstance(body, dict):
-        message = body.get("message")
+        text = body.decode("utf-8", errors="replace").strip().replace("\n", " ")
+        return text[:200] or fallback
+    if isinstance(doc, dict):
+        message = doc.get("message")
         if isinstance(message, str) and message:
             return message[:500]
-        detail = body.get("detail")
+        detail = doc.get("detail")
         if isinstance(detail, str) and detail:
             return detail[:500]
         if isinstance(detail, list) and detail:
@@ -74,7 +79,21 @@ def error_message(response: httpx.Response) -> str:
                 else:
                     parts.append(str(item))
             return "; ".join(parts)[:500]
-    return (response.reason_phrase or "no message")[:200]
+    return fallback[:200]
+
+
+def refusal(status: int, message: str, *, method: str, path: str) -> ApiError:
+    """The error for a 4xx answer that retrying will not mend."""
+    if status in (401, 403):
+        return AuthError(
+            f"the API refused the credentials ({message}); check the workspace's api_key",
+            status_code=status,
+            method=method,
+            path=path,
+        )
+    if status == 404:
+        return NotFoundError(message, status_code=status, method=method, path=path)
+    return ApiError(message, status_code=status, method=method, path=path)
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -161,15 +180,8 @@ class MistralClient:
                 )
             return response
         message = error_message(response)
-        if status in (401, 403):
-            raise AuthError(
-                f"the API refused the credentials ({message}); check the workspace's api_key",
-                status_code=status,
-                method=method,
-                path=path,
-            )
-        if status == 404:
-            raise NotFoundError(message, status_code=status, method=method, path=path)
+        if status in (401, 403, 404):
+            raise refusal(status, message, method=method, path=path)
         if status == 429:
             retry_after = utils.parse_retry_after(response.headers.get("retry-after"))
             self.gate.pause(retry_after if retry_after is not None else 1.0)
@@ -182,7 +194,7 @@ class MistralClient:
             )
         if status >= 500:
             raise ServerError(message, status_code=status, method=method, path=path)
-        raise ApiError(message, status_code=status, method=method, path=path)
+        raise refusal(status, message, method=method, path=path)
 
     async def request(self, method: str, path: str, params: Params | None = None) -> Any:
         """One API call with retries; the decoded JSON body of its 2xx answer."""
