@@ -66,6 +66,14 @@ class PollReport:
     """Deletions held back by the mass-deletion guard."""
 
 
+def newest(cursor: int | None, resources: Iterable[Resource]) -> int | None:
+    """The cursor moved up to the newest creation time among ``resources``."""
+    times = [r.created for r in resources if r.created is not None]
+    if cursor is not None:
+        times.append(cursor)
+    return max(times, default=None)
+
+
 class SourcePoller:
     """Polls one source of one workspace."""
 
@@ -144,7 +152,7 @@ class SourcePoller:
                     (created.get(e.resource_id, 0), len(ordered), e) for e in result.events
                 )
                 pending.extend(result.upserts)
-                cursor = max([cursor or 0, *(r.created or 0 for r in seen)]) or cursor
+                cursor = newest(cursor, seen)
                 if len(pending) >= FLUSH_ROWS:
                     await asyncio.to_thread(writer.write, pending)
                     pending = []
@@ -320,10 +328,7 @@ class SourcePoller:
         held_since: dt.datetime | None = None,
         held: int = 0,
     ) -> list[Event]:
-        created = [r.created for r in seen if r.created is not None]
-        cursor = max(
-            [*created, *([state.cursor] if state.cursor is not None else [])], default=None
-        )
+        cursor = newest(state.cursor, seen)
         commit = PollCommit(
             workspace=self.workspace,
             source=self.spec.name,
