@@ -24,7 +24,7 @@ import time
 
 import httpx
 
-from bench.common import free_port, receiver, row
+from bench.common import receiver, row
 from poller import logs
 from poller import store as store_mod
 from poller.cli import run_async
@@ -34,6 +34,7 @@ from poller.model import Event
 from poller.sinks.http import HttpSink
 from poller.sources import BATCH_JOBS
 from poller.store import Outbox, PollCommit, Store
+from poller.testing import free_port
 
 SECRET = "whsec_" + base64.b64encode(b"benchmark-secret-of-thirty-two-b").decode()
 

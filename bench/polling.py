@@ -28,12 +28,13 @@ from typing import Any
 
 import httpx
 
-from bench.common import free_port, percentile, row, simulator
+from bench.common import percentile, row, simulator
 from poller import logs
 from poller import store as store_mod
 from poller.mistral.client import MistralClient
 from poller.polling import Settings, SourcePoller
 from poller.sources import BATCH_JOBS
+from poller.testing import free_port
 
 IDLE_CYCLES = 10
 

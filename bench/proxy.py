@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import os
 import pathlib
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -31,17 +30,13 @@ from typing import Any
 
 import httpx
 
+from poller.testing import free_port
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CHAT = {
     "model": "mistral-small-latest",
     "messages": [{"role": "user", "content": "Benchmark me, please."}],
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager

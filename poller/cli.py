@@ -8,7 +8,6 @@ import datetime as dt
 import functools
 import json
 import signal
-import socket
 import sys
 import tempfile
 from collections.abc import Callable, Coroutine, Iterator
@@ -178,12 +177,6 @@ def config_schema() -> None:
 # -- the simulator and the demo --------------------------------------------------------
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=int)
@@ -273,14 +266,15 @@ def demo(store_path: str | None, duration: float | None) -> None:
 async def _demo(store_path: str | None, duration: float | None) -> None:
     from poller.app import App
     from poller.runner import Runner
-    from poller.simulator import Simulator, serve
+    from poller.simulator import Simulator, bind, serve
 
-    port = free_port()
+    sock = bind("127.0.0.1", 0)  # a free port, held from the start
+    port = sock.getsockname()[1]
     sim = Simulator(activity=True, scenario="demo")
     stop = asyncio.Event()
     install_stop(stop)
     ready = asyncio.Event()
-    server = asyncio.create_task(serve(sim, "127.0.0.1", port, ready=ready, stop=stop))
+    server = asyncio.create_task(serve(sim, ready=ready, stop=stop, sock=sock))
     await ready.wait()
     with tempfile.TemporaryDirectory(prefix="poller-demo-") as tmp:
         path = store_path or f"{tmp}/demo.db"

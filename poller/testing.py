@@ -7,8 +7,10 @@ so tests exercise delivery over real sockets rather than a mocked client.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,6 +35,26 @@ class Received:
 
 
 Responder = Callable[["Received"], "int | tuple[int, dict[str, str]]"]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free a moment ago, for a subprocess that must be told its port up front.
+
+    Another process may take it in between; where the code binds for itself, bind port 0.
+    """
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_port(port: int, limit: float = 15.0) -> None:
+    """Block until something accepts connections on 127.0.0.1:``port``."""
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
 
 
 class WebhookReceiver:

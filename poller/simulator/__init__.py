@@ -8,7 +8,7 @@ as ASGI; ``SimulatorServer`` runs it on 127.0.0.1 in a thread (tests, benchmarks
 from __future__ import annotations
 
 from poller.simulator.app import build_app
-from poller.simulator.server import SimulatorServer, serve
+from poller.simulator.server import SimulatorServer, bind, serve
 from poller.simulator.state import Simulator
 
-__all__ = ["Simulator", "SimulatorServer", "build_app", "serve"]
+__all__ = ["Simulator", "SimulatorServer", "bind", "build_app", "serve"]

@@ -37,14 +37,24 @@ async def serve(
     *,
     ready: asyncio.Event | None = None,
     stop: asyncio.Event | None = None,
+    sock: socket.socket | None = None,
 ) -> None:
     """Serve ``sim`` in the running event loop until ``stop`` is set (or the task is cancelled).
 
     ``ready`` is set once the server accepts connections. A busy port raises ``OSError``.
+    ``sock``, a socket already bound by the caller (``bind(host, 0)`` for a free port whose
+    number the caller keeps), replaces ``host`` and ``port``.
     """
-    sock = serving.listen_socket((host, port), backlog=_BACKLOG)
+    if sock is None:
+        sock = bind(host, port)
+    host, port = sock.getsockname()[:2]
     server = _server(sim, host, port, ready.set if ready is not None else None)
     await serving.serve(server, sock, stop)
+
+
+def bind(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
+    """A listening socket for the simulator; port 0 picks a free one (``getsockname`` tells)."""
+    return serving.listen_socket((host, port), backlog=_BACKLOG)
 
 
 class SimulatorServer:

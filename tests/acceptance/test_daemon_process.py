@@ -183,7 +183,7 @@ def test_simulate_serves_the_api(tmp_path: pathlib.Path) -> None:
     """`poller simulate` serves the Mistral API and its control API on the given port."""
     import httpx
 
-    from bench.common import free_port, wait_port
+    from poller.testing import free_port, wait_port
 
     port = free_port()
     proc = spawn(["simulate", "--port", str(port), "--api-key", "sk-sim"], tmp_path / "sim.log")

@@ -21,10 +21,11 @@ import pytest
 import yaml
 
 from poller import config as config_mod
-from poller.cli import demo_config, free_port
+from poller.cli import demo_config
 from poller.model import Event
 from poller.simulator import Simulator, SimulatorServer
 from poller.sinks.http import HttpSink
+from poller.testing import free_port
 
 from .conftest import ROOT, env
 

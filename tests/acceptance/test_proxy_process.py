@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from poller.simulator import Simulator, SimulatorServer
+from poller.testing import free_port
 
 from .conftest import poller, spawn
 
@@ -26,12 +27,6 @@ def sim() -> Iterator[tuple[Simulator, SimulatorServer]]:
     simulator = Simulator(seed=8, api_key="sk-acceptance-key")
     with SimulatorServer(simulator) as server:
         yield simulator, server
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def config_text(api: str, tmp: pathlib.Path, port: int | None = None) -> str:

@@ -14,9 +14,8 @@ from collections.abc import Callable, Iterator
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from poller.cli import free_port
 from poller.simulator import Simulator, SimulatorServer
-from poller.testing import WebhookReceiver
+from poller.testing import WebhookReceiver, free_port
 
 from .conftest import spawn
 

@@ -16,15 +16,9 @@ from poller.app import App
 from poller.exceptions import ConfigError
 from poller.runner import Runner
 from poller.simulator import Simulator, SimulatorServer
-from poller.testing import WebhookReceiver
+from poller.testing import WebhookReceiver, free_port
 
 from .conftest import make_config
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def eventually(check: Callable[[], object], limit: float = 15.0) -> None:

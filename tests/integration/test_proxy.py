@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -22,7 +21,7 @@ from poller.proxy.recorder import Recorder
 from poller.proxy.server import ProxyService
 from poller.runner import Runner
 from poller.simulator import Simulator, SimulatorServer
-from poller.testing import WebhookReceiver
+from poller.testing import WebhookReceiver, free_port
 
 from .conftest import SECRET, make_config
 
@@ -31,12 +30,6 @@ sdk = pytest.importorskip("mistralai.client")
 WORKSPACE_KEY = "sk-workspace-key-0123456789"
 TOKEN = "local-proxy-token-9876543210"
 HELLO = [{"role": "user", "content": "Hello, who are you?"}]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def proxy_config(api_url: str, store_url: str, **proxy: Any) -> config_mod.Config:

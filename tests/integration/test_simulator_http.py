@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from poller.simulator import Simulator, SimulatorServer, serve
+from poller.simulator import Simulator, SimulatorServer, bind, serve
 
 T0 = 1_750_000_000.0
 UNKNOWN_ID = "5bd3c4b4-2f69-4c04-a9a3-6f3c5e7e1d11"
@@ -421,10 +421,10 @@ async def test_serve_runs_in_the_current_loop() -> None:
 
 async def test_serve_answers_requests() -> None:
     """A simulator served by serve() answers API requests on its port."""
-    with SimulatorServer() as probe:
-        port = probe.port
+    sock = bind("127.0.0.1", 0)
+    port = sock.getsockname()[1]
     ready, stop = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(serve(Simulator(), "127.0.0.1", port, ready=ready, stop=stop))
+    task = asyncio.create_task(serve(Simulator(), ready=ready, stop=stop, sock=sock))
     try:
         await asyncio.wait_for(ready.wait(), 5)
         async with httpx.AsyncClient() as c:
