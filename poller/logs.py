@@ -100,9 +100,10 @@ def configure(
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        REDACTOR,
     ]
     renderer = _renderer(fmt, out)
+    # tracebacks become text before the redactor reads them: left as exc_info, the
+    # renderers would drop them (JSON) or format them unmasked (console)
     structlog.configure(
         processors=[
             *shared,
@@ -118,7 +119,12 @@ def configure(
     handler = logging.StreamHandler(out)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+            foreign_pre_chain=[
+                structlog.stdlib.add_logger_name,
+                *shared,
+                structlog.processors.format_exc_info,
+                REDACTOR,
+            ],
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
         )
     )

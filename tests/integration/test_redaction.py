@@ -106,3 +106,23 @@ async def test_no_secret_in_rendered_logs_or_store(rendered: io.StringIO, store_
     for secret in (API_KEY, SINK_SECRET, SINK_TOKEN):
         assert secret not in rendered.getvalue()
         assert secret not in dump
+
+
+def _library_exception(message: str) -> None:
+    """Log an exception through a stdlib logger, as APScheduler does, after its handler."""
+    try:
+        raise RuntimeError(message)
+    except RuntimeError as exc:
+        error = exc
+    logging.getLogger("apscheduler.executors.default").error(
+        "Job raised an exception", exc_info=error
+    )
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_library_tracebacks_are_masked(rendered: io.StringIO, fmt: str) -> None:
+    """A library's logged traceback is rendered with the configured secrets masked."""
+    logs.configure(level="info", fmt=fmt, stream=rendered, secrets=[API_KEY])
+    _library_exception(f"refused {API_KEY}")
+    assert "RuntimeError: refused ***" in rendered.getvalue()
+    assert API_KEY not in rendered.getvalue()
