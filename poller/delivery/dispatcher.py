@@ -342,6 +342,7 @@ class SinkWorker:
             now=now,
             retry_after=outcome.retry_after,
             rand=self.rand(),
+            sink_failing=not outcome.rejected,
         )
         if nxt is None:
             self.log.error(

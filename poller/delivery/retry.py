@@ -54,14 +54,21 @@ def next_attempt(
     now: dt.datetime,
     retry_after: float | None = None,
     rand: float = 0.5,
+    sink_failing: bool = False,
 ) -> dt.datetime | None:
     """When a delivery that has now failed ``attempts`` times goes again; ``None`` if dead.
 
     ``rand`` in [0, 1) draws the jitter (0.5 is none). A ``Retry-After`` longer than the
     scheduled delay wins. Past ``max_age`` from the delivery's creation, it is dead.
+
+    ``sink_failing``: the attempt failed because the sink did (no answer, 5xx…), not because
+    it refused this payload. The circuit paces those, so they never spend the schedule: past
+    its last step the delivery keeps that step's delay, until ``max_age``.
     """
     if attempts >= len(policy.schedule):
-        return None
+        if not sink_failing:
+            return None
+        attempts = len(policy.schedule) - 1
     delay = _jittered(policy.schedule[attempts], policy.jitter, rand)
     if retry_after is not None:
         delay = max(delay, retry_after)

@@ -153,6 +153,21 @@ async def test_circuit_probes_with_one_delivery(engine: sa.Engine, http: httpx.A
     assert Outbox(engine).sink_state("hook").circuit_open
 
 
+async def test_outage_longer_than_the_schedule_kills_nothing(
+    engine: sa.Engine, http: httpx.AsyncClient
+) -> None:
+    """Probes of a failing sink do not spend a payload's schedule: all arrive after recovery."""
+    events = record_jobs(engine, 3, transitions=False)
+    policy = RetryPolicy(schedule=(0, 0.05), probe_interval=0.05)
+    with WebhookReceiver(failing_for(8, 503)) as receiver:
+        outbox = Outbox(engine)
+        worker = SinkWorker(HttpSink("hook", receiver.url, client=http), outbox, policy=policy)
+        await run_until(worker, lambda: len(receiver.delivered()) == 3)
+        got = {r.headers["webhook-id"] for r in receiver.delivered()}
+    assert got == {e.id for e in events}
+    assert outbox.sink_stats()["hook"].dead == 0
+
+
 async def test_gone_disables_sink_until_enabled(engine: sa.Engine, http: httpx.AsyncClient) -> None:
     """410 Gone disables the sink and keeps deliveries pending; enabling resumes them."""
     record_jobs(engine, 3, transitions=False)

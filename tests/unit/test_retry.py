@@ -52,6 +52,20 @@ def test_schedule_spent_is_dead() -> None:
     assert retry.next_attempt(RetryPolicy(), attempts=8, created_at=T0, now=T0) is None
 
 
+def test_sink_failures_never_spend_the_schedule() -> None:
+    """A sink that keeps failing keeps the schedule's last delay instead of killing the payload."""
+    at = retry.next_attempt(RetryPolicy(), attempts=20, created_at=T0, now=T0, sink_failing=True)
+    assert at == T0 + dt.timedelta(seconds=36000)
+
+
+def test_sink_failures_still_end_at_max_age() -> None:
+    """Past max_age a delivery is dead, whatever failed."""
+    policy = RetryPolicy(max_age=3600)
+    now = T0 + dt.timedelta(minutes=59)
+    at = retry.next_attempt(policy, attempts=20, created_at=T0, now=now, sink_failing=True)
+    assert at is None
+
+
 def test_max_age_is_dead() -> None:
     """A next attempt beyond max_age from creation means dead."""
     policy = RetryPolicy(max_age=3600)
