@@ -16,6 +16,7 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import sqlalchemy as sa
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
@@ -91,6 +92,9 @@ class Runner:
             await self._failed(bound, ws, poller, health, str(exc))
         except TimeoutError:
             await self._failed(bound, ws, poller, health, f"poll timed out after {ws.timeout:g}s")
+        except sa.exc.SQLAlchemyError as exc:
+            # the store is busy or away: nothing of this poll was committed; try again later
+            await self._failed(bound, ws, poller, health, f"store error: {utils.first_line(exc)}")
         else:
             if health.error_streak:
                 bound.info("source_recovered", after_errors=health.error_streak)
@@ -131,9 +135,12 @@ class Runner:
         health.error_streak += 1
         error = self.app.redactor.redact(error)
         health.last_error = error
-        await asyncio.to_thread(
-            self.app.store.record_poll_error, ws.name, poller.spec.name, error, utils.utcnow()
-        )
+        try:
+            await asyncio.to_thread(
+                self.app.store.record_poll_error, ws.name, poller.spec.name, error, utils.utcnow()
+            )
+        except sa.exc.SQLAlchemyError as exc:
+            bound.warning("poll_error_unrecorded", error=utils.first_line(exc))
         level = (
             bound.error
             if health.error_streak in (1, 5) or health.error_streak % 20 == 0

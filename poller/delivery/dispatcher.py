@@ -117,7 +117,9 @@ class SinkWorker:
                     delay = await self.step()
                 except sa.exc.SQLAlchemyError as exc:
                     # the store is busy or away: what is in memory stays, and is tried again
-                    self.log.error("delivery_store_error", error=_first_line(exc), retry_in_s=2)
+                    self.log.error(
+                        "delivery_store_error", error=utils.first_line(exc), retry_in_s=2
+                    )
                     delay = 2.0
                 await self._wait(stop, delay)
         finally:
@@ -295,7 +297,9 @@ class SinkWorker:
                 await asyncio.to_thread(self.outbox.record, records)
             except sa.exc.SQLAlchemyError as exc:
                 self._records[:0] = records  # kept, in order, for the next write
-                self.log.error("delivery_store_error", error=_first_line(exc), pending=len(records))
+                self.log.error(
+                    "delivery_store_error", error=utils.first_line(exc), pending=len(records)
+                )
                 return
             self._unrecorded.difference_update(r.delivery_id for r in records)
         state, before = self._state, self._saved_state
@@ -401,7 +405,3 @@ class SinkWorker:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         await self._write()
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]

@@ -7,6 +7,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 import structlog
 from standardwebhooks.webhooks import Webhook
 
@@ -278,3 +279,35 @@ async def test_daemon_runs_on_its_schedule(
         (d["type"], d["data"]["id"]) for d in envelopes(receiver) if d["type"] != "file.uploaded"
     ]
     assert jobs == [("batch_job.created", job["id"]), ("batch_job.succeeded", job["id"])]
+
+
+async def test_store_error_is_a_failed_poll(
+    server: SimulatorServer, receiver: WebhookReceiver, store_file: str
+) -> None:
+    """A store that fails mid-poll counts as a failed poll, backed off like an API error."""
+    async with App(make_config(server.url, receiver.url, store_file)) as app:
+        runner = Runner(app)
+        assert app.engine is not None
+        with app.engine.begin() as conn:
+            conn.execute(sa.text("DROP TABLE resources"))
+        with structlog.testing.capture_logs() as logs:
+            health = await runner.poll_once(*app.pollers()[0])
+        state = app.store.source_state("default", "batch_jobs")
+    assert health.error_streak == 1 and health.next_delay > 0
+    failure = next(e for e in logs if e["event"] == "poll_failed")
+    assert "no such table: resources" in failure["error"]
+    assert state.error_streak == 1 and "no such table" in (state.last_error or "")
+
+
+async def test_store_too_broken_to_record_a_failure_keeps_the_poll_loop(
+    server: SimulatorServer, receiver: WebhookReceiver, store_file: str
+) -> None:
+    """A poll failing on a store that cannot record the failure either returns, backed off."""
+    async with App(make_config(server.url, receiver.url, store_file)) as app:
+        runner = Runner(app)
+        assert app.engine is not None
+        with app.engine.begin() as conn:
+            conn.execute(sa.text("DROP TABLE source_state"))
+        health = await runner.poll_once(*app.pollers()[0])
+    assert health.error_streak == 1 and health.next_delay > 0
+    assert "no such table: source_state" in (health.last_error or "")
