@@ -42,6 +42,13 @@ class SourceSpec:
     """Statuses of a job still moving; empty for sources without a lifecycle."""
     include: Callable[[Mapping[str, Any]], bool] | None = None
     """Which listed items poller tracks (models: the fine-tuned ones)."""
+    _keep: tuple[str, ...] = dataclasses.field(default=(), init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # worked out once: every listed item goes through ``to_resource``
+        fields = {"id", "status", self.created_field}
+        fields.update(str(s[0]) for s in catalog.selectors(self.event_types))
+        object.__setattr__(self, "_keep", tuple(sorted(fields)))
 
     @property
     def has_lifecycle(self) -> bool:
@@ -57,9 +64,7 @@ class SourceSpec:
     @property
     def keep(self) -> tuple[str, ...]:
         """Top-level API fields kept in the snapshot: whatever any of its payloads read."""
-        fields = {"id", "status", self.created_field}
-        fields.update(str(s[0]) for s in catalog.selectors(self.event_types))
-        return tuple(sorted(fields))
+        return self._keep
 
     def tracks(self, obj: Mapping[str, Any]) -> bool:
         return self.include is None or self.include(obj)

@@ -315,3 +315,13 @@ def test_models_track_fine_tuned_only() -> None:
     assert MODELS.tracks(model()) and not MODELS.tracks(
         {"id": "mistral-small-latest", "type": "base"}
     )
+
+
+def test_kept_fields_are_worked_out_once_per_source(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Turning listed items into resources does not rework the catalog for every item."""
+    calls: list[object] = []
+    real = sources.catalog.selectors
+    monkeypatch.setattr(sources.catalog, "selectors", lambda t: calls.append(t) or real(t))
+    for n in range(100):
+        BATCH_JOBS.to_resource(batch(id=f"b{n}"))
+    assert len(calls) <= 1
