@@ -305,11 +305,19 @@ class SinkWorker:
         state, before = self._state, self._saved_state
         if state == before:
             return
-        await asyncio.to_thread(self.outbox.save_sink_state, state)
-        self._saved_state = state
         now = self.clock()
-        if before.circuit_open and not state.circuit_open:
-            released = await asyncio.to_thread(self.outbox.release, self.name, now)
+        recovered = before.circuit_open and not state.circuit_open
+        released = 0
+        try:
+            await asyncio.to_thread(self.outbox.save_sink_state, state)
+            if recovered:
+                released = await asyncio.to_thread(self.outbox.release, self.name, now)
+        except sa.exc.SQLAlchemyError as exc:
+            # still unsaved: the next write tries the state (and the release) again
+            self.log.error("delivery_store_error", error=utils.first_line(exc))
+            return
+        self._saved_state = state
+        if recovered:
             self.log.info("sink_recovered", released=released)
         elif state.circuit_open and not before.circuit_open:
             self.log.warning(

@@ -350,3 +350,26 @@ async def test_store_error_while_recording_loses_nothing(
             worker, lambda: real is not None and outbox.sink_stats()["hook"].delivered == 3
         )
         assert len(receiver.delivered()) == 3
+
+
+async def test_store_error_while_releasing_still_releases(
+    engine: sa.Engine, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failed write of a recovery (store locked) is retried: what waited still goes at once."""
+    record_jobs(engine, 3, transitions=False)
+    outbox = Outbox(engine)
+    real = outbox.release
+    failures = iter([sa.exc.OperationalError("UPDATE", {}, Exception("database is locked"))])
+
+    def flaky(sink: str, now: dt.datetime) -> int:
+        if (exc := next(failures, None)) is not None:
+            raise exc
+        return real(sink, now)
+
+    monkeypatch.setattr(outbox, "release", flaky)
+    policy = RetryPolicy(schedule=(0, 3600), probe_interval=0.1)
+    with WebhookReceiver(failing_for(3, 503)) as receiver:
+        worker = SinkWorker(
+            HttpSink("hook", receiver.url, client=http), outbox, policy=policy, concurrency=3
+        )
+        await run_until(worker, lambda: len(receiver.delivered()) == 3, limit=5)
