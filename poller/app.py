@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import dataclasses
 import re
+import urllib.parse
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Protocol, TextIO
@@ -48,11 +49,29 @@ def secrets_of(config: config_mod.Config) -> list[str]:
         for header, value in getattr(sink, "headers", {}).items():
             if _CREDENTIAL_HEADER.search(header):
                 found.append(value)
+        if isinstance(sink, config_mod.HttpSinkConfig):
+            found.extend(_url_credentials(sink.url))
     if config.proxy is not None and config.proxy.token is not None:
         found.append(config.proxy.token.get_secret_value())
     password = sa.engine.make_url(config.store.url).password
     if password:
         found.append(str(password))
+    return found
+
+
+def _url_credentials(url: str) -> list[str]:
+    """A URL's password and the values of query parameters named like credentials.
+
+    Each as written in the URL and decoded, since a receiver may echo either.
+    """
+    parts = urllib.parse.urlsplit(url)
+    found: list[str] = []
+    if parts.password:
+        found.extend({parts.password, urllib.parse.unquote(parts.password)})
+    for pair in parts.query.split("&"):
+        name, _, raw = pair.partition("=")
+        if raw and _CREDENTIAL_HEADER.search(urllib.parse.unquote_plus(name)):
+            found.extend({raw, urllib.parse.unquote_plus(raw)})
     return found
 
 

@@ -25,10 +25,11 @@ from .conftest import make_config
 API_KEY = "sk-live-0123456789abcdef"
 SINK_SECRET = "whsec_" + base64.b64encode(b"redaction-test-secret-32-bytes!!").decode()
 SINK_TOKEN = "receiver-token-9876543210"
+SINK_PASSWORD = "receiver-password-1357924680"
 
 
 class EchoingReceiver:
-    """A receiver that answers 500 with every header it was sent, as careless servers do."""
+    """A receiver that answers 500 with its path and every header, as careless servers do."""
 
     def __init__(self) -> None:
         class Handler(BaseHTTPRequestHandler):
@@ -37,7 +38,7 @@ class EchoingReceiver:
 
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("content-length") or 0))
-                body = json.dumps(dict(self.headers.items())).encode()
+                body = json.dumps({"path": self.path, **self.headers}).encode()
                 self.send_response(500)
                 self.send_header("content-length", str(len(body)))
                 self.end_headers()
@@ -104,6 +105,31 @@ async def test_no_secret_in_rendered_logs_or_store(rendered: io.StringIO, store_
     dump = "\n".join(sqlite3.connect(store_file.removeprefix("sqlite:///")).iterdump())
     assert "was revoked" in rendered.getvalue() and "was revoked" in dump
     for secret in (API_KEY, SINK_SECRET, SINK_TOKEN):
+        assert secret not in rendered.getvalue()
+        assert secret not in dump
+
+
+async def test_no_url_credential_in_rendered_logs_or_store(
+    rendered: io.StringIO, store_file: str
+) -> None:
+    """A sink URL's token and password, echoed back by its receiver, reach no log or store."""
+    sim = Simulator()
+    with SimulatorServer(sim) as server, EchoingReceiver() as receiver:
+        url = receiver.url.replace("://", f"://hook:{SINK_PASSWORD}@") + f"?token={SINK_TOKEN}"
+        config = make_config(
+            server.url, None, store_file, sinks=[{"name": "hook", "type": "http", "url": url}]
+        )
+        logs.configure(level="debug", fmt="json", stream=rendered, secrets=secrets_of(config))
+        async with App(config) as app:
+            runner = Runner(app)
+            await runner.once()
+            sim.create_file(filename="news.jsonl")
+            await runner.once()
+    lines = [json.loads(line) for line in rendered.getvalue().splitlines()]
+    assert "delivery_failed" in {line["event"] for line in lines}
+    dump = "\n".join(sqlite3.connect(store_file.removeprefix("sqlite:///")).iterdump())
+    assert "/hook?token=" in dump  # the echo was recorded...
+    for secret in (SINK_PASSWORD, SINK_TOKEN):  # ...without the credentials
         assert secret not in rendered.getvalue()
         assert secret not in dump
 
