@@ -232,7 +232,7 @@ class MistralClient:
             body = await self.request("GET", path)
         except NotFoundError:
             return None
-        if not isinstance(body, dict) or not isinstance(body.get("id"), str):
+        if not isinstance(body, dict) or not isinstance(body.get("id"), str) or not body["id"]:
             raise GarbledError("the answer is not an object with an id", method="GET", path=path)
         return body
 

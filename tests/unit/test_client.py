@@ -109,6 +109,14 @@ async def test_garbled_listing_raises(body: bytes) -> None:
         await client.list_all("/files")
 
 
+@pytest.mark.parametrize("body", [b"[]", b'"x"', b"{}", b'{"id": 3}', b'{"id": ""}'])
+async def test_garbled_item_raises(body: bytes) -> None:
+    """A 2xx item that is not an object with a non-empty string id raises GarbledError."""
+    client, _ = make(lambda r: httpx.Response(200, content=body))
+    with pytest.raises(GarbledError):
+        await client.get_item("/files/x")
+
+
 async def test_retries_5xx_then_succeeds() -> None:
     """5xx answers are retried with backoff until one succeeds."""
     answers = iter(
