@@ -45,10 +45,6 @@ class Listing:
     total: int | None = None
     pages: int = 1
 
-    @property
-    def ids(self) -> set[str]:
-        return {item["id"] for item in self.items}
-
 
 def error_message(response: httpx.Response) -> str:
     """The API's own explanation of an error answer, whatever shape it came in."""
