@@ -134,7 +134,8 @@ class WebhookReceiver:
         self.close()
 
     def close(self) -> None:
-        self._server.shutdown()
+        if self._thread.is_alive():  # shutdown() waits forever for a loop that never ran
+            self._server.shutdown()
         self._server.server_close()
 
     def delivered(self) -> list[Received]:
