@@ -41,6 +41,14 @@ class FileSink:
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         st = os.fstat(fd)
         self._fd, self._inode = fd, (st.st_dev, st.st_ino)
+        if current is None:
+            # a new file's name is durable only once its directory is: without this, a
+            # crash could take back lines already counted as delivered
+            directory = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
         return fd
 
     def _append(self, lines: list[bytes]) -> None:

@@ -54,3 +54,23 @@ async def test_rotation_reopens_the_file(tmp_path: pathlib.Path) -> None:
     await sink.deliver(event(2))
     await sink.aclose()
     assert [json.loads(x)["id"] for x in path.read_text().splitlines()] == ["evt_2"]
+
+
+async def test_a_created_file_is_durable_in_its_directory(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file the sink creates is fsync'ed in its directory too, so a crash cannot unlink it."""
+    synced: list[tuple[int, int]] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        st = os.fstat(fd)
+        synced.append((st.st_dev, st.st_ino))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    sink = FileSink("file", tmp_path / "logs" / "events.jsonl")
+    assert (await sink.deliver(event(1))).ok
+    await sink.aclose()
+    directory = os.stat(tmp_path / "logs")
+    assert (directory.st_dev, directory.st_ino) in synced
