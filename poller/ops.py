@@ -66,12 +66,15 @@ class ReadinessCheck:
         except Exception as exc:  # whatever the driver raises, the answer is "not writable"
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             reasons.append(self.redact(f"store: not writable: {type(exc).__name__}: {first}"))
-        if reasons != self._last:
+        # logged when what is not ready changes, not when only its wording does (a stale
+        # source's reason says how long ago it last succeeded, different at every check)
+        subjects = [reason.partition(":")[0] for reason in reasons]
+        if subjects != self._last:
             if reasons:
                 log.warning("not_ready", reasons=reasons)
             elif self._last is not None:
                 log.info("ready_again")
-            self._last = reasons
+            self._last = subjects
         return reasons
 
 
