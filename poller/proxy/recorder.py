@@ -79,9 +79,19 @@ class Recorder:
     def _build(self, calls: Sequence[synchronous.Call]) -> list[Event]:
         events: list[Event] = []
         for call in calls:
-            outcome = synchronous.events(
-                call, workspace=self.workspace, record_content=self.record_content
-            )
+            try:
+                outcome = synchronous.events(
+                    call, workspace=self.workspace, record_content=self.record_content
+                )
+            except Exception as exc:  # one unreadable answer must not sink the whole batch
+                log.error(
+                    "proxy_call_not_recorded",
+                    path=call.path,
+                    status=call.status,
+                    # the type only: the message may quote the answer, content included
+                    reason=f"cannot build the event: {type(exc).__name__}",
+                )
+                continue
             if not outcome.events:
                 log.warning(
                     "proxy_call_not_recorded",
