@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import threading
 
 import structlog
 
@@ -51,3 +53,30 @@ async def test_a_change_of_what_is_not_ready_is_logged() -> None:
         ("not_ready", 2),
         ("ready_again", 0),
     ]
+
+
+class Stuck:
+    """A store whose heartbeat writes hang until released."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.writes = 0
+
+    def touch(self, now: dt.datetime) -> None:
+        self.writes += 1
+        self.release.wait(5)
+
+
+async def test_a_hung_store_write_is_not_started_again_by_each_check() -> None:
+    """While one heartbeat write hangs, later checks wait on it instead of starting more."""
+    store = Stuck()
+    check = ops.ReadinessCheck(Board(), store, timeout=0.05)  # type: ignore[arg-type]
+    try:
+        for _ in range(3):
+            assert await check() == ["store: a write took more than 0.05s"]
+        assert store.writes == 1
+    finally:
+        store.release.set()
+    await asyncio.sleep(0.05)
+    assert await check() == []
+    assert store.writes == 2
