@@ -262,6 +262,18 @@ async def test_unreachable_upstream_is_502_in_mistral_shape(start: Start) -> Non
     assert "cannot be reached" in error["message"]
 
 
+async def test_no_accept_encoding_asks_upstream_for_none(
+    start: Start, receiver: WebhookReceiver
+) -> None:
+    """A client that sends no Accept-Encoding is not answered compressed on its behalf."""
+    proxy = await start(api_url=f"{receiver.url}/v1")
+    async with httpx.AsyncClient() as http:
+        del http.headers["accept-encoding"]
+        answer = await http.get(f"{proxy.url}/v1/models")
+    assert answer.status_code == 200
+    assert receiver.delivered()[-1].headers.get("accept-encoding") == "identity"
+
+
 async def test_slow_upstream_is_504(start: Start, sim: Simulator) -> None:
     """An upstream that does not answer within read_timeout gives 504."""
     proxy = await start(read_timeout="0.2s")
