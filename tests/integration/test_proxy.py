@@ -550,3 +550,40 @@ async def test_an_answer_that_breaks_the_builder_does_not_lose_its_batch(store_f
         assert [x["log_level"] for x in skipped] == ["error"]
         assert recorder.recorded == 1
         assert [r["type"] for r in app.outbox.list_deliveries()] == ["embeddings.generated"]
+
+
+async def test_a_call_cut_off_while_its_event_is_built_is_logged_lost(store_file: str) -> None:
+    """Shutdown cutting off a call whose event is still being built logs it as lost."""
+    config = config_mod.from_mapping({"store": {"url": store_file}})
+    async with App(config) as app:
+        recorder = Recorder(
+            enqueue=app.store.enqueue,
+            notify=app.notify,
+            workspace="default",
+            record_content=True,
+            clock=app.clock,
+            linger=0,
+        )
+        huge = {
+            "id": "e1",
+            "object": "list",
+            "model": "m",
+            "data": [{"embedding": [0.5] * 4_000_000}],
+        }
+        call = synchronous.Call(
+            method="POST",
+            path="/embeddings",
+            request_body=b"{}",
+            status=200,
+            content_type="application/json",
+            content_encoding=None,
+            body=json.dumps(huge).encode(),  # takes a good while to parse
+            started_at=app.clock(),
+            finished_at=app.clock(),
+        )
+        with structlog.testing.capture_logs() as logs:
+            recorder.submit(call)
+            await asyncio.sleep(0.02)
+            await recorder.aclose(0.05)
+        lost = [x for x in logs if x["event"] == "proxy_record_lost"]
+        assert [(x["log_level"], x["calls_not_built"]) for x in lost] == [("error", 1)]
