@@ -515,43 +515,6 @@ async def test_record_retries_until_the_store_takes_it(store_file: str) -> None:
         assert [r["type"] for r in app.outbox.list_deliveries()] == ["embeddings.generated"]
 
 
-async def test_an_answer_that_breaks_the_builder_does_not_lose_its_batch(store_file: str) -> None:
-    """A call whose answer cannot be built is logged at error; the calls beside it land."""
-    config = config_mod.from_mapping({"store": {"url": store_file}})
-    async with App(config) as app:
-        recorder = Recorder(
-            enqueue=app.store.enqueue,
-            notify=app.notify,
-            workspace="default",
-            record_content=True,
-            clock=app.clock,
-        )
-
-        def call(body: bytes) -> synchronous.Call:
-            return synchronous.Call(
-                method="POST",
-                path="/embeddings",
-                request_body=b"{}",
-                status=200,
-                content_type="application/json",
-                content_encoding=None,
-                body=body,
-                started_at=app.clock(),
-                finished_at=app.clock(),
-            )
-
-        good = json.dumps({"id": "e1", "object": "list", "model": "m", "data": []}).encode()
-        nested = b"[" * 100_000 + b"]" * 100_000  # deeper than the JSON parser goes
-        with structlog.testing.capture_logs() as logs:
-            recorder.submit(call(nested))
-            recorder.submit(call(good))
-            await recorder.aclose(5)
-        skipped = [x for x in logs if x["event"] == "proxy_call_not_recorded"]
-        assert [x["log_level"] for x in skipped] == ["error"]
-        assert recorder.recorded == 1
-        assert [r["type"] for r in app.outbox.list_deliveries()] == ["embeddings.generated"]
-
-
 async def test_a_call_cut_off_while_its_event_is_built_is_logged_lost(store_file: str) -> None:
     """Shutdown cutting off a call whose event is still being built logs it as lost."""
     config = config_mod.from_mapping({"store": {"url": store_file}})
