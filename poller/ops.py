@@ -55,24 +55,39 @@ class ReadinessCheck:
         self.redact = redact
         self.timeout = timeout
         self._last: list[str] | None = None
+        self._write: asyncio.Future[None] | None = None
 
     async def __call__(self) -> list[str]:
         now = utils.utcnow()
         reasons = self.board.not_ready(now)
+        # one write at a time: a store that hangs (SQLite waits up to a minute for a lock)
+        # must not gain a blocked thread and connection at every probe
+        if self._write is None or self._write.done():
+            self._write = asyncio.ensure_future(asyncio.to_thread(self.store.touch, now))
+            self._write.add_done_callback(_retrieve)
         try:
-            await asyncio.wait_for(asyncio.to_thread(self.store.touch, now), self.timeout)
+            await asyncio.wait_for(asyncio.shield(self._write), self.timeout)
         except TimeoutError:
             reasons.append(f"store: a write took more than {self.timeout:g}s")
         except Exception as exc:  # whatever the driver raises, the answer is "not writable"
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             reasons.append(self.redact(f"store: not writable: {type(exc).__name__}: {first}"))
-        if reasons != self._last:
+        # logged when what is not ready changes, not when only its wording does (a stale
+        # source's reason says how long ago it last succeeded, different at every check)
+        subjects = [reason.partition(":")[0] for reason in reasons]
+        if subjects != self._last:
             if reasons:
                 log.warning("not_ready", reasons=reasons)
             elif self._last is not None:
                 log.info("ready_again")
-            self._last = reasons
+            self._last = subjects
         return reasons
+
+
+def _retrieve(write: asyncio.Future[None]) -> None:
+    """Mark a write's outcome as seen (a check that timed out no longer waits for it)."""
+    if not write.cancelled():
+        write.exception()
 
 
 def build_app(metrics: Metrics, readiness: Readiness) -> Starlette:

@@ -106,12 +106,15 @@ class Watchdog:
     def tick(self) -> None:
         """Ping if no loop is stalled; say which ones are when that changes."""
         stalled = self.board.stalled()
-        if stalled != self._stalled:
+        # logged when which loops are stalled changes; each line's wording (how late) does
+        # at every tick
+        loops = [line.partition(":")[0] for line in stalled]
+        if loops != self._stalled:
             if stalled:
                 log.error("watchdog_withheld", stalled=stalled)
             else:
                 log.info("watchdog_resumed")
-            self._stalled = stalled
+            self._stalled = loops
         if stalled:
             self.notifier.send(f"STATUS=stalled: {'; '.join(stalled)}")
             return

@@ -121,7 +121,16 @@ def _http_url(value: str, example: str) -> str:
 
 
 def _base_url(value: str) -> str:
-    return _http_url(value, DEFAULT_BASE_URL).rstrip("/")
+    _http_url(value, DEFAULT_BASE_URL)
+    # httpx turns URL credentials into Basic auth, which replaces the API key's header
+    # (and the proxy's transport refuses the pair outright)
+    parts = urllib.parse.urlsplit(value)
+    if parts.username is not None or parts.password is not None:
+        raise fail(
+            "the URL carries a user name or password, which would be sent instead of the API "
+            "key; remove it and set api_key (and auth_header, auth_scheme) instead"
+        )
+    return value.rstrip("/")
 
 
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")

@@ -79,9 +79,19 @@ class Recorder:
     def _build(self, calls: Sequence[synchronous.Call]) -> list[Event]:
         events: list[Event] = []
         for call in calls:
-            outcome = synchronous.events(
-                call, workspace=self.workspace, record_content=self.record_content
-            )
+            try:
+                outcome = synchronous.events(
+                    call, workspace=self.workspace, record_content=self.record_content
+                )
+            except Exception as exc:  # one unreadable answer must not sink the whole batch
+                log.error(
+                    "proxy_call_not_recorded",
+                    path=call.path,
+                    status=call.status,
+                    # the type only: the message may quote the answer, content included
+                    reason=f"cannot build the event: {type(exc).__name__}",
+                )
+                continue
             if not outcome.events:
                 log.warning(
                     "proxy_call_not_recorded",
@@ -98,21 +108,16 @@ class Recorder:
                 await asyncio.sleep(self._linger)
                 calls, self._queue = self._queue, []
                 self._building = len(calls)
-                try:
-                    events = await asyncio.to_thread(self._build, calls)
-                finally:
-                    self._building = 0
+                events = await asyncio.to_thread(self._build, calls)
+                self._building = 0
                 if events:
                     self._writing = tuple(events)
                     await self._write(self._writing)
                     self._writing = ()
         except asyncio.CancelledError:
-            if self._writing or self._queue:
-                log.error(
-                    "proxy_record_lost",
-                    **_ids(self._writing),
-                    calls_not_built=len(self._queue),
-                )
+            unbuilt = len(self._queue) + self._building
+            if self._writing or unbuilt:
+                log.error("proxy_record_lost", **_ids(self._writing), calls_not_built=unbuilt)
             raise
 
     async def _write(self, events: Sequence[Event]) -> None:

@@ -113,7 +113,8 @@ class Assembler:
                 self._head[key] = chunk[key]
         if chunk.get("usage") is not None:
             self._usage = chunk["usage"]
-        for choice in chunk.get("choices") or ():
+        choices = chunk.get("choices")
+        for choice in choices if isinstance(choices, list) else ():
             if not isinstance(choice, dict):
                 continue
             index = choice.get("index", 0)

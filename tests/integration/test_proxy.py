@@ -262,6 +262,18 @@ async def test_unreachable_upstream_is_502_in_mistral_shape(start: Start) -> Non
     assert "cannot be reached" in error["message"]
 
 
+async def test_no_accept_encoding_asks_upstream_for_none(
+    start: Start, receiver: WebhookReceiver
+) -> None:
+    """A client that sends no Accept-Encoding is not answered compressed on its behalf."""
+    proxy = await start(api_url=f"{receiver.url}/v1")
+    async with httpx.AsyncClient() as http:
+        del http.headers["accept-encoding"]
+        answer = await http.get(f"{proxy.url}/v1/models")
+    assert answer.status_code == 200
+    assert receiver.delivered()[-1].headers.get("accept-encoding") == "identity"
+
+
 async def test_slow_upstream_is_504(start: Start, sim: Simulator) -> None:
     """An upstream that does not answer within read_timeout gives 504."""
     proxy = await start(read_timeout="0.2s")
@@ -501,3 +513,40 @@ async def test_record_retries_until_the_store_takes_it(store_file: str) -> None:
         assert failed[0]["error"] == "OSError: disk unplugged"
         assert recorder.recorded == 1
         assert [r["type"] for r in app.outbox.list_deliveries()] == ["embeddings.generated"]
+
+
+async def test_a_call_cut_off_while_its_event_is_built_is_logged_lost(store_file: str) -> None:
+    """Shutdown cutting off a call whose event is still being built logs it as lost."""
+    config = config_mod.from_mapping({"store": {"url": store_file}})
+    async with App(config) as app:
+        recorder = Recorder(
+            enqueue=app.store.enqueue,
+            notify=app.notify,
+            workspace="default",
+            record_content=True,
+            clock=app.clock,
+            linger=0,
+        )
+        huge = {
+            "id": "e1",
+            "object": "list",
+            "model": "m",
+            "data": [{"embedding": [0.5] * 4_000_000}],
+        }
+        call = synchronous.Call(
+            method="POST",
+            path="/embeddings",
+            request_body=b"{}",
+            status=200,
+            content_type="application/json",
+            content_encoding=None,
+            body=json.dumps(huge).encode(),  # takes a good while to parse
+            started_at=app.clock(),
+            finished_at=app.clock(),
+        )
+        with structlog.testing.capture_logs() as logs:
+            recorder.submit(call)
+            await asyncio.sleep(0.02)
+            await recorder.aclose(0.05)
+        lost = [x for x in logs if x["event"] == "proxy_record_lost"]
+        assert [(x["log_level"], x["calls_not_built"]) for x in lost] == [("error", 1)]

@@ -373,6 +373,13 @@ ERRORS = [
         "e.g. https://api.mistral.ai/v1",
     ),
     (
+        "base_url with credentials",
+        "mistral:\n  base_url: https://gw:gate-pass@api.example/v1\n",
+        "poller.yaml:2: mistral.base_url: the URL carries a user name or password, which would "
+        "be sent instead of the API key; remove it and set api_key (and auth_header, "
+        "auth_scheme) instead",
+    ),
+    (
         "sink referencing an unknown workspace",
         "workspaces:\n  - name: prod\nsinks:\n  - name: ops\n    type: log\n"
         "    workspaces: [prod, staging]\n",

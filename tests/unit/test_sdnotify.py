@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+import structlog
 
 from poller.health import Board
 from poller.sdnotify import Notifier, Watchdog, watchdog_interval
@@ -166,3 +167,19 @@ async def test_stop_before_ready_still_says_stopping(listener: tuple[str, socket
     stop.set()
     await asyncio.wait_for(task, 2)
     assert received(sock) == ["STOPPING=1\nSTATUS=stopping"]
+
+
+def test_a_stall_is_logged_once_while_it_lasts(listener: tuple[str, socket.socket]) -> None:
+    """A loop that stays stalled is one watchdog_withheld line, however long it lasts."""
+    address, _sock = listener
+    board = Board()
+    stuck = Beat(board.monotonic() - 3600)
+    board.watch_worker("hook", stuck)
+    watchdog = Watchdog(Notifier(address), board, interval=0.05, status=lambda: "fine")
+    with structlog.testing.capture_logs() as logs:
+        watchdog.tick()
+        stuck.alive_at -= 60  # a minute later, it still has not turned
+        watchdog.tick()
+        stuck.alive_at = board.monotonic()
+        watchdog.tick()
+    assert [e["event"] for e in logs] == ["watchdog_withheld", "watchdog_resumed"]

@@ -219,3 +219,11 @@ def test_assembler_result_waits_for_done() -> None:
     assert assembler.result() is None
     assembler.feed(b"data: [DONE]\n\n")
     assert assembler.result() is not None
+
+
+@pytest.mark.parametrize("choices", [5, True, None, "x", {"index": 0}])
+def test_a_stream_chunk_with_odd_choices_is_skipped(choices: Any) -> None:
+    """A chunk whose choices are not a list adds nothing; the rest still assembles."""
+    odd = {"id": "cmpl-9", "model": "m", "choices": choices}
+    answer = stream.assemble(sse(STREAM[0], odd, *STREAM[1:]))
+    assert answer == stream.assemble(sse(*STREAM))

@@ -1,0 +1,67 @@
+"""The proxy's recorder: finished calls become events off the response path, in batches."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+
+import pytest
+import structlog
+
+from poller import synchronous
+from poller.model import Event
+from poller.proxy.recorder import Recorder
+
+T = dt.datetime(2026, 11, 27, 10, 0, tzinfo=dt.UTC)
+
+
+def embeddings_call(answer_id: str) -> synchronous.Call:
+    answer = {"id": answer_id, "object": "list", "model": "m", "data": []}
+    return synchronous.Call(
+        method="POST",
+        path="/embeddings",
+        request_body=b"{}",
+        status=200,
+        content_type="application/json",
+        content_encoding=None,
+        body=json.dumps(answer).encode(),
+        started_at=T,
+        finished_at=T,
+    )
+
+
+async def test_a_call_that_breaks_the_builder_loses_only_itself(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A call whose event cannot be built is logged at error; the calls beside it land."""
+    build = synchronous.events
+
+    def fragile(call: synchronous.Call, **kw: object) -> synchronous.Outcome:
+        if b'"bad"' in call.body:
+            raise RecursionError("maximum recursion depth exceeded")
+        return build(call, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(synchronous, "events", fragile)
+    written: list[Event] = []
+
+    def enqueue(events: Sequence[Event], now: dt.datetime) -> Sequence[Event]:
+        written.extend(events)
+        return events
+
+    recorder = Recorder(
+        enqueue=enqueue,
+        notify=lambda: None,
+        workspace="default",
+        record_content=True,
+        clock=lambda: T,
+    )
+    with structlog.testing.capture_logs() as logs:
+        recorder.submit(embeddings_call("bad"))
+        recorder.submit(embeddings_call("good"))
+        await recorder.aclose(5)
+    skipped = [x for x in logs if x["event"] == "proxy_call_not_recorded"]
+    assert [(x["log_level"], x["reason"]) for x in skipped] == [
+        ("error", "cannot build the event: RecursionError")
+    ]
+    assert [e.resource_id for e in written] == ["good"]
