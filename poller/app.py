@@ -260,7 +260,9 @@ class App:
 
     def sink_states(self) -> dict[str, SinkState]:
         """The circuit state of every running sink (metrics read it at scrape time)."""
-        return {name: worker.state for name, worker in self.workers.items()}
+        # a copy first: a scrape runs in a thread while a reload may add or drop a worker
+        workers = dict(self.workers)
+        return {name: worker.state for name, worker in workers.items()}
 
     def _build_sink(self, cfg: config_mod.SinkConfig) -> Sink:
         if isinstance(cfg, config_mod.HttpSinkConfig):

@@ -5,6 +5,7 @@
     PollerError
     ├── ConfigError            the configuration is invalid; the message says what to change
     ├── UsageError             command-line input poller cannot use (a missing file, bad JSON)
+    ├── ServiceError           a part of the daemon (a listener) stopped on its own
     ├── StoreError             the store cannot be opened or used
     │   └── SchemaVersionError the database was written by an incompatible poller
     └── ApiError               the Mistral API did not give a usable answer
@@ -53,6 +54,10 @@ class ConfigError(PollerError):
 
 class UsageError(PollerError):
     """Input given on the command line that poller cannot use; the message says what to change."""
+
+
+class ServiceError(PollerError):
+    """A part of the running daemon (the ops listener, the proxy) stopped on its own."""
 
 
 class StoreError(PollerError):

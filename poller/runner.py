@@ -23,7 +23,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from poller import pacing, utils
 from poller.app import App, Workspace
-from poller.exceptions import ApiError, AuthError, NotFoundError
+from poller.exceptions import ApiError, AuthError, NotFoundError, ServiceError
 from poller.polling import PollReport, SourcePoller
 
 log = structlog.get_logger("poller.runner")
@@ -216,9 +216,17 @@ class Runner:
             asyncio.create_task(svc.run(stop), name=f"service-{svc.name}")
             for svc in self.app.services
         ]
+        ended: list[str] = []
+
+        def service_ended(task: asyncio.Task[None]) -> None:
+            # a service that ends before the daemon is asked to stop (a port already taken,
+            # a listener that broke) stops the daemon, which then exits with an error
+            if not stop.is_set():
+                ended.append(task.get_name().removeprefix("service-"))
+            stop.set()
+
         for task in services:
-            # a service that fails (a port already taken) stops the daemon with its error
-            task.add_done_callback(lambda _t: stop.set())
+            task.add_done_callback(service_ended)
         scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop(), timezone=dt.UTC)
         self._scheduler = scheduler
         for ws, poller in self.app.pollers():
@@ -260,6 +268,8 @@ class Runner:
         for task in services:
             if not task.cancelled() and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
+        if ended:
+            raise ServiceError(f"the {', '.join(ended)} service stopped on its own; see the log")
 
     async def once(self) -> list[PollReport]:
         """One poll of every source, then one delivery pass (``poller once``)."""

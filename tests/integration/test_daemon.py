@@ -187,16 +187,17 @@ async def test_api_faults_never_delete(
 async def test_listing_absence_needs_a_404(
     sim: Simulator, server: SimulatorServer, receiver: WebhookReceiver, store_file: str
 ) -> None:
-    """An item missing from a listing but still answering its GET is not deleted."""
+    """An item missing from a complete listing but still answering its GET is not deleted."""
     files = [sim.create_file(filename=f"f{n}.jsonl") for n in range(4)]
     async with App(make_config(server.url, receiver.url, store_file)) as app:
         runner = Runner(app)
         await runner.once()
-        sim.add_fault(
-            match={"method": "GET", "path": "/v1/files"}, kind="truncate", drop=1, count=1
-        )
-        # the listing is now short of its total: incomplete, so nothing is deleted
+        # a listing that adds up (total 3) but leaves out a file that still exists
+        listing = sim.list_files()
+        body = {"data": listing["data"][1:], "object": "list", "total": 3}
+        sim.add_fault(match={"method": "GET", "path": "/v1/files"}, kind="garbled", body=body)
         await runner.once()
+        assert [d for d in envelopes(receiver) if d["type"] == "file.deleted"] == []
         sim.delete("files", files[0]["id"])
         await runner.once()
     assert [d["data"]["id"] for d in envelopes(receiver) if d["type"] == "file.deleted"] == [
@@ -311,3 +312,24 @@ async def test_store_too_broken_to_record_a_failure_keeps_the_poll_loop(
         health = await runner.poll_once(*app.pollers()[0])
     assert health.error_streak == 1 and health.next_delay > 0
     assert "no such table: source_state" in (health.last_error or "")
+
+
+class _Quits:
+    """A service that stops on its own, as a broken listener would."""
+
+    name = "broken"
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await asyncio.sleep(0.05)
+
+
+async def test_a_service_that_stops_on_its_own_fails_the_daemon(
+    server: SimulatorServer, store_file: str
+) -> None:
+    """When a part of the daemon ends by itself, the daemon stops with an error (not exit 0)."""
+    from poller.exceptions import ServiceError
+
+    async with App(make_config(server.url, None, store_file)) as app:
+        app.services.append(_Quits())
+        with pytest.raises(ServiceError, match="broken"):
+            await asyncio.wait_for(Runner(app).run(asyncio.Event(), grace=1), 10)
