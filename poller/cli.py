@@ -527,7 +527,11 @@ def sinks_enable(config_path: str | None, name: str) -> None:
                 state, enabled=True, disabled_reason=None, failing_since=None, next_probe_at=None
             )
         )
-    click.echo(f"sink {name} enabled")
+        # what waited on the sink's failure goes now, as when its circuit closes by itself
+        released = outbox.release(name, utils.utcnow())
+    click.echo(
+        f"sink {name} enabled; {released} waiting deliver{'y' if released == 1 else 'ies'} due now"
+    )
 
 
 from poller.cli_action import action  # noqa: E402  (it builds on the helpers above)

@@ -400,7 +400,8 @@ class Outbox:
         if sink is not None:
             query = query.where(d.c.sink == sink)
         if event_type is not None:
-            query = query.where(e.c.type.like(event_type.replace("*", "%")))
+            pattern = event_type.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            query = query.where(e.c.type.like(pattern.replace("*", "%"), escape="\\"))
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 

@@ -327,3 +327,39 @@ def test_delivered_time_is_recorded(store: Store, outbox: Outbox) -> None:
     assert detail is not None
     stamps = {x["sink"]: x["delivered_at"] for x in detail["deliveries"]}
     assert stamps == {"a": T0, "b": None}
+
+
+def test_type_filter_takes_underscore_literally(store: Store, outbox: Outbox) -> None:
+    """`--type batch_job.*` matches batch_job.created, not a type with another character there."""
+    a = job("ja")
+    (real,) = events_for(a)
+    other = Event("evt_other", "batchXjob.created", "w", "ja", T0, {})
+    store.enqueue([real, other], T0)
+    assert {d["id"] for d in outbox.list_deliveries(event_type="batch_job.*")} == {real.id}
+    assert {d["id"] for d in outbox.list_deliveries(event_type="batch*")} == {real.id, other.id}
+
+
+def test_sinks_enable_releases_what_waited(tmp_path: os.PathLike[str]) -> None:
+    """`poller sinks enable` makes deliveries that waited on the sink's failure due at once."""
+    from click.testing import CliRunner
+
+    from poller.cli import main
+
+    url = f"sqlite:///{tmp_path}/p.db"
+    engine = store_mod.create_engine(url)
+    store, outbox = Store(engine, lambda _e: ["hook"]), Outbox(engine)
+    a = job("ja")
+    commit(store, DiffResult(upserts=(a,), events=events_for(a)))
+    (d,) = outbox.due("hook", T0, 10)
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)
+    outbox.record([AttemptRecord(d.id, T0, False, "transient", "pending", later, 503)])
+    outbox.save_sink_state(SinkState("hook", failing_since=T0, next_probe_at=later))
+    config = f"{tmp_path}/p.yaml"
+    with open(config, "w") as fh:
+        fh.write(f"store:\n  url: {url}\nsinks:\n  - name: hook\n    type: log\n")
+    result = CliRunner().invoke(main, ["sinks", "enable", "hook", "--config", config])
+    assert result.exit_code == 0, result.output
+    assert "1 waiting delivery due now" in result.output
+    assert [x.id for x in outbox.due("hook", dt.datetime.now(dt.UTC), 10)] == [d.id]
+    assert not outbox.sink_state("hook").circuit_open
+    engine.dispose()
