@@ -49,6 +49,10 @@ def fail(message: str, *suffix: str | int, at: str = "value") -> PydanticCustomE
     )
 
 
+MAX_DURATION = 3650 * 86400.0
+"""Ten years: longer durations overflow the clock arithmetic they feed."""
+
+
 def _duration(value: Any) -> float:
     try:
         seconds = parse_duration(value)
@@ -56,6 +60,8 @@ def _duration(value: Any) -> float:
         raise fail(str(exc)) from None
     if not math.isfinite(seconds):
         raise fail(f"{value!r} is not a finite duration; use e.g. 30, '500ms', '30s', '5m'")
+    if seconds > MAX_DURATION:
+        raise fail(f"{value!r} is too long; durations go up to 3650d (ten years)")
     return seconds
 
 

@@ -123,6 +123,12 @@ ERRORS = [
         "poller.yaml:2: poll.interval: -5 is negative; durations must be zero or more",
     ),
     (
+        "absurdly long interval",
+        "poll:\n  interval: 99999999999999d\n",
+        "poller.yaml:2: poll.interval: '99999999999999d' is too long; "
+        "durations go up to 3650d (ten years)",
+    ),
+    (
         "zero interval",
         "poll:\n  interval: 0\n",
         "poller.yaml:2: poll.interval: 0 is not allowed here; the duration must be more than zero",
