@@ -181,6 +181,9 @@ async def call(
     started = app.clock()
     try:
         request = client.build_request(method, path, headers=headers, content=content)
+    except httpx.InvalidURL as exc:
+        raise UsageError(f"{path}: not a usable API path ({exc})") from None
+    try:
         response = await client.send(request, stream=True)
     except httpx.TimeoutException:
         raise UnreachableError(

@@ -79,3 +79,20 @@ def test_embeddings_need_an_input() -> None:
     with pytest.raises(UsageError, match="--input"):
         actions.embeddings_body("mistral-embed", [])
     assert actions.embeddings_body("e", ["a", "b"]) == {"model": "e", "input": ["a", "b"]}
+
+
+async def test_unusable_path_is_a_usage_error(tmp_path: pathlib.Path) -> None:
+    """A path httpx cannot make a URL of is one clear error, not a traceback."""
+    from poller import config as config_mod
+    from poller.app import App
+    from poller.exceptions import UsageError
+
+    config = config_mod.from_mapping(
+        {
+            "store": {"url": f"sqlite:///{tmp_path}/p.db"},
+            "mistral": {"base_url": "http://127.0.0.1:9/v1"},
+        }
+    )
+    async with App(config) as app:
+        with pytest.raises(UsageError, match="not a usable API path"):
+            await actions.call(app, "GET", "//[::1", out=lambda _b: None)
