@@ -18,19 +18,21 @@ import asyncio
 import dataclasses
 import datetime as dt
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
 from poller import utils
 from poller.diff import DiffResult, diff
-from poller.exceptions import ApiError
+from poller.exceptions import ApiError, GarbledError
 from poller.mistral.client import MistralClient
 from poller.model import Event, Resource, SourceState
 from poller.sources import BATCH_JOBS, SourceSpec
 from poller.store.sql import PollCommit, Store
 
 log = structlog.get_logger("poller.polling")
+
+T = TypeVar("T")
 
 HEAD_OVERLAP = 60
 """Seconds the incremental head looks back before the cursor (clock granularity, skew)."""
@@ -64,6 +66,20 @@ class PollReport:
     complete: bool = True
     held: int = 0
     """Deletions held back by the mass-deletion guard."""
+
+
+async def settled(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``fn`` in a worker thread, waited for to the end even if the poll is cancelled.
+
+    The poll's open transaction lives on one connection: when a poll is cut short (its
+    timeout, shutdown), the rollback must not start while a thread still writes on it.
+    """
+    work = asyncio.ensure_future(asyncio.to_thread(fn, *args, **kwargs))
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        await asyncio.wait([work])
+        raise
 
 
 def newest(cursor: int | None, resources: Iterable[Resource]) -> int | None:
@@ -154,8 +170,17 @@ class SourcePoller:
                 pending.extend(result.upserts)
                 cursor = newest(cursor, seen)
                 if len(pending) >= FLUSH_ROWS:
-                    await asyncio.to_thread(writer.write, pending)
+                    await settled(writer.write, pending)
                     pending = []
+            if baseline and not pager.complete:
+                # a baseline must see everything, or what it missed would be announced as
+                # new later; nothing is written, and the next poll takes it again
+                raise GarbledError(
+                    f"the first listing came back incomplete ({len(pager.seen)} of "
+                    f"{pager.total} items); the baseline is taken again at the next poll",
+                    method="GET",
+                    path=self.spec.list_path,
+                )
             events = [e for _, _, e in sorted(ordered, key=lambda x: (x[0], x[1]))]
             removals: tuple[str, ...] = ()
             held_since, held = state.held_since, state.held_count
@@ -181,8 +206,8 @@ class SourcePoller:
                     events.extend(result.events)
                     pending.extend(result.upserts)
                     removals = result.removals
-            await asyncio.to_thread(writer.write, pending, removals)
-            recorded = await asyncio.to_thread(
+            await settled(writer.write, pending, removals)
+            recorded = await settled(
                 writer.commit,
                 events,
                 cursor=cursor,

@@ -282,6 +282,16 @@ class Pages:
             fresh = [item for item in items if item["id"] not in self.seen]
             self.seen.update(item["id"] for item in fresh)
             yield fresh
+            if (
+                self.count == 1
+                and self.paged
+                and 0 < len(items) < size
+                and self.total is not None
+                and len(items) < self.total
+            ):
+                # the API serves smaller pages than asked for: page on at its size
+                size = len(items)
+                continue
             if not self.paged or len(items) < size:
                 break
             if self.total is not None and self.count * size >= self.total:

@@ -230,3 +230,21 @@ async def test_request_budget_spreads_requests(tmp_path: pathlib.Path) -> None:
     times = sorted(r["at"] for r in sim.stats()["recent"])
     assert len(times) >= 4
     assert min(b - a for a, b in itertools.pairwise(times)) >= 0.2
+
+
+async def test_an_incomplete_first_listing_is_not_a_baseline(world: World) -> None:
+    """A baseline whose pages miss an item is taken again; that item is never announced."""
+    from poller.exceptions import GarbledError
+    from poller.sources import FILES
+
+    poller = world.poller(FILES)
+    files = [world.sim.create_file() for _ in range(3)]
+    world.sim.add_fault(
+        kind="truncate", drop=1, count=2, match={"method": "GET", "path": "/v1/files"}
+    )
+    with pytest.raises(GarbledError, match="incomplete"):
+        await poller.poll()
+    assert not poller.store.source_state("default", "files").baselined
+    assert (await poller.poll()).mode == "baseline"
+    assert set(poller.store.ids("default", "files")) == {f["id"] for f in files}
+    assert (await poller.poll()).events == ()

@@ -214,3 +214,21 @@ async def test_gate_budget_spreads_requests() -> None:
     for _ in range(3):
         await gate.acquire()
     assert clock.now == pytest.approx(2.0)
+
+
+async def test_pages_at_the_size_the_api_caps() -> None:
+    """An API that serves fewer items per page than asked is paged at its own size, whole."""
+    items = [{"id": f"i{n}"} for n in range(7)]
+    asked: list[str] = []
+
+    def capped(request: httpx.Request) -> httpx.Response:
+        asked.append(str(request.url.params))
+        page = int(request.url.params["page"])
+        size = min(int(request.url.params["page_size"]), 3)
+        body = {"data": items[page * size : (page + 1) * size], "object": "list", "total": 7}
+        return httpx.Response(200, json=body)
+
+    client, _ = make(capped, page_size=5)
+    listing = await client.list_all("/files")
+    assert [i["id"] for i in listing.items] == [f"i{n}" for n in range(7)]
+    assert listing.complete

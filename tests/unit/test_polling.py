@@ -20,3 +20,24 @@ def test_cursor_moves_to_the_newest(
         Resource(id=str(n), status=None, created=c, data={}) for n, c in enumerate(created)
     ]
     assert newest(cursor, resources) == expected
+
+
+async def test_settled_waits_for_its_thread_when_cancelled() -> None:
+    """A cancelled poll gets its CancelledError only once the thread's write has finished."""
+    import asyncio
+    import time
+
+    from poller.polling import settled
+
+    finished: list[bool] = []
+
+    def slow_write() -> None:
+        time.sleep(0.2)
+        finished.append(True)
+
+    task = asyncio.create_task(settled(slow_write))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert finished == [True]
