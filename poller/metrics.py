@@ -45,7 +45,6 @@ _API_OUTCOMES: tuple[tuple[type[ApiError], str], ...] = (
     (GarbledError, "garbled"),
     (ApiError, "client_error"),
 )
-API_OUTCOMES = ("ok", *(name for _cls, name in _API_OUTCOMES), "error")
 POLL_OUTCOMES = ("ok", "error", "disabled")
 DELIVERY_OUTCOMES = ("delivered", "failed", "rejected", "gone")
 
