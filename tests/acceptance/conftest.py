@@ -6,7 +6,8 @@ import os
 import pathlib
 import subprocess
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 import pytest
 
@@ -18,6 +19,15 @@ def env(**extra: str) -> dict[str, str]:
     base["PYTHONPATH"] = str(ROOT) + os.pathsep + base.get("PYTHONPATH", "")
     base.update(extra)
     return base
+
+
+def wait_until(predicate: Callable[[], bool], limit: float = 20.0) -> None:
+    """Block until ``predicate()`` holds; ``TimeoutError`` after ``limit`` seconds."""
+    end = time.monotonic() + limit
+    while not predicate():
+        if time.monotonic() > end:
+            raise TimeoutError("condition not met")
+        time.sleep(0.05)
 
 
 def poller(*args: str, timeout: float = 60, **extra: str) -> subprocess.CompletedProcess[str]:

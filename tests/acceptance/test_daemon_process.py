@@ -6,7 +6,6 @@ import base64
 import json
 import pathlib
 import signal
-import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 
@@ -16,7 +15,7 @@ from standardwebhooks.webhooks import Webhook
 from poller.simulator import Simulator, SimulatorServer
 from poller.testing import WebhookReceiver
 
-from .conftest import poller, spawn
+from .conftest import poller, spawn, wait_until
 
 SECRET = "whsec_" + base64.b64encode(b"acceptance-secret-of-32-bytes!!!").decode()
 
@@ -57,14 +56,6 @@ def test_once_prints_events_and_exits(
     assert second.returncode == 0, second.stderr
     lines = [json.loads(x) for x in second.stdout.splitlines() if x.startswith("{")]
     assert [(x["type"], x["data"]["filename"]) for x in lines] == [("file.uploaded", "new.jsonl")]
-
-
-def wait_until(predicate: Callable[[], bool], limit: float = 20.0) -> None:
-    end = time.monotonic() + limit
-    while not predicate():
-        if time.monotonic() > end:
-            raise TimeoutError("condition not met")
-        time.sleep(0.05)
 
 
 def test_sigterm_stops_cleanly(

@@ -6,7 +6,6 @@ import json
 import pathlib
 import signal
 import socket
-import time
 from collections.abc import Callable, Iterator
 
 import httpx
@@ -15,7 +14,7 @@ import pytest
 from poller.simulator import Simulator, SimulatorServer
 from poller.testing import free_port
 
-from .conftest import poller, spawn
+from .conftest import poller, spawn, wait_until
 
 sdk = pytest.importorskip("mistralai.client")
 
@@ -47,14 +46,6 @@ def lines(path: pathlib.Path) -> list[dict[str, object]]:
     if not path.exists():
         return []
     return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
-
-
-def wait_until(predicate: Callable[[], bool], limit: float = 20.0) -> None:
-    end = time.monotonic() + limit
-    while not predicate():
-        if time.monotonic() > end:
-            raise TimeoutError("condition not met")
-        time.sleep(0.05)
 
 
 def test_sdk_through_poller_run_records_once_per_call(

@@ -6,10 +6,9 @@ import json
 import pathlib
 import signal
 import socket
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -17,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from poller.simulator import Simulator, SimulatorServer
 from poller.testing import WebhookReceiver, free_port
 
-from .conftest import spawn
+from .conftest import spawn, wait_until
 
 
 def get(url: str) -> tuple[int, str]:
@@ -35,14 +34,6 @@ def metric(text: str, name: str, **labels: str) -> float:
         for s in family.samples
         if s.name == name and labels.items() <= s.labels.items()
     )
-
-
-def wait_until(predicate: Callable[[], bool], limit: float = 20.0) -> None:
-    end = time.monotonic() + limit
-    while not predicate():
-        if time.monotonic() > end:
-            raise TimeoutError("condition not met")
-        time.sleep(0.05)
 
 
 class NotifySocket:
