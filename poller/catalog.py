@@ -65,29 +65,9 @@ def _one_of(*values: str, nullable: bool = False) -> dict[str, Any]:
     return {**(_t("string", "null") if nullable else _t("string")), "enum": choices}
 
 
-# The API's own enums (Mistral's OpenAPI: BatchJobStatus, CompletionFineTuningJob.status,
-# ChatCompletionChoice.finish_reason).
-BATCH_STATUSES = (
-    "QUEUED",
-    "RUNNING",
-    "SUCCESS",
-    "FAILED",
-    "TIMEOUT_EXCEEDED",
-    "CANCELLATION_REQUESTED",
-    "CANCELLED",
-)
-FINE_TUNING_STATUSES = (
-    "QUEUED",
-    "STARTED",
-    "VALIDATING",
-    "VALIDATED",
-    "RUNNING",
-    "FAILED_VALIDATION",
-    "FAILED",
-    "SUCCESS",
-    "CANCELLED",
-    "CANCELLATION_REQUESTED",
-)
+# Outcome statuses are the API's own values (Mistral's OpenAPI: BatchJobStatus,
+# CompletionFineTuningJob.status); a created job's status is any string the API reports,
+# so a status the API adds later still fits. Finish reasons: ChatCompletionChoice.
 FINISH_REASONS = ("stop", "length", "model_length", "error", "tool_calls")
 
 _JOB_ID = _f("id", schema=_t("string"), description="Unique identifier of the job.")
@@ -97,6 +77,10 @@ def _status(*values: str) -> Field:
     return _f(
         "status", schema=_one_of(*values), description="The job's status as the API reports it."
     )
+
+
+def _any_status() -> Field:
+    return _f("status", schema=_t("string"), description="The job's status as the API reports it.")
 
 
 def _finish_reason() -> Field:
@@ -131,7 +115,7 @@ TYPES: tuple[EventType, ...] = (
     EventType(
         "batch_job.created",
         "A new batch inference job was created.",
-        (_JOB_ID, _status(*BATCH_STATUSES), _BATCH_MODEL),
+        (_JOB_ID, _any_status(), _BATCH_MODEL),
     ),
     EventType(
         "batch_job.succeeded",
@@ -169,7 +153,7 @@ TYPES: tuple[EventType, ...] = (
     EventType(
         "fine_tuning_job.created",
         "A new fine-tuning job was created.",
-        (_JOB_ID, _status(*FINE_TUNING_STATUSES), _FT_MODEL),
+        (_JOB_ID, _any_status(), _FT_MODEL),
     ),
     EventType(
         "fine_tuning_job.succeeded",
