@@ -19,6 +19,7 @@ from freezegun import freeze_time
 from standardwebhooks.webhooks import Webhook
 from structlog.testing import capture_logs
 
+import poller
 from poller import store as store_mod
 from poller.delivery.dispatcher import SinkWorker
 from poller.delivery.retry import RetryPolicy
@@ -278,6 +279,16 @@ async def test_dead_after_schedule_spent_with_time_travel(
     stats = outbox.sink_stats()["hook"]
     assert stats.dead == 1 and stats.pending == 0
     assert outbox.list_deliveries(status="dead")[0]["attempts"] == 8
+
+
+async def test_user_agent_names_the_version(engine: sa.Engine, http: httpx.AsyncClient) -> None:
+    """A webhook's User-Agent carries poller's version."""
+    record_jobs(engine, 1, transitions=False)
+    with WebhookReceiver() as receiver:
+        sink = HttpSink("hook", receiver.url, client=http)
+        await SinkWorker(sink, Outbox(engine), policy=FAST).flush()
+        (got,) = receiver.delivered()
+    assert got.headers["user-agent"] == f"poller-webhooks/{poller.__version__}"
 
 
 async def test_rotation_signs_with_both_secrets(engine: sa.Engine, http: httpx.AsyncClient) -> None:
