@@ -473,6 +473,45 @@ def parse_time(value: str | None) -> dt.datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
+@events.command("schema")
+@click.argument("event_type", required=False)
+@click.option("--cloudevents", is_flag=True, help="The CloudEvents 1.0 form (format: cloudevents).")
+@click.option("--asyncapi", "as_asyncapi", is_flag=True, help="The AsyncAPI 3.0 document.")
+@click.option(
+    "--write",
+    "directory",
+    default=None,
+    metavar="DIR",
+    help="Write every document under DIR (as docs/events/ keeps them).",
+)
+def events_schema(
+    event_type: str | None, cloudevents: bool, as_asyncapi: bool, directory: str | None
+) -> None:
+    """JSON Schema of events (one TYPE, or any), or the AsyncAPI document of every channel."""
+    from pathlib import Path
+
+    from poller import asyncapi, eventdocs, eventschema
+
+    if directory is not None:
+        for path in eventdocs.write(Path(directory)):
+            click.echo(str(path))
+        return
+    if as_asyncapi:
+        click.echo(eventdocs.dumps(asyncapi.document()), nl=False)
+        return
+    form = eventschema.CLOUDEVENTS if cloudevents else eventschema.ENVELOPE
+    if event_type is None:
+        click.echo(eventdocs.dumps(eventschema.combined(form)), nl=False)
+        return
+    try:
+        document = eventschema.schema(event_type, form)
+    except KeyError:
+        known = ", ".join(t.name for t in eventschema.event_types())
+        fail(f"no event type {event_type!r}; known types: {known}", EXIT_USAGE)
+        return
+    click.echo(eventdocs.dumps(document), nl=False)
+
+
 @events.command("replay")
 @config_option
 @click.argument("event_ids", nargs=-1)
@@ -516,7 +555,7 @@ def known_sink(config: config_mod.Config, name: str) -> None:
 
 @main.group()
 def sinks() -> None:
-    """Inspect and re-enable sinks."""
+    """Inspect, test and re-enable sinks."""
 
 
 @sinks.command("list")
@@ -539,6 +578,31 @@ def sinks_list(config_path: str | None, as_json: bool) -> None:
                 ["sink", "configured", "enabled", "circuit", "pending", "dead", "disabled_reason"],
             )
         )
+
+
+@sinks.command("test")
+@config_option
+@click.argument("name")
+@guarded
+def sinks_test(config_path: str | None, name: str) -> None:
+    """Send one signed poller.test event through a sink and print what the receiver answered.
+
+    The event goes through the same sink code and signing as real ones but is not
+    recorded: the outbox and its deliveries are left as they were. Exit 0 when delivered.
+    """
+    from poller import sinkcheck
+
+    config = load_config(config_path)
+    sink = next((s for s in config.sinks if s.name == name), None)
+    if sink is None:
+        known = ", ".join(s.name for s in config.sinks)
+        fail(f"no sink named {name!r} in {config.source} (sinks: {known})", EXIT_USAGE)
+        return
+    event, outcome = run_async(sinkcheck.send(config, sink, now=utils.utcnow()))
+    line = sinkcheck.describe(name, event, outcome)
+    if not outcome.ok:
+        fail(line)
+    click.echo(line)
 
 
 @sinks.command("enable")

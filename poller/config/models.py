@@ -328,6 +328,7 @@ class ProxyFields(_Section):
     max_body_ocr: Size = 100 * 1024**2
     read_timeout: PositiveDuration = 600.0
     hosts: tuple[HostName, ...] = ()
+    queue_size: PositiveInt = 10_000
 
 
 class ProxySection(ProxyFields):

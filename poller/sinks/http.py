@@ -87,7 +87,9 @@ class HttpSink:
         code = response.status_code
         kind = retry.classify(code)
         if kind == "delivered":
-            return Outcome(ok=True, status_code=code, duration_ms=duration)
+            return Outcome(
+                ok=True, status_code=code, duration_ms=duration, detail=response.text[:200] or None
+            )
         retry_after = None
         if code in (429, 503):
             retry_after = utils.parse_retry_after(response.headers.get("retry-after"))
