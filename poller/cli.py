@@ -128,19 +128,37 @@ async def _run(config: config_mod.Config) -> None:
 @json_option
 @guarded
 def once(config_path: str | None, as_json: bool) -> None:
-    """Poll every source once, deliver what is due, exit (for cron and tests)."""
+    """Poll every source once, deliver what is due, exit (for cron and tests).
+
+    Exits 1 when any poll failed. The summary goes to standard error, or as JSON
+    (``--json``) to standard output after everything the sinks wrote there.
+    """
     config = load_config(config_path)
     setup_logging(config)
-    reports = run_async(_once(config))
-    rows = [
-        {"source": r.source, "mode": r.mode, "events": len(r.events), "requests": r.requests}
-        for r in reports
-    ]
-    click.echo(
-        render.to_json(rows)
-        if as_json
-        else render.table(rows, ["source", "mode", "events", "requests"])
-    )
+    outcomes = run_async(_once(config))
+    rows = [once_row(o) for o in outcomes]
+    if as_json:
+        click.echo(render.to_json(rows))
+    else:
+        columns = ["workspace", "source", "outcome", "mode", "events", "requests", "error"]
+        click.echo(render.table(rows, columns), err=True)
+    failed = [f"{o.workspace}/{o.source}" for o in outcomes if o.failed]
+    if failed:
+        fail(f"{len(failed)} poll(s) failed: {', '.join(failed)}")
+
+
+def once_row(outcome: Any) -> dict[str, Any]:
+    """One source's line of the ``poller once`` summary."""
+    report = outcome.report
+    return {
+        "workspace": outcome.workspace,
+        "source": outcome.source,
+        "outcome": "error" if outcome.failed else "disabled" if outcome.disabled else "ok",
+        "mode": report.mode if report else None,
+        "events": len(report.events) if report else 0,
+        "requests": report.requests if report else None,
+        "error": outcome.error or outcome.disabled,
+    }
 
 
 async def _once(config: config_mod.Config) -> list[Any]:
@@ -356,6 +374,12 @@ def status(config_path: str | None, as_json: bool) -> None:
             ],
         )
     )
+    for row in report["sinks"]:
+        if not row["configured"]:
+            click.echo(
+                f"sink {row['sink']}: not configured; its deliveries wait in the store "
+                "until a sink of that name comes back"
+            )
 
 
 @main.group()
@@ -573,6 +597,8 @@ def events_replay(
     if not event_ids and since is None:
         fail("name event ids or give --since", EXIT_USAGE)
     config = load_config(config_path)
+    if sink is not None:
+        known_sink(config, sink)
     with opened_store(config) as (_store, outbox):
         if event_ids:
             unknown = sorted(set(event_ids) - outbox.known_event_ids(list(event_ids)))
@@ -586,6 +612,12 @@ def events_replay(
             sink=sink,
         )
     click.echo(f"queued {count} deliver{'y' if count == 1 else 'ies'}")
+
+
+def known_sink(config: config_mod.Config, name: str) -> None:
+    """Exit 2 unless ``name`` is a sink of the config file."""
+    if name not in {s.name for s in config.sinks}:
+        fail(f"no sink named {name!r} in {config.source}", EXIT_USAGE)
 
 
 @main.group()
@@ -649,8 +681,7 @@ def sinks_enable(config_path: str | None, name: str) -> None:
     import dataclasses
 
     config = load_config(config_path)
-    if name not in {s.name for s in config.sinks}:
-        fail(f"no sink named {name!r} in {config.source}", EXIT_USAGE)
+    known_sink(config, name)
     with opened_store(config) as (_store, outbox):
         state = outbox.sink_state(name)
         outbox.save_sink_state(
@@ -663,6 +694,53 @@ def sinks_enable(config_path: str | None, name: str) -> None:
     click.echo(
         f"sink {name} enabled; {released} waiting deliver{'y' if released == 1 else 'ies'} due now"
     )
+
+
+@main.group()
+def db() -> None:
+    """The store's schema: where it stands, and upgrading it."""
+
+
+@db.command("current")
+@config_option
+@json_option
+@guarded
+def db_current(config_path: str | None, as_json: bool) -> None:
+    """The store's schema revision and the one this poller needs."""
+    from poller import store
+    from poller.store import migrate
+
+    config = load_config(config_path)
+    engine = store.open_engine(config.store.url, create=False)
+    with store.opening(engine, config.store.url):
+        schema = migrate.status(engine)
+    engine.dispose()
+    if as_json:
+        fields = ("current", "head", "up_to_date", "legacy", "empty")
+        click.echo(render.to_json({k: getattr(schema, k) for k in fields}))
+    else:
+        click.echo(schema.describe())
+
+
+@db.command("upgrade")
+@config_option
+@guarded
+def db_upgrade(config_path: str | None) -> None:
+    """Bring the store's schema to this poller's revision (the daemon also does it at start)."""
+    from poller import store
+    from poller.store import migrate
+
+    config = load_config(config_path)
+    engine = store.open_engine(config.store.url, create=False)
+    with store.opening(engine, config.store.url):
+        if migrate.status(engine).empty:
+            migrate.check(engine, where=store.safe_url(config.store.url))  # says: no store yet
+        before, after = migrate.upgrade(engine)
+    engine.dispose()
+    if before.up_to_date:
+        click.echo(f"the store is at {after.current}, this poller's revision: nothing to do")
+    else:
+        click.echo(f"upgraded the store from {before.describe()} to {after.current}")
 
 
 from poller.cli_action import action  # noqa: E402  (it builds on the helpers above)

@@ -229,7 +229,7 @@ class RetryConfig(_Section):
     """When a sink's deliveries are retried and when they are given up."""
 
     schedule: Annotated[tuple[Duration, ...], Field(min_length=1)] = (
-        0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0,
+        5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0,
     )  # fmt: skip
     max_age: PositiveDuration = 3 * 86400.0
     probe_interval: PositiveDuration = 30.0

@@ -13,12 +13,12 @@ from typing import Any
 
 import httpx
 
-from poller import utils
+from poller import __version__, utils
 from poller.delivery import retry, signing
 from poller.model import Event, Outcome
 from poller.sinks.base import dumps
 
-USER_AGENT = "poller-webhooks/1"
+USER_AGENT = f"poller-webhooks/{__version__}"
 
 
 def cloudevent(event: Event) -> dict[str, Any]:
