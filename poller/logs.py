@@ -1,5 +1,8 @@
 """Structured logs: JSON lines off a terminal, readable colour on one, secrets masked.
 
+The libraries' stdlib logging goes through the same chain (structlog's
+``ProcessorFormatter``): one JSON object per line whoever wrote it, ``logger`` naming it.
+
 Every log line passes through ``Redactor``, which masks the configured secrets (API keys,
 webhook secrets, the proxy token) wherever they appear in the event dict, and the values
 of keys that name credentials (``authorization``, ``api_key``, ``secret``, ``token``…).

@@ -80,6 +80,12 @@ class Metrics:
         self.polls = Counter(
             "poller_polls", "Polls of a source, by outcome.", [*source, "outcome"], registry=r
         )
+        self.polls_skipped = Counter(
+            "poller_polls_skipped",
+            "Scheduled polls of a source skipped because its previous poll was still running.",
+            source,
+            registry=r,
+        )
         self.api_requests = Counter(
             "poller_api_requests",
             "HTTP requests to the Mistral API, by source and outcome.",
@@ -156,6 +162,7 @@ class Metrics:
         """Create the series of a source (so they exist before its first poll)."""
         for outcome in POLL_OUTCOMES:
             self.polls.labels(workspace, source, outcome)
+        self.polls_skipped.labels(workspace, source)
         self.interval.labels(workspace, source).set(interval)
         self.error_streak.labels(workspace, source).set(0)
         self.backoff.labels(workspace, source).set(0)
@@ -210,6 +217,10 @@ class Metrics:
             result.next_delay if result.error_streak else 0.0
         )
         self.disabled.labels(workspace, source).set(1 if result.disabled else 0)
+
+    def observe_skipped_poll(self, workspace: str, source: str) -> None:
+        """A scheduled poll that did not start: the source's previous one still runs."""
+        self.polls_skipped.labels(workspace, source).inc()
 
     def observe_delivery(
         self, sink: str, delivery: Delivery, outcome: Outcome, status: str
