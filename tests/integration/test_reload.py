@@ -104,6 +104,7 @@ async def test_an_invalid_file_is_refused_and_the_running_config_stays(
     (refused,) = [e for e in captured if e["event"] == "config_reload_refused"]
     assert refused["log_level"] == "error"
     assert refused["reason"].startswith(f"{path}:6: poll.interval: 'often' is not a duration")
+    assert refused["problems"] == [refused["reason"]]
 
 
 async def test_what_cannot_change_live_is_named_in_a_warning(
