@@ -152,6 +152,11 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.proxy_dropped = Counter(
+            "poller_proxy_calls_dropped",
+            "Proxied calls not recorded because the recorder's queue was full (proxy.queue_size).",
+            registry=r,
+        )
         Gauge("poller_build_info", "poller's version; always 1.", ["version"], registry=r).labels(
             __version__
         ).set(1)

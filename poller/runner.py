@@ -70,6 +70,21 @@ class SourceHealth:
     next_delay: float = 0.0
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class SourceOutcome:
+    """How one source's poll of ``poller once`` went: a report, an error, or switched off."""
+
+    workspace: str
+    source: str
+    report: PollReport | None = None
+    error: str | None = None
+    disabled: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+
 class Runner:
     """Polls every enabled source and delivers to every sink until stopped."""
 
@@ -311,13 +326,17 @@ class Runner:
         if ended:
             raise ServiceError(f"the {', '.join(ended)} service stopped on its own; see the log")
 
-    async def once(self) -> list[PollReport]:
+    async def once(self) -> list[SourceOutcome]:
         """One poll of every source, then one delivery pass (``poller once``)."""
-        reports = []
+        outcomes = []
         for ws, poller in self.app.pollers():
             health = await self.poll_once(ws, poller)
-            if health.last_report is not None and health.error_streak == 0:
-                reports.append(health.last_report)
+            outcome = SourceOutcome(ws.name, poller.spec.name, disabled=health.disabled)
+            if health.error_streak:
+                outcome = dataclasses.replace(outcome, error=health.last_error or "failed")
+            elif not health.disabled:
+                outcome = dataclasses.replace(outcome, report=health.last_report)
+            outcomes.append(outcome)
         for worker in self.app.workers.values():
             await worker.flush()
-        return reports
+        return outcomes

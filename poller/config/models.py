@@ -240,7 +240,7 @@ class RetryConfig(_Section):
     """When a sink's deliveries are retried and when they are given up."""
 
     schedule: Annotated[tuple[Duration, ...], Field(min_length=1)] = (
-        0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0,
+        5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0,
     )  # fmt: skip
     max_age: PositiveDuration = 3 * 86400.0
     probe_interval: PositiveDuration = 30.0
@@ -339,6 +339,7 @@ class ProxyFields(_Section):
     max_body_ocr: Size = 100 * 1024**2
     read_timeout: PositiveDuration = 600.0
     hosts: tuple[HostName, ...] = ()
+    queue_size: PositiveInt = 10_000
 
 
 class ProxySection(ProxyFields):

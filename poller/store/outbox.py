@@ -430,7 +430,9 @@ class Outbox:
                     {
                         "sink": drow.sink,
                         "status": drow.status,
-                        "attempts": drow.attempts,
+                        # every attempt in the log, before a replay too (the row's own
+                        # count restarts at a replay, for the retry schedule)
+                        "attempts": len(attempts),
                         "next_attempt_at": drow.next_attempt_at,
                         "delivered_at": drow.delivered_at,
                         "log": attempts,

@@ -218,6 +218,21 @@ def test_event_detail_has_attempt_log(store: Store, outbox: Outbox) -> None:
     assert outbox.event_detail("evt_missing") is None
 
 
+def test_event_detail_counts_attempts_before_a_replay(store: Store, outbox: Outbox) -> None:
+    """After a replay, events show counts every attempt in its log, not those since the replay."""
+    a = job("ja")
+    (event,) = commit(store, DiffResult(upserts=(a,), events=events_for(a)))
+    (d,) = outbox.due("a", T0, 10)
+    outbox.record([AttemptRecord(d.id, T0, True, "delivered", "delivered", T0, 200)])
+    assert outbox.replay(T0, ids=[event.id], sink="a") == 1
+    (again,) = outbox.due("a", T0, 10)
+    outbox.record([AttemptRecord(again.id, T0, True, "delivered", "delivered", T0, 200)])
+    detail = outbox.event_detail(event.id)
+    assert detail is not None
+    (delivery,) = [x for x in detail["deliveries"] if x["sink"] == "a"]
+    assert delivery["attempts"] == len(delivery["log"]) == 2
+
+
 def test_list_deliveries_filters(store: Store, outbox: Outbox) -> None:
     """events list filters by status (failed = pending with attempts), sink and type glob."""
     a = job("ja")

@@ -915,6 +915,15 @@ def test_proxy_defaults_to_first_workspace() -> None:
     )
 
 
+def test_proxy_queue_size() -> None:
+    """proxy.queue_size defaults to 10000, takes a positive integer and refuses 0."""
+    assert (proxy := parse("proxy: {}\n").proxy) is not None and proxy.queue_size == 10_000
+    assert (proxy := parse("proxy: {queue_size: 5}\n").proxy) is not None and proxy.queue_size == 5
+    message = str(error("proxy:\n  queue_size: 0\n"))
+    assert message.startswith("poller.yaml:2: proxy.queue_size: ")
+    assert "\n" not in message
+
+
 def test_models_are_frozen() -> None:
     """Config objects cannot be changed after loading."""
     loaded = parse("log: {}\n")
