@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import pathlib
-from collections.abc import Callable
 
 import structlog
 
@@ -14,6 +13,8 @@ from poller.app import App
 from poller.reload import Reloader
 from poller.runner import Runner
 from poller.simulator import Simulator, SimulatorServer
+
+from .conftest import eventually
 
 
 def text(api: str, store: str, sinks: str, interval: str = "0.3s") -> str:
@@ -25,15 +26,6 @@ def text(api: str, store: str, sinks: str, interval: str = "0.3s") -> str:
 
 def file_sink(name: str, path: pathlib.Path, events: str = '["*"]') -> str:
     return f"  - name: {name}\n    type: file\n    path: {path}\n    events: {events}\n"
-
-
-async def eventually(check: Callable[[], bool], limit: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + limit
-    while not check():
-        if loop.time() > end:
-            raise TimeoutError("condition not met")
-        await asyncio.sleep(0.05)
 
 
 def types(path: pathlib.Path) -> list[str]:
