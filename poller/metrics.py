@@ -95,6 +95,12 @@ class Metrics:
         self.polls = Counter(
             "poller_polls", "Polls of a source, by outcome.", [*source, "outcome"], registry=r
         )
+        self.polls_skipped = Counter(
+            "poller_polls_skipped",
+            "Scheduled polls of a source skipped because its previous poll was still running.",
+            source,
+            registry=r,
+        )
         self.api_requests = Counter(
             "poller_api_requests",
             "HTTP requests to the Mistral API, by source and outcome.",
@@ -190,6 +196,7 @@ class Metrics:
         for outcome in API_OUTCOMES:
             self.api_requests.labels(workspace, source, outcome)
         self.api_latency.labels(workspace, source)
+        self.polls_skipped.labels(workspace, source)
         self.interval.labels(workspace, source).set(interval)
         self.error_streak.labels(workspace, source).set(0)
         self.backoff.labels(workspace, source).set(0)
@@ -247,6 +254,10 @@ class Metrics:
             result.next_delay if result.error_streak else 0.0
         )
         self.disabled.labels(workspace, source).set(1 if result.disabled else 0)
+
+    def observe_skipped_poll(self, workspace: str, source: str) -> None:
+        """A scheduled poll that did not start: the source's previous one still runs."""
+        self.polls_skipped.labels(workspace, source).inc()
 
     def observe_delivery(
         self, sink: str, delivery: Delivery, outcome: Outcome, status: str
