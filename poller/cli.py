@@ -8,6 +8,7 @@ import datetime as dt
 import functools
 import json
 import os
+import pathlib
 import signal
 import sys
 import tempfile
@@ -31,6 +32,13 @@ def fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
+def fail_config(exc: ConfigError) -> None:
+    """One line per problem of the config on stderr, then exit 2."""
+    for problem in exc.problems:
+        click.echo(f"poller: config error: {problem.render()}", err=True)
+    sys.exit(EXIT_USAGE)
+
+
 def config_option(func: F) -> F:
     return click.option(
         "--config",
@@ -46,11 +54,19 @@ def json_option(func: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(func)
 
 
-def load_config(config_path: str | None) -> config_mod.Config:
+def load_config(config_path: str | None, *, daemon: bool = False) -> config_mod.Config:
+    """The config, or every problem in it and exit 2.
+
+    ``daemon``: for the commands that open (and may create) the store, whose directory
+    must then exist.
+    """
     try:
-        return config_mod.load(config_mod.resolve_path(config_path))
+        return config_mod.load(
+            config_mod.resolve_path(config_path),
+            directory_exists=os.path.isdir if daemon else None,
+        )
     except ConfigError as exc:
-        fail(f"config error: {exc}", EXIT_USAGE)
+        fail_config(exc)
         raise AssertionError("unreachable") from None
 
 
@@ -62,7 +78,7 @@ def guarded(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except ConfigError as exc:
-            fail(f"config error: {exc}", EXIT_USAGE)
+            fail_config(exc)
         except StoreError as exc:
             fail(f"store error: {exc}", EXIT_USAGE)
         except UsageError as exc:
@@ -108,7 +124,7 @@ def main() -> None:
 @guarded
 def run(config_path: str | None) -> None:
     """Run the daemon: poll every source, deliver every event, until SIGTERM (SIGHUP reloads)."""
-    config = load_config(config_path)
+    config = load_config(config_path, daemon=True)
     setup_logging(config)
     run_async(_run(config))
 
@@ -133,7 +149,7 @@ def once(config_path: str | None, as_json: bool) -> None:
     Exits 1 when any poll failed. The summary goes to standard error, or as JSON
     (``--json``) to standard output after everything the sinks wrote there.
     """
-    config = load_config(config_path)
+    config = load_config(config_path, daemon=True)
     setup_logging(config)
     outcomes = run_async(_once(config))
     rows = [once_row(o) for o in outcomes]
@@ -172,9 +188,9 @@ async def _once(config: config_mod.Config) -> list[Any]:
 @main.command("check-config")
 @config_option
 def check_config(config_path: str | None) -> None:
-    """Validate the config file; exit 2 with one line naming the problem."""
+    """Validate the config file; exit 2 with one line per problem."""
     path = config_mod.resolve_path(config_path)
-    config = load_config(config_path)
+    config = load_config(config_path, daemon=True)
     workspaces = ", ".join(
         f"{ws.name} ({'+'.join(ws.sources.enabled()) or 'no sources'})" for ws in config.workspaces
     )
@@ -297,6 +313,8 @@ async def _demo(store_path: str | None, duration: float | None) -> None:
     await ready.wait()
     with tempfile.TemporaryDirectory(prefix="poller-demo-") as tmp:
         path = store_path or f"{tmp}/demo.db"
+        # the demo picks its store's place, so it makes the directory (the daemon never does)
+        pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
         config = demo_config(f"http://127.0.0.1:{port}/v1", f"sqlite:///{path}")
         setup_logging(config)
         click.echo(

@@ -36,9 +36,18 @@ def _sqlite_file(url: sa.URL) -> pathlib.Path:
 
 
 def _prepare_sqlite_file(path: pathlib.Path) -> None:
-    """Create the database file readable by its owner only, before SQLite opens it."""
+    """Create the database file readable by its owner only, before SQLite opens it.
+
+    Its directory must exist: creating it would hide a mistyped path, and the directory's
+    owner and mode are the installer's choice (systemd's StateDirectory=, a volume).
+    """
+    directory = path.parent
+    if not directory.is_dir():
+        raise StoreError(
+            f"store.url: the directory {directory} does not exist; create it "
+            f"(install -d -m 0700 {directory}) or change store.url"
+        )
     try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         os.close(fd)
     except OSError as exc:

@@ -163,6 +163,13 @@ def test_operator_commands_over_a_live_store(
             poller("events", "show", event["id"], "--json", "--config", str(path)).stdout
         )
         assert shown["event"]["data"]["filename"] == "x.jsonl"
+        # tables write their moments in UTC with the zone: the same moment as the JSON
+        stamp = event["timestamp"]
+        listed = poller("events", "list", "--sink", "hook", "--config", str(path)).stdout
+        assert f"{stamp[:10]} {stamp[11:19]}Z" in listed
+        attempted = shown["deliveries"][0]["log"][0]["attempted_at"]
+        detail = poller("events", "show", event["id"], "--config", str(path)).stdout
+        assert f"{attempted[:10]} {attempted[11:19]}Z" in detail
         assert poller("sinks", "enable", "hook", "--config", str(path)).returncode == 0
         replay = poller("events", "replay", event["id"], "--config", str(path))
         assert replay.returncode == 0 and "queued 2 deliveries" in replay.stdout

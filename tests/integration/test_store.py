@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import pathlib
 import stat
 from collections.abc import Iterator, Sequence
 
@@ -274,7 +275,7 @@ def test_schema_version_recorded_and_newer_refused(engine: sa.Engine, store_url:
 
 def test_sqlite_file_is_private(tmp_path: os.PathLike[str]) -> None:
     """The SQLite file is created readable by its owner only, in WAL mode."""
-    path = f"{tmp_path}/sub/poller.db"
+    path = f"{tmp_path}/poller.db"
     engine = store_mod.create_engine(f"sqlite:///{path}")
     with engine.connect() as conn:
         assert conn.execute(sa.text("pragma journal_mode")).scalar() == "wal"
@@ -287,13 +288,26 @@ def test_sqlite_file_is_private(tmp_path: os.PathLike[str]) -> None:
     [
         ("mysql://root@localhost/db", "unsupported store URL"),
         ("sqlite:///:memory:", "not a file"),
-        ("sqlite:////proc/nope/poller.db", "cannot create"),
+        ("sqlite:////proc/poller.db", "cannot create"),
+        ("sqlite:////proc/nope/poller.db", "the directory /proc/nope does not exist"),
     ],
 )
 def test_bad_store_urls(url: str, message: str) -> None:
-    """Unsupported, in-memory and unwritable stores are refused with one line."""
+    """Unsupported, in-memory, unwritable and directory-less stores are refused with one line."""
     with pytest.raises(StoreError, match=message):
         store_mod.create_engine(url)
+
+
+def test_missing_store_directory_is_named_not_created(tmp_path: pathlib.Path) -> None:
+    """A SQLite store in a directory that does not exist is refused; nothing is created."""
+    missing = tmp_path / "state"
+    with pytest.raises(StoreError) as info:
+        store_mod.create_engine(f"sqlite:///{missing}/poller.db")
+    assert str(info.value) == (
+        f"store.url: the directory {missing} does not exist; create it "
+        f"(install -d -m 0700 {missing}) or change store.url"
+    )
+    assert not missing.exists()
 
 
 def test_password_is_masked() -> None:
