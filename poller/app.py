@@ -241,6 +241,7 @@ class App:
             concurrency=cfg.concurrency,
             clock=self.clock,
             on_result=self.metrics.observe_delivery,
+            on_expired=self.metrics.observe_expired,
         )
         self.workers[cfg.name] = worker
         self.metrics.track_sink(cfg.name)

@@ -492,6 +492,72 @@ def parse_time(value: str | None) -> dt.datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
+@events.command("tail")
+@config_option
+@json_option
+@click.option("--type", "event_type", default=None, help="Only types matching this glob.")
+@click.option("--workspace", default=None, help="Only events of this workspace.")
+@click.option("--since", default=None, help="Start with events recorded since TIME or AGE.")
+@click.option(
+    "-n", "--lines", "last", type=click.IntRange(0), default=None, help="Start with the last N."
+)
+@click.option(
+    "--interval",
+    type=click.FloatRange(0.05, 60),
+    default=0.5,
+    show_default=True,
+    help="Seconds between two reads of the store.",
+)
+@guarded
+def events_tail(
+    config_path: str | None,
+    as_json: bool,
+    event_type: str | None,
+    workspace: str | None,
+    since: str | None,
+    last: int | None,
+    interval: float,
+) -> None:
+    """Follow events as they are recorded, from now, until Ctrl-C (works beside the daemon)."""
+    import threading
+
+    from poller import store, tail
+    from poller.sinks.base import dumps
+    from poller.store.feed import Feed
+
+    config = load_config(config_path)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda _signum, _frame: stop.set())
+
+    def emit(event: Any) -> None:
+        click.echo(dumps(event.envelope()).decode() if as_json else tail.line(event))
+
+    def on_error(problem: str | None) -> None:
+        message = f"store unavailable, retrying: {problem}" if problem else "store back"
+        click.echo(f"poller: {message}", err=True)
+
+    engine = store.create_engine(config.store.url, create=False)
+    try:
+        feed = Feed(engine)
+        start = feed.start(
+            since=parse_time(since), last=last, event_type=event_type, workspace=workspace
+        )
+        tail.follow(
+            feed,
+            start,
+            stop=stop,
+            emit=emit,
+            matches=tail.matcher(event_type, workspace),
+            on_error=on_error,
+            interval=interval,
+        )
+    except BrokenPipeError:  # the reader went away (| head): done, quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    finally:
+        engine.dispose()
+
+
 @events.command("schema")
 @click.argument("event_type", required=False)
 @click.option("--cloudevents", is_flag=True, help="The CloudEvents 1.0 form (format: cloudevents).")

@@ -45,6 +45,8 @@ log = structlog.get_logger("poller.delivery")
 
 ResultHook = Callable[[str, Delivery, Outcome, str], None]
 """Called with (sink, delivery, outcome, status afterwards) for every finished attempt."""
+ExpiredHook = Callable[[str, int], None]
+"""Called with (sink, count) when pending deliveries passed ``max_age`` and became dead."""
 
 
 class SinkWorker:
@@ -60,6 +62,7 @@ class SinkWorker:
         clock: Callable[[], dt.datetime] = utils.utcnow,
         rand: Callable[[], float] = random.random,
         on_result: ResultHook | None = None,
+        on_expired: ExpiredHook | None = None,
         idle_check: float = 1.0,
         window: int = 64,
         batch_delay: float = 0.02,
@@ -72,6 +75,7 @@ class SinkWorker:
         self.clock = clock
         self.rand = rand
         self.on_result = on_result
+        self.on_expired = on_expired
         self.idle_check = idle_check
         self.window = window
         self.batch_delay = batch_delay
@@ -213,6 +217,8 @@ class SinkWorker:
         cutoff = now - dt.timedelta(seconds=self.policy.max_age)
         if expired := await asyncio.to_thread(self.outbox.expire, self.name, cutoff):
             self.log.error("deliveries_dead", count=expired, reason="max_age")
+            if self.on_expired:
+                self.on_expired(self.name, expired)
         candidate = await asyncio.to_thread(self.outbox.probe_candidate, self.name, now)
         if candidate is None:
             self._state = dataclasses.replace(self._state, failing_since=None, next_probe_at=None)

@@ -24,6 +24,7 @@ from poller import store as store_mod
 from poller.delivery.dispatcher import SinkWorker
 from poller.delivery.retry import RetryPolicy
 from poller.diff import DiffResult, event_for
+from poller.metrics import Metrics
 from poller.model import Event
 from poller.sinks.file import FileSink
 from poller.sinks.http import HttpSink
@@ -208,6 +209,25 @@ async def test_outage_longer_than_the_schedule_kills_nothing(
         got = {r.headers["webhook-id"] for r in receiver.delivered()}
     assert got == {e.id for e in events}
     assert outbox.sink_stats()["hook"].dead == 0
+
+
+async def test_every_dead_delivery_is_counted(engine: sa.Engine, http: httpx.AsyncClient) -> None:
+    """Deliveries of a failing sink given up at max_age all count in poller_deliveries_dead."""
+    record_jobs(engine, 3, transitions=False)
+    metrics = Metrics()
+    metrics.track_sink("hook")
+    policy = RetryPolicy(schedule=(0.05,), probe_interval=0.05, max_age=0.5)
+    outbox = Outbox(engine)
+    with WebhookReceiver(lambda _r: 503) as receiver:
+        worker = SinkWorker(
+            HttpSink("hook", receiver.url, client=http),
+            outbox,
+            policy=policy,
+            on_result=metrics.observe_delivery,
+            on_expired=metrics.observe_expired,
+        )
+        await run_until(worker, lambda: outbox.sink_stats()["hook"].dead == 3)
+    assert metrics.registry.get_sample_value("poller_deliveries_dead_total", {"sink": "hook"}) == 3
 
 
 async def test_gone_disables_sink_until_enabled(engine: sa.Engine, http: httpx.AsyncClient) -> None:
