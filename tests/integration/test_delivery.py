@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import itertools
 import datetime as dt
+import itertools
 import json
 import os
 import pathlib
