@@ -6,6 +6,7 @@ against the workspace names; the store URL falls back to systemd's ``$STATE_DIRE
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,6 +17,7 @@ from poller.config.fields import is_loopback, split_listen
 from poller.config.models import (
     DEFAULT_STORE_URL,
     FILE,
+    SINK_EXTRAS,
     SOURCE_NAMES,
     Config,
     ConfigFile,
@@ -154,6 +156,11 @@ def _sinks(
                 "give each sink its own name",
             )
         seen[sink.name] = i
+        if sink.type in SINK_EXTRAS and not _importable(SINK_EXTRAS[sink.type]):
+            raise where.error(
+                ("sinks", i, "type"),
+                f"{sink.type} needs the {sink.type} extra: pip install 'poller[{sink.type}]'",
+            )
         for j, name in enumerate(sink.workspaces or ()):
             if name not in workspaces:
                 raise where.error(
@@ -161,6 +168,15 @@ def _sinks(
                     f"unknown workspace '{name}'; known: {', '.join(workspaces)}",
                 )
     return raw
+
+
+def _importable(module: str) -> bool:
+    """Whether ``module`` (a broker sink's client library) can be imported here."""
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
 
 
 def _proxy(
