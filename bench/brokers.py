@@ -13,7 +13,6 @@ Usage: ``python -m bench.brokers [--events 5000] [--rounds 3]``. Prints a table.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import pathlib
 import shutil
@@ -21,18 +20,16 @@ import socket
 import statistics
 import subprocess
 import tempfile
-import time
 import uuid
 from collections.abc import Callable, Iterator
 
 import httpx
 
 from bench.common import receiver, row
-from bench.delivery import SECRET, make_events
+from bench.delivery import SECRET, deliver_all, make_events
 from poller import logs
 from poller import store as store_mod
 from poller.cli import run_async
-from poller.delivery.dispatcher import SinkWorker
 from poller.diff import DiffResult
 from poller.model import Event
 from poller.sinks.base import Sink
@@ -60,23 +57,7 @@ async def through_outbox(sink: Sink, events: list[Event], root: pathlib.Path) ->
         PollCommit("w", "batch_jobs", DiffResult(events=tuple(events)), now),
         active=lambda _r: False,
     )
-    done = asyncio.Event()
-    delivered = 0
-
-    def count(_sink: str, _delivery: object, _outcome: object, status: str) -> None:
-        nonlocal delivered
-        delivered += status == "delivered"
-        if delivered == len(events):
-            done.set()
-
-    worker = SinkWorker(sink, Outbox(engine), concurrency=8, on_result=count)
-    stop = asyncio.Event()
-    started = time.perf_counter()
-    task = asyncio.create_task(worker.run(stop))
-    await done.wait()
-    elapsed = time.perf_counter() - started
-    stop.set()
-    await task
+    elapsed = await deliver_all(sink, Outbox(engine), len(events))
     await sink.aclose()
     engine.dispose()
     return len(events) / elapsed

@@ -17,7 +17,7 @@ import shutil
 import socket
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -218,3 +218,33 @@ def events_show(config: pathlib.Path, event_id: str) -> str:
 
 def load(path: pathlib.Path) -> config_mod.Config:
     return config_mod.load(path)
+
+
+async def ride_out_an_outage(
+    app: App,
+    sink: str,
+    cut_off: Callable[[], Awaitable[None]],
+    restore: Callable[[], Awaitable[None]],
+) -> list[Event]:
+    """Deliver two jobs' events, cut the broker off and record two more: the circuit opens
+    and nothing more is delivered; restore it: all eight are delivered. The events."""
+    worker = app.workers[sink]
+    events = record(app, 2)
+    await run_until(worker, lambda: delivered(app, sink) == 4)
+    await cut_off()
+    events += record(app, 2, start=2)
+    await run_until(worker, lambda: worker.state.circuit_open)
+    assert delivered(app, sink) == 4
+    await restore()
+    await run_until(worker, lambda: delivered(app, sink) == 8)
+    return events
+
+
+async def refused(app: App, sink: str, config: pathlib.Path) -> str:
+    """Record one event, run until its first attempt is logged, and check that it was a
+    refusal (the circuit stayed closed); what ``poller events show`` then prints."""
+    worker = app.workers[sink]
+    event = record(app, 1)[0]
+    await run_until(worker, lambda: bool(app.outbox.event_detail(event.id)["deliveries"][0]["log"]))
+    assert not worker.state.circuit_open
+    return events_show(config, event.id)

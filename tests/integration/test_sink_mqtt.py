@@ -18,6 +18,7 @@ from tests.integration.brokers import (
     record,
     relay,
     require,
+    ride_out_an_outage,
     run_until,
     unique,
     write_config,
@@ -121,13 +122,6 @@ async def test_broker_away_opens_the_circuit_and_nothing_is_lost(tmp_path: pathl
         sink = {"name": "bus", "type": "mqtt", "url": url, "topic": prefix + "/{type}"}
         path = write_config(tmp_path / "p.yaml", f"sqlite:///{tmp_path}/p.db", sink)
         async with App(load(path)) as app:
-            worker = app.workers["bus"]
-            events = record(app, 2)
-            await run_until(worker, lambda: delivered(app, "bus") == 4)
-            await cut.stop()
-            events += record(app, 2, start=2)
-            await run_until(worker, lambda: worker.state.circuit_open)
-            await cut.start()
-            await run_until(worker, lambda: delivered(app, "bus") == 8)
+            events = await ride_out_an_outage(app, "bus", cut.stop, cut.start)
         ids = {e.id for e in events}
         await until(lambda: {json.loads(m.payload)["id"] for m in sub.messages} == ids)

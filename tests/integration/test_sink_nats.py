@@ -14,10 +14,11 @@ from poller.app import App
 from tests.integration.brokers import (
     NatsServer,
     delivered,
-    events_show,
     load,
     nats_server,
     record,
+    refused,
+    ride_out_an_outage,
     run_until,
     write_config,
 )
@@ -91,18 +92,17 @@ async def test_server_down_opens_the_circuit_and_nothing_is_lost(
     path = write_config(
         tmp_path / "p.yaml", store_url, {"name": "bus", "type": "nats", "url": server.url}
     )
-    async with App(load(path)) as app:
-        worker = app.workers["bus"]
-        before = record(app, 3)
-        await run_until(worker, lambda: delivered(app, "bus") == 6)
+
+    async def kill() -> None:
         server.stop()
-        during = record(app, 3, start=3)
-        await run_until(worker, lambda: worker.state.circuit_open)
-        assert delivered(app, "bus") == 6
-        server.start()
-        await run_until(worker, lambda: delivered(app, "bus") == 12)
+
+    async def restart() -> None:
+        server.start()  # on the same port, with the same store directory
+
+    async with App(load(path)) as app:
+        events = await ride_out_an_outage(app, "bus", kill, restart)
     ids = [m.headers["Nats-Msg-Id"] for m in await stored(server.url, stream) if m.headers]
-    assert sorted(ids) == sorted(e.id for e in before + during)
+    assert sorted(ids) == sorted(e.id for e in events)
 
 
 async def test_subject_no_stream_takes_is_a_refusal_shown_by_events_show(
@@ -112,11 +112,7 @@ async def test_subject_no_stream_takes_is_a_refusal_shown_by_events_show(
     sink = {"name": "bus", "type": "nats", "url": server.url, "subject": "elsewhere.{type}"}
     path = write_config(tmp_path / "p.yaml", store_url, sink)
     async with App(load(path)) as app:
-        worker = app.workers["bus"]
-        event = record(app, 1)[0]
-        await run_until(worker, lambda: app.outbox.event_detail(event.id)["deliveries"][0]["log"])
-        assert not worker.state.circuit_open
-    shown = events_show(path, event.id)
+        shown = await refused(app, "bus", path)
     assert "no JetStream stream takes subject 'elsewhere.batch_job.created'" in shown
 
 
