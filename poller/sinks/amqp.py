@@ -72,7 +72,9 @@ class AmqpSink(BrokerSink[Link]):
     def alive(self, client: Link) -> bool:
         return not client.connection.is_closed and not client.channel.is_closed
 
-    async def publish(self, client: Link, event: Event, body: bytes, content_type: str) -> None:
+    async def publish(
+        self, client: Link, event: Event, body: bytes, content_type: str
+    ) -> str | None:
         routing_key = base.expand(self.routing_key, event)
         message = aio_pika.Message(
             body,
@@ -97,6 +99,7 @@ class AmqpSink(BrokerSink[Link]):
                 f"RabbitMQ returned the message: {words} (exchange '{self.exchange}', "
                 f"routing key '{routing_key}'); bind a queue that takes it or change routing_key"
             ) from None
+        return f"confirmed by the broker (exchange '{self.exchange}', routing key '{routing_key}')"
 
     async def disconnect(self, client: Link) -> None:
         await client.connection.close()

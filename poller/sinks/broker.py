@@ -55,8 +55,8 @@ class BrokerSink(abc.ABC, Generic[C]):
         """A new, ready connection (raises when the broker cannot be reached)."""
 
     @abc.abstractmethod
-    async def publish(self, client: C, event: Event, body: bytes, content_type: str) -> None:
-        """Send one message and wait for the broker's acknowledgement.
+    async def publish(self, client: C, event: Event, body: bytes, content_type: str) -> str | None:
+        """Send one message and wait for the broker's acknowledgement; what it said, briefly.
 
         Raises :class:`Refused` when the broker answers no; anything else it raises means
         the broker could not be reached or did not answer.
@@ -80,11 +80,11 @@ class BrokerSink(abc.ABC, Generic[C]):
             async with asyncio.timeout(self.timeout):
                 client = await self._connected()
                 try:
-                    await self.publish(client, event, body, content_type)
+                    answer = await self.publish(client, event, body, content_type)
                 except Stale:
                     await self._drop(client)
                     client = await self._connected()
-                    await self.publish(client, event, body, content_type)
+                    answer = await self.publish(client, event, body, content_type)
         except Refused as exc:
             return Outcome(
                 ok=False,
@@ -102,7 +102,7 @@ class BrokerSink(abc.ABC, Generic[C]):
         except Exception as exc:  # each client library raises its own zoo of network errors
             await self._drop(client)
             return Outcome(ok=False, error=describe(exc), duration_ms=base.elapsed_ms(started))
-        return Outcome(ok=True, duration_ms=base.elapsed_ms(started))
+        return Outcome(ok=True, duration_ms=base.elapsed_ms(started), detail=answer)
 
     async def aclose(self) -> None:
         async with self._lock:

@@ -63,7 +63,7 @@ class MqttSink(BrokerSink[aiomqtt.Client]):
 
     async def publish(
         self, client: aiomqtt.Client, event: Event, body: bytes, content_type: str
-    ) -> None:
+    ) -> str | None:
         properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
         properties.UserProperty = [("id", event.id), ("type", event.type)]
         properties.ContentType = content_type
@@ -79,6 +79,7 @@ class MqttSink(BrokerSink[aiomqtt.Client]):
             if exc.rc == paho.MQTT_ERR_NO_CONN:
                 raise Stale from exc  # the broker had dropped us; nothing was sent
             raise
+        return {0: "sent (qos 0: no acknowledgement)", 1: "PUBACK", 2: "PUBCOMP"}[self.qos]
 
     async def disconnect(self, client: aiomqtt.Client) -> None:
         await client.__aexit__(None, None, None)

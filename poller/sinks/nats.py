@@ -58,11 +58,15 @@ class NatsSink(BrokerSink[Client]):
     def alive(self, client: Client) -> bool:
         return client.is_connected
 
-    async def publish(self, client: Client, event: Event, body: bytes, content_type: str) -> None:
+    async def publish(
+        self, client: Client, event: Event, body: bytes, content_type: str
+    ) -> str | None:
         subject = base.expand(self.subject, event)
         headers = {"Nats-Msg-Id": event.id, "Content-Type": content_type}
         try:
-            await client.jetstream().publish(subject, body, timeout=self.timeout, headers=headers)
+            ack = await client.jetstream().publish(
+                subject, body, timeout=self.timeout, headers=headers
+            )
         except nats.js.errors.NoStreamResponseError:
             raise Refused(
                 f"no JetStream stream takes subject '{subject}' (the server answered: "
@@ -73,6 +77,8 @@ class NatsSink(BrokerSink[Client]):
                 f"JetStream refused the message on '{subject}': {exc.description} "
                 f"(code {exc.code}, error {exc.err_code})"
             ) from None
+        duplicate = ", a duplicate it already had" if ack.duplicate else ""
+        return f"stored by stream {ack.stream} as message {ack.seq}{duplicate}"
 
     async def disconnect(self, client: Client) -> None:
         await client.close()

@@ -56,14 +56,16 @@ class RedisSink(BrokerSink["redis.asyncio.Redis"]):
 
     async def publish(
         self, client: redis.asyncio.Redis, event: Event, body: bytes, content_type: str
-    ) -> None:
+    ) -> str | None:
         fields: dict[FieldT, EncodableT] = {"id": event.id, "type": event.type, "event": body}
         try:
-            await client.xadd(self.stream, fields, maxlen=self.maxlen, approximate=True)
+            entry = await client.xadd(self.stream, fields, maxlen=self.maxlen, approximate=True)
         except redis.exceptions.ResponseError as exc:
             if isinstance(exc, redis.exceptions.ReadOnlyError) or str(exc).startswith(_BUSY):
                 raise  # the server cannot write now, whatever the message: the sink is failing
             raise Refused(f"Redis refused XADD to '{self.stream}': {exc}") from None
+        shown = entry.decode() if isinstance(entry, bytes) else str(entry)
+        return f"added to stream {self.stream} as entry {shown}"
 
     async def disconnect(self, client: redis.asyncio.Redis) -> None:
         await client.aclose()

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import pathlib
 from collections.abc import AsyncIterator, Iterator
 
 import nats
 import pytest
+from click.testing import CliRunner
 from nats.js.api import StreamConfig
 
 from poller.app import App
+from poller.cli import main
 from tests.integration.brokers import (
     NatsServer,
     delivered,
@@ -82,6 +85,8 @@ async def test_a_resend_inside_the_duplicate_window_is_stored_once(
         first = await app.sinks["bus"].deliver(event)
         second = await app.sinks["bus"].deliver(event)
     assert first.ok and second.ok
+    assert first.detail == "stored by stream POLLER as message 1"
+    assert second.detail == "stored by stream POLLER as message 1, a duplicate it already had"
     assert len(await stored(server.url, stream)) == 1
 
 
@@ -140,3 +145,19 @@ async def test_filters_and_cloudevents(
     assert doc["source"] == "poller/default" and doc["subject"] == "job-0000"
     assert messages[0].headers is not None
     assert messages[0].headers["Content-Type"] == "application/cloudevents+json"
+
+
+async def test_sinks_test_publishes_one_event_and_prints_the_stream_answer(
+    server: NatsServer, stream: str, tmp_path: pathlib.Path
+) -> None:
+    """`poller sinks test` publishes one poller.test event and prints JetStream's answer."""
+    sink = {"name": "bus", "type": "nats", "url": server.url}
+    path = write_config(tmp_path / "p.yaml", f"sqlite:///{tmp_path}/p.db", sink)
+    args = ["sinks", "test", "bus", "--config", str(path)]
+    result = await asyncio.to_thread(CliRunner().invoke, main, args)  # it runs its own loop
+    assert result.exit_code == 0, result.output
+    line = result.output.splitlines()[-1]  # after any log lines
+    assert line.startswith("sink bus: poller.test ")
+    assert line.endswith(": stored by stream POLLER as message 1")
+    [message] = await stored(server.url, stream)
+    assert message.subject == "poller.poller.test"
