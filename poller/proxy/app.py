@@ -88,8 +88,8 @@ class ProxyApp:
         headers = scope["headers"]
         refusal = guard.refuse(headers, hosts=self.settings.hosts, token=self.settings.token)
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
-        if refusal is None and not (raw_path == PREFIX or raw_path.startswith(PREFIX + b"/")):
-            refusal = guard.Refusal(404, "poller proxy: only /v1/... is forwarded to Mistral")
+        if refusal is None:
+            refusal = guard.refuse_path(raw_path)
         if refusal is not None:
             log.warning("proxy_refused", status=refusal.status, reason=refusal.message)
             await _answer(send, refusal.status, refusal.body())

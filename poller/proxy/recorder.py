@@ -2,20 +2,27 @@
 
 The proxy hands each finished call to ``Recorder.submit`` and returns; a background
 task then parses the answers, builds the events (``poller.synchronous``) and enqueues
-them, in a worker thread so the event loop keeps serving, and in batches. A failed write is retried
-with backoff and logged at error each time; nothing is dropped without an error line.
-On shutdown ``aclose`` waits for the writes still pending.
+them, in worker threads so the event loop keeps serving, and in batches.
+
+- A failed write is retried with tenacity (exponential backoff, capped at 30 s) and
+  logged at error each time, for as long as the store refuses it.
+- At most ``queue_size`` calls wait meanwhile; a call that finds the queue full is not
+  recorded: counted (``on_drop``, a metric) and logged once per episode.
+- On shutdown ``aclose`` waits ``grace`` seconds for what is pending. A write already in
+  its worker thread is then waited for: it is either written or logged lost, never both.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 import structlog
+import tenacity
 
 from poller import synchronous
 from poller.model import Event
@@ -23,7 +30,13 @@ from poller.model import Event
 log = structlog.get_logger("poller.proxy")
 
 Enqueue = Callable[[Sequence[Event], dt.datetime], Sequence[Event]]
-RETRY_DELAYS = (0.2, 1.0, 2.0, 5.0, 10.0, 30.0)
+Builder = Callable[[synchronous.Call], synchronous.Outcome]
+"""Turns one finished call into its events (run in a worker thread)."""
+
+QUEUE_SIZE = 10_000
+RETRY_WAIT: tenacity.wait.wait_base = tenacity.wait_exponential(
+    multiplier=0.2, max=30
+) + tenacity.wait_random(0, 0.2)
 
 
 def describe(exc: BaseException) -> str:
@@ -39,6 +52,8 @@ class Recorder:
 
     Calls that finish within ``linger`` seconds of each other are written in one
     transaction: under load the outbox sees a few writes a second, not one per call.
+    ``build`` replaces the event builder (``synchronous.events``) and ``retry_wait`` the
+    backoff between failed writes.
     """
 
     def __init__(
@@ -49,7 +64,10 @@ class Recorder:
         workspace: str,
         record_content: bool,
         clock: Callable[[], dt.datetime],
-        retry_delays: Sequence[float] = RETRY_DELAYS,
+        queue_size: int = QUEUE_SIZE,
+        on_drop: Callable[[], None] = lambda: None,
+        build: Builder | None = None,
+        retry_wait: tenacity.wait.wait_base = RETRY_WAIT,
         linger: float = 0.05,
     ) -> None:
         self._enqueue = enqueue
@@ -57,13 +75,21 @@ class Recorder:
         self.workspace = workspace
         self.record_content = record_content
         self._clock = clock
-        self._delays = tuple(retry_delays)
+        self.queue_size = queue_size
+        self._on_drop = on_drop
+        self._builder = build or functools.partial(
+            synchronous.events, workspace=workspace, record_content=record_content
+        )
+        self._retry_wait = retry_wait
         self._linger = linger
         self._queue: list[synchronous.Call] = []
         self._writing: tuple[Event, ...] = ()
         self._building = 0
         self._flusher: asyncio.Task[None] | None = None
         self.recorded = 0
+        self.dropped = 0
+        self._dropping = 0
+        """Calls dropped since the queue last had room to spare (0: not in an episode)."""
 
     @property
     def pending(self) -> int:
@@ -71,18 +97,31 @@ class Recorder:
         return len(self._queue) + self._building + len(self._writing)
 
     def submit(self, call: synchronous.Call) -> None:
-        """Record ``call`` in the background; returns at once."""
+        """Record ``call`` in the background; returns at once (drops it if the queue is full)."""
+        if len(self._queue) >= self.queue_size:
+            self._drop(call)
+            return
         self._queue.append(call)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="proxy-record")
+
+    def _drop(self, call: synchronous.Call) -> None:
+        self.dropped += 1
+        self._on_drop()
+        if not self._dropping:
+            log.error(
+                "proxy_queue_full",
+                path=call.path,
+                queue_size=self.queue_size,
+                consequence="calls are passed on but not recorded until the store takes writes",
+            )
+        self._dropping += 1
 
     def _build(self, calls: Sequence[synchronous.Call]) -> list[Event]:
         events: list[Event] = []
         for call in calls:
             try:
-                outcome = synchronous.events(
-                    call, workspace=self.workspace, record_content=self.record_content
-                )
+                outcome = self._builder(call)
             except Exception as exc:  # one unreadable answer must not sink the whole batch
                 log.error(
                     "proxy_call_not_recorded",
@@ -121,24 +160,39 @@ class Recorder:
             raise
 
     async def _write(self, events: Sequence[Event]) -> None:
-        attempt = 0
-        while True:
-            try:
-                new = await asyncio.to_thread(self._enqueue, events, self._clock())
-            except Exception as exc:
-                delay = self._delays[min(attempt, len(self._delays) - 1)]
-                attempt += 1
-                log.error(
-                    "proxy_record_failed",
-                    **_ids(events),
-                    attempt=attempt,
-                    retry_in=delay,
-                    error=describe(exc),
-                )
-                await asyncio.sleep(delay)
-                continue
-            break
+        retrying = tenacity.AsyncRetrying(
+            retry=tenacity.retry_if_exception_type(Exception),
+            wait=self._retry_wait,
+            before_sleep=functools.partial(self._log_failure, events),
+        )
+        async for attempt in retrying:
+            with attempt:
+                number = attempt.retry_state.attempt_number
+                new = await self._settled(events, number)
+        self._written(events, new, attempts=number)
+
+    async def _settled(self, events: Sequence[Event], attempt: int) -> Sequence[Event]:
+        """One write in a worker thread; if cancelled meanwhile, its end is waited for.
+
+        A thread cannot be stopped: once it runs, the write commits or fails whatever
+        the caller does. Waiting for it tells which, so that a write that committed is
+        reported written (and not lost) before the cancellation goes on.
+        """
+        work = asyncio.ensure_future(asyncio.to_thread(self._enqueue, events, self._clock()))
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            await asyncio.wait([work])
+            if work.exception() is None:
+                self._written(events, work.result(), attempts=attempt)
+                self._writing = ()
+            raise
+
+    def _written(self, events: Sequence[Event], new: Sequence[Event], *, attempts: int) -> None:
         self.recorded += len(events)
+        if self._dropping:
+            log.warning("proxy_queue_recovered", dropped=self._dropping)
+            self._dropping = 0
         if new:
             self._notify()
         fresh = {e.id for e in new}
@@ -148,8 +202,19 @@ class Recorder:
                 type=event.type,
                 event_id=event.id,
                 new=event.id in fresh,
-                attempts=attempt + 1,
+                attempts=attempts,
             )
+
+    @staticmethod
+    def _log_failure(events: Sequence[Event], state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        log.error(
+            "proxy_record_failed",
+            **_ids(events),
+            attempt=state.attempt_number,
+            retry_in=round(state.upcoming_sleep, 3),
+            error=describe(exc) if exc is not None else None,
+        )
 
     async def aclose(self, grace: float = 10.0) -> None:
         """Wait up to ``grace`` seconds for pending records; what still fails is logged lost."""

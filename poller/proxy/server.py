@@ -75,6 +75,8 @@ class ProxyService:
             workspace=ws.name,
             record_content=cfg.record_content,
             clock=app.clock,
+            queue_size=cfg.queue_size,
+            on_drop=app.metrics.proxy_dropped.inc,
         )
         client = app.api_client(ws, read_timeout=cfg.read_timeout)
         proxy = ProxyApp(settings, client=client, recorder=recorder, clock=app.clock)

@@ -100,3 +100,34 @@ def test_downstream_headers_keep_the_answer_as_it_is() -> None:
 def test_accept_encoding_is_cut_to_what_can_be_decoded(value: bytes, kept: bytes) -> None:
     """Encodings the recorder cannot undo are not offered upstream."""
     assert guard.accept_encoding(value) == kept
+
+
+@pytest.mark.parametrize(
+    ("path", "plain"),
+    [(b"/v1/models", True), (b"/v1", True), (b"/v1/files/f%20x", True),
+     (b"/v1/models/ft%3Aopen-mistral-7b%3Aabc", True), (b"/v1/a..b/c.", True),
+     (b"/v1/../_sim", False), (b"/v1/./models", False), (b"/v1/models/..", False),
+     (b"/v1/%2e%2e/_sim", False), (b"/v1/%2E%2e/_sim", False), (b"/v1/.%2e/_sim", False),
+     (b"/v1/..%2f_sim", False), (b"/v1/..%2F_sim", False), (b"/v1/a%2fb", False),
+     (b"/v1/%252e%252e/_sim", False), (b"/v1/..%252f_sim", False),
+     (b"/v1/%25252e%25252e/_sim", False), (b"/v1/..\\_sim", False), (b"/v1/..%5c_sim", False),
+     (b"/v1/..%255C_sim", False), (b"/v1%2f..%2f_sim", False), (b"/_sim", False)],
+)  # fmt: skip
+def test_paths_that_could_leave_v1_are_not_plain(path: bytes, plain: bool) -> None:
+    """Dot segments, backslashes and encoded slashes, at any encoding depth, are not plain."""
+    assert guard.plain_api_path(path) is plain
+
+
+def test_a_path_encoded_deeper_than_the_check_goes_is_not_plain() -> None:
+    """A path still percent-encoded after every round of decoding is refused too."""
+    path = b"/v1/" + b"%" + b"25" * guard.MAX_DECODES + b"2e"
+    assert not guard.plain_api_path(path)
+
+
+def test_escaping_paths_are_refused_with_400_others_outside_v1_with_404() -> None:
+    """A path that may leave /v1 gets 400; one that never was under /v1 gets 404."""
+    escaping = guard.refuse_path(b"/v1/%2e%2e/_sim")
+    outside = guard.refuse_path(b"/_sim")
+    assert escaping is not None and escaping.status == 400
+    assert outside is not None and outside.status == 404
+    assert guard.refuse_path(b"/v1/models") is None
