@@ -229,7 +229,7 @@ class App:
 
     def add_sink(self, cfg: config_mod.SinkConfig) -> SinkWorker:
         """Build a sink and its worker (at start, and when a reload adds or changes one)."""
-        sink = Redacted(self._build_sink(cfg), self.redactor.redact)
+        sink = self.build_sink(cfg)
         self.sinks[cfg.name] = sink
         policy = RetryPolicy(
             schedule=tuple(cfg.retry.schedule),
@@ -243,6 +243,7 @@ class App:
             concurrency=cfg.concurrency,
             clock=self.clock,
             on_result=self.metrics.observe_delivery,
+            on_expired=self.metrics.observe_expired,
         )
         self.workers[cfg.name] = worker
         self.metrics.track_sink(cfg.name)
@@ -265,6 +266,13 @@ class App:
         # a copy first: a scrape runs in a thread while a reload may add or drop a worker
         workers = dict(self.workers)
         return {name: worker.state for name, worker in workers.items()}
+
+    def build_sink(self, cfg: config_mod.SinkConfig) -> Sink:
+        """A sink as the daemon delivers through it (redacted), without its worker.
+
+        Its HTTP client, if any, is closed with the app.
+        """
+        return Redacted(self._build_sink(cfg), self.redactor.redact)
 
     def _build_sink(self, cfg: config_mod.SinkConfig) -> Sink:
         if isinstance(cfg, config_mod.HttpSinkConfig):

@@ -1,7 +1,9 @@
-"""Translating pydantic's ``ValidationError`` into one ``ConfigError`` line.
+"""Translating pydantic's ``ValidationError`` into ``ConfigError`` lines, one per problem.
 
-Of all the errors pydantic reports, the first in file order wins; its message names the
-key and says what to change, never showing the value itself (it may be a secret).
+Every key pydantic finds at fault gets one line, in file order; its message names the key
+and says what to change, never showing the value itself (it may be a secret). Where
+pydantic reports a key and also something inside it (the members of a union), the deeper
+report says more and the outer one is dropped.
 """
 
 from __future__ import annotations
@@ -58,7 +60,9 @@ def kind_of(value: Any) -> str:
     return type(value).__name__
 
 
-def _describe(error: Mapping[str, Any], data: Any) -> tuple[Path, str, str]:
+def _describe(
+    error: Mapping[str, Any], data: Any, unknown: Mapping[str, str]
+) -> tuple[Path, str, str]:
     """(key path, where on the line map, message) of one pydantic error."""
     kind: str = error["type"]
     path = _data_path(error["loc"], data, missing=kind == "missing")
@@ -66,6 +70,9 @@ def _describe(error: Mapping[str, Any], data: Any) -> tuple[Path, str, str]:
     value = error.get("input")
     if kind == "poller":
         return (*path, *ctx["suffix"]), ctx["at"], ctx["message"]
+    if kind == "extra_forbidden":
+        key = str(error["loc"][-1])
+        return path, "key", unknown.get(key, f"unknown key '{key}'")
     if kind == "missing":
         return path, "parent", _MISSING.get(str(path[-1]), "missing; this key is required")
     if kind == "union_tag_invalid":
@@ -126,17 +133,32 @@ def _is_echo(error: Mapping[str, Any]) -> bool:
     )
 
 
-def translate(exc: ValidationError, data: Any, where: Where) -> ConfigError:
-    """The first problem in file order, as one ConfigError line."""
-    best: tuple[float, int, Path, str, str] | None = None
+def translate(
+    exc: ValidationError, data: Any, where: Where, unknown: Mapping[str, str] | None = None
+) -> list[ConfigError]:
+    """Every problem pydantic found, one ConfigError each, in file order.
+
+    Values ``where`` already reported (a ``${VAR}`` that is not set) are left out;
+    ``unknown`` gives the line of each unknown key (see ``models.file_context``).
+    """
+    found: dict[Path, tuple[float, int, str, str]] = {}
+    echoes: dict[Path, tuple[float, int, str, str]] = {}
     for index, error in enumerate(exc.errors(include_url=False)):
-        path, at, message = _describe(error, data)
-        line = where.line(path, at)
+        path, at, message = _describe(error, data, unknown or {})
+        if where.is_broken(path) or path in found:
+            continue
         if _is_echo(error):
-            line = None
-        rank = (math.inf if line is None else line, index, path, at, message)
-        if best is None or rank[:2] < best[:2]:
-            best = rank
-    assert best is not None
-    _, _, path, at, message = best
-    return where.error(path, message, at)
+            echoes.setdefault(path, (math.inf, index, at, message))
+            continue
+        line = where.line(path, at)
+        found[path] = (math.inf if line is None else line, index, at, message)
+    if not found and not where.problems:
+        found = echoes  # nothing says more than the list's own complaint
+    # a key reported along with something inside it: the inner problem is the one to fix
+    kept = [
+        path
+        for path in found
+        if not any(other[: len(path)] == path and other != path for other in found)
+    ]
+    kept.sort(key=lambda path: found[path][:2])
+    return [where.error(path, found[path][3], found[path][2]) for path in kept]

@@ -65,7 +65,13 @@ def _unknown_key(key: object, allowed: list[str]) -> str:
     return f"unknown key '{key}'; valid keys: {', '.join(allowed)}"
 
 
-FILE = {"file": True}  # validation context: the data is the file as written
+def file_context() -> dict[str, Any]:
+    """The validation context of the file as written.
+
+    ``unknown`` collects, per unknown key, the line that names it (with a suggestion), so
+    that pydantic goes on and reports every unknown key and every bad value at once.
+    """
+    return {"file": True, "unknown": {}}
 
 
 class _Section(BaseModel):
@@ -78,11 +84,16 @@ class _Section(BaseModel):
     def _known_keys(cls, data: Any, info: ValidationInfo) -> Any:
         if isinstance(data, Mapping):
             allowed = _keys_of(cls)
+            context = info.context if isinstance(info.context, dict) else {}
             # Python callers may also use attribute names (HttpSinkConfig(secrets=...)).
-            spelled = allowed if info.context == FILE else [*allowed, *cls.model_fields]
+            spelled = allowed if context.get("file") else [*allowed, *cls.model_fields]
             for key in data:
                 if key not in spelled:
-                    raise fail(_unknown_key(key, allowed), str(key), at="key")
+                    # an attribute name passes extra="forbid": refused here, alone
+                    if "unknown" not in context or key in cls.model_fields:
+                        raise fail(_unknown_key(key, allowed), str(key), at="key")
+                    # extra="forbid" reports it where it is; this says what was meant
+                    context["unknown"].setdefault(str(key), _unknown_key(key, allowed))
         return data
 
 
@@ -229,7 +240,7 @@ class RetryConfig(_Section):
     """When a sink's deliveries are retried and when they are given up."""
 
     schedule: Annotated[tuple[Duration, ...], Field(min_length=1)] = (
-        0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0,
+        5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0,
     )  # fmt: skip
     max_age: PositiveDuration = 3 * 86400.0
     probe_interval: PositiveDuration = 30.0

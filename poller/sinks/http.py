@@ -13,12 +13,12 @@ from typing import Any
 
 import httpx
 
-from poller import utils
+from poller import __version__, utils
 from poller.delivery import retry, signing
 from poller.model import Event, Outcome
 from poller.sinks.base import dumps
 
-USER_AGENT = "poller-webhooks/1"
+USER_AGENT = f"poller-webhooks/{__version__}"
 
 
 def cloudevent(event: Event) -> dict[str, Any]:
@@ -87,7 +87,9 @@ class HttpSink:
         code = response.status_code
         kind = retry.classify(code)
         if kind == "delivered":
-            return Outcome(ok=True, status_code=code, duration_ms=duration)
+            return Outcome(
+                ok=True, status_code=code, duration_ms=duration, detail=response.text[:200] or None
+            )
         retry_after = None
         if code in (429, 503):
             retry_after = utils.parse_retry_after(response.headers.get("retry-after"))

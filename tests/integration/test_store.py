@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import pathlib
 import stat
 from collections.abc import Iterator, Sequence
 
@@ -218,6 +219,21 @@ def test_event_detail_has_attempt_log(store: Store, outbox: Outbox) -> None:
     assert outbox.event_detail("evt_missing") is None
 
 
+def test_event_detail_counts_attempts_before_a_replay(store: Store, outbox: Outbox) -> None:
+    """After a replay, events show counts every attempt in its log, not those since the replay."""
+    a = job("ja")
+    (event,) = commit(store, DiffResult(upserts=(a,), events=events_for(a)))
+    (d,) = outbox.due("a", T0, 10)
+    outbox.record([AttemptRecord(d.id, T0, True, "delivered", "delivered", T0, 200)])
+    assert outbox.replay(T0, ids=[event.id], sink="a") == 1
+    (again,) = outbox.due("a", T0, 10)
+    outbox.record([AttemptRecord(again.id, T0, True, "delivered", "delivered", T0, 200)])
+    detail = outbox.event_detail(event.id)
+    assert detail is not None
+    (delivery,) = [x for x in detail["deliveries"] if x["sink"] == "a"]
+    assert delivery["attempts"] == len(delivery["log"]) == 2
+
+
 def test_list_deliveries_filters(store: Store, outbox: Outbox) -> None:
     """events list filters by status (failed = pending with attempts), sink and type glob."""
     a = job("ja")
@@ -260,7 +276,7 @@ def test_schema_version_recorded_and_newer_refused(engine: sa.Engine, store_url:
 
 def test_sqlite_file_is_private(tmp_path: os.PathLike[str]) -> None:
     """The SQLite file is created readable by its owner only, in WAL mode."""
-    path = f"{tmp_path}/sub/poller.db"
+    path = f"{tmp_path}/poller.db"
     engine = store_mod.create_engine(f"sqlite:///{path}")
     with engine.connect() as conn:
         assert conn.execute(sa.text("pragma journal_mode")).scalar() == "wal"
@@ -273,13 +289,26 @@ def test_sqlite_file_is_private(tmp_path: os.PathLike[str]) -> None:
     [
         ("mysql://root@localhost/db", "unsupported store URL"),
         ("sqlite:///:memory:", "not a file"),
-        ("sqlite:////proc/nope/poller.db", "cannot create"),
+        ("sqlite:////proc/poller.db", "cannot create"),
+        ("sqlite:////proc/nope/poller.db", "the directory /proc/nope does not exist"),
     ],
 )
 def test_bad_store_urls(url: str, message: str) -> None:
-    """Unsupported, in-memory and unwritable stores are refused with one line."""
+    """Unsupported, in-memory, unwritable and directory-less stores are refused with one line."""
     with pytest.raises(StoreError, match=message):
         store_mod.create_engine(url)
+
+
+def test_missing_store_directory_is_named_not_created(tmp_path: pathlib.Path) -> None:
+    """A SQLite store in a directory that does not exist is refused; nothing is created."""
+    missing = tmp_path / "state"
+    with pytest.raises(StoreError) as info:
+        store_mod.create_engine(f"sqlite:///{missing}/poller.db")
+    assert str(info.value) == (
+        f"store.url: the directory {missing} does not exist; create it "
+        f"(install -d -m 0700 {missing}) or change store.url"
+    )
+    assert not missing.exists()
 
 
 def test_password_is_masked() -> None:
