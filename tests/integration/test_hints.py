@@ -22,7 +22,7 @@ from poller.runner import Runner
 from poller.simulator import Simulator, SimulatorServer
 from poller.testing import WebhookReceiver, free_port
 
-from .conftest import make_config
+from .conftest import eventually, make_config
 
 sdk = pytest.importorskip("mistralai.client")
 
@@ -45,15 +45,6 @@ def config_for(
     )
 
 
-async def until(predicate: Callable[[], bool], within: float = 30.0) -> None:
-    """Wait until ``predicate()`` holds; fail after ``within`` seconds."""
-    for _ in range(int(within / 0.01)):
-        if predicate():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition not met in time")
-
-
 class Daemon:
     """``Runner.run`` over one App, its proxy ready and every source's baseline taken."""
 
@@ -69,7 +60,7 @@ class Daemon:
     async def start(self) -> None:
         self.task = asyncio.create_task(self.runner.run(self.stop, grace=2))
         await asyncio.wait_for(self.proxy.ready.wait(), 10)
-        await until(
+        await eventually(
             lambda: sum(h.last_report is not None for h in self.runner.health.values()) == POLLED
         )
 
