@@ -113,8 +113,9 @@ def polled_id(event_type: str, resource_id: str, created: int) -> str:
 async def next_poll(config: config_mod.Config) -> list[Any]:
     """One poll of every source and a delivery pass, as ``poller once`` does."""
     async with App(config) as app:
-        reports = await Runner(app).once()
-    return [e for r in reports for e in r.events]
+        outcomes = await Runner(app).once()
+    assert not [o.error for o in outcomes if o.failed]
+    return [e for o in outcomes if o.report is not None for e in o.report.events]
 
 
 async def test_every_hinted_event_reaches_the_webhook_before_the_next_poll(
