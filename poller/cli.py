@@ -13,13 +13,16 @@ import signal
 import sys
 import tempfile
 from collections.abc import Callable, Coroutine, Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from poller import __version__, logs, render, utils
 from poller import config as config_mod
 from poller.exceptions import ConfigError, PollerError, StoreError, UsageError
+
+if TYPE_CHECKING:
+    from poller.runner import SourceOutcome
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -163,7 +166,7 @@ def once(config_path: str | None, as_json: bool) -> None:
         fail(f"{len(failed)} poll(s) failed: {', '.join(failed)}")
 
 
-def once_row(outcome: Any) -> dict[str, Any]:
+def once_row(outcome: SourceOutcome) -> dict[str, Any]:
     """One source's line of the ``poller once`` summary."""
     report = outcome.report
     return {
@@ -177,7 +180,7 @@ def once_row(outcome: Any) -> dict[str, Any]:
     }
 
 
-async def _once(config: config_mod.Config) -> list[Any]:
+async def _once(config: config_mod.Config) -> list[SourceOutcome]:
     from poller.app import App
     from poller.runner import Runner
 

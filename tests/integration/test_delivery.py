@@ -6,6 +6,7 @@ import asyncio
 import base64
 import contextlib
 import datetime as dt
+import itertools
 import json
 import os
 import pathlib
@@ -164,10 +165,12 @@ async def test_concurrent_failures_keep_the_first_probe(
     """Failures of deliveries in flight when the circuit opened do not push the first probe."""
     record_jobs(engine, 4, transitions=False)
     together = threading.Barrier(4)
+    calls = itertools.count()
 
     def respond(_r: Received) -> int:
-        with contextlib.suppress(threading.BrokenBarrierError):
-            together.wait(timeout=5)  # the four fail at once, the circuit opens on the first
+        if next(calls) < 4:  # the first four fail at once: the circuit opens on one of them
+            with contextlib.suppress(threading.BrokenBarrierError):
+                together.wait(timeout=5)
         return 503
 
     policy = RetryPolicy(schedule=(0.1,) + (3600,) * 6, probe_interval=3600)
