@@ -156,6 +156,28 @@ class Store:
                 held_count=commit.held_count,
             )
 
+    def commit_hint(
+        self,
+        workspace: str,
+        source: str,
+        ids: Collection[str],
+        plan: Callable[[dict[str, Resource]], DiffResult],
+        now: dt.datetime,
+        *,
+        active: Callable[[Resource], bool],
+    ) -> list[Event]:
+        """Write what ``plan`` makes of the rows of ``ids``, and its events, in one transaction.
+
+        For what a call that passed through poller showed (``poller.hints``): the snapshot
+        rows and the events land together, so the next poll announces none of them again.
+        The source's state (baseline, cursor, last poll) is left alone: this is no poll.
+        Returns the events that were new to the outbox.
+        """
+        with self.writer(workspace, source, now, active=active) as writer:
+            result = plan(writer.read(ids))
+            writer.write(result.upserts, result.removals)
+            return writer.finish(result.events)
+
     def writer(
         self, workspace: str, source: str, now: dt.datetime, *, active: Callable[[Resource], bool]
     ) -> PollWriter:
@@ -241,6 +263,20 @@ class PollWriter:
             self._txn = self._conn.begin()
         return self._conn
 
+    def read(self, ids: Collection[str]) -> dict[str, Resource]:
+        """The remembered rows of ``ids``, read on this transaction's connection."""
+        conn = self._connection()
+        found: dict[str, Resource] = {}
+        for part in chunks(sorted(ids)):
+            query = sa.select(_RESOURCES).where(
+                _RESOURCES.c.workspace == self.workspace,
+                _RESOURCES.c.source == self.source,
+                _RESOURCES.c.resource_id.in_(part),
+            )
+            for row in conn.execute(query):
+                found[row.resource_id] = _resource(row)
+        return found
+
     def write(self, upserts: Sequence[Resource] = (), removals: Sequence[str] = ()) -> None:
         """Write snapshot rows (uncommitted until ``commit``)."""
         if not upserts and not removals:
@@ -275,6 +311,13 @@ class PollWriter:
                     _RESOURCES.c.resource_id.in_(part),
                 )
             )
+
+    def finish(self, events: Sequence[Event]) -> list[Event]:
+        """Record the events and commit everything, leaving the source's state as it is."""
+        recorded = outbox.add_events(self._connection(), events, self.store.route, self.now)
+        assert self._txn is not None
+        self._txn.commit()
+        return recorded
 
     def commit(
         self,
