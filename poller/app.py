@@ -143,6 +143,8 @@ class App:
         self.redactor = logs.Redactor(secrets_of(config))
         self._sink_clients: dict[str, httpx.AsyncClient] = {}
         self._call_clients: list[httpx.AsyncClient] = []
+        self.wakers: list[Callable[[str, str], None]] = []
+        """Called with (workspace, source) when a job joined the active set outside a poll."""
 
     # -- building ----------------------------------------------------------------------
 
@@ -334,6 +336,11 @@ class App:
         """Wake every sink worker: new deliveries are in the outbox."""
         for worker in self.workers.values():
             worker.notify()
+
+    def wake(self, workspace: str, source: str) -> None:
+        """A job of ``source`` started outside a poll (the proxy saw it): poll it soon."""
+        for waker in list(self.wakers):
+            waker(workspace, source)
 
     def pollers(self) -> list[tuple[Workspace, SourcePoller]]:
         return [(ws, p) for ws in self.workspaces for p in ws.pollers.values()]
