@@ -101,6 +101,26 @@ def from_browser(headers: Headers) -> bool:
     return site is not None and site.strip().lower() != b"none"
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Account:
+    """A workspace's credential as a request carries it: the header and its whole value."""
+
+    workspace: str
+    header: bytes
+    """Lower case, e.g. ``authorization``."""
+    value: bytes = dataclasses.field(repr=False)
+
+
+def workspace_of(headers: Headers, accounts: Iterable[Account]) -> str | None:
+    """The workspace whose key ``headers`` carry, each compared in constant time; or ``None``."""
+    found: str | None = None
+    for account in accounts:
+        sent = header(headers, account.header)
+        if sent is not None and hmac.compare_digest(sent.strip(), account.value):
+            found = found or account.workspace
+    return found
+
+
 def token_matches(authorization: bytes | None, token: str) -> bool:
     """Whether ``Authorization`` is ``Bearer <token>``, compared in constant time."""
     expected = f"Bearer {token}".encode()

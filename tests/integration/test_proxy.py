@@ -26,7 +26,7 @@ from poller.simulator import Simulator, SimulatorServer
 from poller.simulator.app import build_app
 from poller.testing import WebhookReceiver, free_port
 
-from .conftest import SECRET, make_config
+from .conftest import SECRET, eventually, make_config
 
 sdk = pytest.importorskip("mistralai.client")
 
@@ -47,15 +47,6 @@ def proxy_config(api_url: str, store_url: str, **proxy: Any) -> config_mod.Confi
             "log": {"level": "debug"},
         }
     )
-
-
-async def eventually(predicate: Callable[[], bool], within: float = 5.0) -> None:
-    """Wait until ``predicate()`` holds; fail after ``within`` seconds."""
-    for _ in range(int(within / 0.01)):
-        if predicate():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition not met in time")
 
 
 class Running:

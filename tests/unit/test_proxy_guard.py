@@ -131,3 +131,28 @@ def test_escaping_paths_are_refused_with_400_others_outside_v1_with_404() -> Non
     assert escaping is not None and escaping.status == 400
     assert outside is not None and outside.status == 404
     assert guard.refuse_path(b"/v1/models") is None
+
+
+ACCOUNTS = (
+    guard.Account("a", b"authorization", b"Bearer key-a"),
+    guard.Account("b", b"authorization", b"Bearer key-b"),
+    guard.Account("c", b"x-api-key", b"key-c"),
+)
+
+
+@pytest.mark.parametrize(
+    ("headers", "workspace"),
+    [([(b"authorization", b"Bearer key-b")], "b"), ([(b"Authorization", b"Bearer key-a ")], "a"),
+     ([(b"x-api-key", b"key-c")], "c"), ([(b"authorization", b"Bearer key-")], None),
+     ([(b"authorization", b"key-a")], None), ([], None)],
+)  # fmt: skip
+def test_a_call_belongs_to_the_workspace_of_its_key(
+    headers: guard.Headers, workspace: str | None
+) -> None:
+    """The key a call carries names its workspace; an unknown or partial key names none."""
+    assert guard.workspace_of(headers, ACCOUNTS) == workspace
+
+
+def test_accounts_keep_their_keys_out_of_repr() -> None:
+    """An account's key never shows in its repr (logs, tracebacks)."""
+    assert "key-a" not in repr(ACCOUNTS[0])
