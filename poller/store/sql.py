@@ -132,9 +132,21 @@ class Store:
 
     # -- writes ----------------------------------------------------------------------
 
-    def commit_poll(self, commit: PollCommit, *, active: Callable[[Resource], bool]) -> list[Event]:
-        """Write one poll in one transaction; return the events that were new to the outbox."""
+    def commit_poll(
+        self,
+        commit: PollCommit,
+        *,
+        active: Callable[[Resource], bool],
+        staged: Iterable[Sequence[Resource]] = (),
+    ) -> list[Event]:
+        """Write one poll in one transaction; return the events that were new to the outbox.
+
+        ``staged``, chunks of snapshot rows a listing staged while it paged, is written
+        first, inside the same transaction.
+        """
         with self.writer(commit.workspace, commit.source, commit.now, active=active) as writer:
+            for chunk in staged:
+                writer.write(chunk)
             writer.write(commit.result.upserts, commit.result.removals)
             return writer.commit(
                 commit.result.events,
@@ -169,7 +181,7 @@ class Store:
     def writer(
         self, workspace: str, source: str, now: dt.datetime, *, active: Callable[[Resource], bool]
     ) -> PollWriter:
-        """The one transaction of a poll, fed as the poll goes (for listings too big to hold)."""
+        """The one transaction of a poll; it begins at its first write and ends at ``commit``."""
         return PollWriter(self, workspace, source, now, active)
 
     def record_poll_error(
@@ -213,9 +225,10 @@ class Store:
 class PollWriter:
     """One poll's transaction, opened at its first write and committed by ``commit``.
 
-    A poll that streams a large listing writes snapshot rows as it goes; the transaction
-    stays open until ``commit`` writes the events and the source's state, so everything the
-    poll changes becomes visible at once — or, if anything fails first, not at all.
+    Rows may be written in several calls (a large listing's, chunk by chunk); the
+    transaction stays open until ``commit`` writes the events and the source's state, so
+    everything the poll changes becomes visible at once — or, if anything fails first, not
+    at all. The poll has fetched everything before it begins: no API call waits inside.
     """
 
     def __init__(
