@@ -22,7 +22,6 @@ from poller.model import Event
 from poller.sinks import base
 from poller.sinks.broker import BrokerSink, Stale
 
-DEFAULT_TOPIC = "poller/{resource}/{action}"
 _UNSUPPORTED = (1, 132)
 """CONNACK codes for a protocol version the broker does not speak (MQTT 3.1.1, MQTT 5)."""
 
@@ -37,7 +36,7 @@ class MqttSink(BrokerSink[aiomqtt.Client]):
         name: str,
         url: str,
         *,
-        topic: str = DEFAULT_TOPIC,
+        topic: str,
         qos: int = 1,
         format: str = "standard",
         timeout: float = 15.0,
