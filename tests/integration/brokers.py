@@ -193,7 +193,14 @@ def record(app: App, count: int, *, start: int = 0) -> list[Event]:
     for status, kind in (("QUEUED", "batch_job.created"), ("SUCCESS", "batch_job.succeeded")):
         for n in range(start, start + count):
             job = BATCH_JOBS.to_resource(
-                {"id": f"job-{n:04d}", "status": status, "created_at": n, "model": "m"}
+                {
+                    "id": f"job-{n:04d}",
+                    "status": status,
+                    "created_at": n,
+                    "model": "m",
+                    "output_file": None,
+                    "total_requests": 1,
+                }
             )
             events.append(event_for(BATCH_JOBS, kind, job, workspace="default", now=now))
     app.store.commit_poll(
