@@ -339,22 +339,7 @@ class SourcePoller:
         result = diff(
             self.spec, before, seen.values(), gone=gone, workspace=self.workspace, now=now
         )
-        events = await self._commit(
-            result,
-            now,
-            seen.values(),
-            reconciled=False,
-            state=state,
-            held_since=state.held_since,
-            held=state.held_count,
-        )
-        return PollReport(
-            source=self.spec.name,
-            mode="incremental",
-            events=tuple(events),
-            active=await self._active_count(),
-            requests=0,
-        )
+        return await self._commit(result, now, seen.values(), state)
 
     # -- tail --------------------------------------------------------------------------
 
@@ -404,23 +389,7 @@ class SourcePoller:
             self.order = None
             return await self._full(state, now)
         result = diff(self.spec, before, seen, workspace=self.workspace, now=now)
-        events = await self._commit(
-            result,
-            now,
-            seen,
-            reconciled=False,
-            state=state,
-            held_since=state.held_since,
-            held=state.held_count,
-        )
-        return PollReport(
-            source=self.spec.name,
-            mode="incremental",
-            events=tuple(events),
-            active=0,
-            requests=0,
-            held=state.held_count,
-        )
+        return await self._commit(result, now, seen, state)
 
     # -- shared ------------------------------------------------------------------------
 
@@ -428,28 +397,27 @@ class SourcePoller:
         return [self.spec.to_resource(item) for item in items if self.spec.tracks(item)]
 
     async def _commit(
-        self,
-        result: DiffResult,
-        now: dt.datetime,
-        seen: Iterable[Resource],
-        *,
-        reconciled: bool,
-        state: SourceState,
-        held_since: dt.datetime | None = None,
-        held: int = 0,
-    ) -> list[Event]:
-        cursor = newest(state.cursor, seen)
+        self, result: DiffResult, now: dt.datetime, seen: Iterable[Resource], state: SourceState
+    ) -> PollReport:
+        """Commit an incremental poll (no deletions, held ones kept as they are)."""
         commit = PollCommit(
             workspace=self.workspace,
             source=self.spec.name,
             result=result,
             now=now,
-            cursor=cursor,
-            reconciled=reconciled,
-            held_since=held_since,
-            held_count=held,
+            cursor=newest(state.cursor, seen),
+            held_since=state.held_since,
+            held_count=state.held_count,
         )
-        return await settled(self.store.commit_poll, commit, active=self._active)
+        events = await settled(self.store.commit_poll, commit, active=self._active)
+        return PollReport(
+            source=self.spec.name,
+            mode="incremental",
+            events=tuple(events),
+            active=await self._active_count(),
+            requests=0,
+            held=state.held_count,
+        )
 
     async def _active_count(self) -> int:
         if not self.spec.has_lifecycle:
