@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
+import urllib.parse
 from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -62,11 +63,16 @@ ROUTES: tuple[Route, ...] = (
 
 
 def route(method: str, path: str) -> tuple[Route, str | None] | None:
-    """The route a call takes (and the id in its path), or ``None``; ``path`` under ``/v1``."""
+    """The route a call takes (and the id in its path, decoded), or ``None``.
+
+    ``path`` is under ``/v1`` and percent-encoded as sent: ``/models/ft%3Aa%2Fb`` names
+    the model ``ft:a/b``.
+    """
     bare = path.partition("?")[0]
     for candidate in ROUTES:
         if candidate.method == method.upper() and (found := candidate.pattern.fullmatch(bare)):
-            return candidate, found.groupdict().get("id")
+            rid = found.groupdict().get("id")
+            return candidate, urllib.parse.unquote(rid) if rid is not None else None
     return None
 
 

@@ -98,7 +98,8 @@ class ProxyApp:
             log.warning("proxy_refused", status=refusal.status, reason=refusal.message)
             await _answer(send, refusal.status, refusal.body())
             return
-        path = scope["path"][len("/v1") :] or "/"
+        # as sent upstream (still percent-encoded): an id may hold an encoded "/" or "?"
+        path = raw_path[len(PREFIX) :].decode("latin-1") or "/"
         method = scope["method"]
         event_type = synchronous.trigger(method, path)
         account = self._account(headers) if hints.route(method, path) else None

@@ -294,3 +294,31 @@ async def test_with_inject_key_the_call_is_the_proxy_workspace_s(
     )
     events = await recorded_by_proxy(config, "local-token-0123456789")
     assert [(e.type, e.workspace) for e in events] == [("file.uploaded", "default")]
+
+
+async def test_a_cancel_through_the_proxy_is_announced_once_by_the_poll_that_sees_it(
+    store_file: str, daemon: Any
+) -> None:
+    """Cancel answered CANCELLATION_REQUESTED: no event yet; CANCELLED comes once, from polling."""
+    sim = frozen(api_key=KEY)
+    with SimulatorServer(sim) as server, WebhookReceiver() as receiver:
+        running = await daemon(config_for(server, receiver, store_file, active="0.2s"))
+        async with mistral(running.proxy.url) as client:
+            job = await client.batch.jobs.create_async(
+                model="mistral-small-latest",
+                endpoint="/v1/chat/completions",
+                requests=[{"custom_id": "1", "body": {"messages": []}}],
+            )
+            asked = await client.batch.jobs.cancel_async(job_id=job.id)
+        store = running.app.store
+
+        def status() -> str | None:
+            row = store.load_resources("default", "batch_jobs", [job.id]).get(job.id)
+            return row.status if row is not None else None
+
+        await eventually(lambda: status() == "CANCELLATION_REQUESTED")
+        sim.advance("batch_jobs", job.id, "CANCELLED")
+        delivered = await asyncio.to_thread(receiver.wait_delivered, 2, 30)
+    assert asked.status == "CANCELLATION_REQUESTED"
+    assert [r.json()["type"] for r in delivered] == ["batch_job.created", "batch_job.cancelled"]
+    assert len(receiver.delivered()) == 2

@@ -52,7 +52,8 @@ def known(spec: sources.SourceSpec, obj: dict[str, Any]) -> dict[str, Resource]:
      ("POST", "/fine_tuning/jobs/j2/cancel", "fine_tuning_jobs", "changed", "j2"),
      ("POST", "/files", "files", "created", None),
      ("DELETE", "/files/f1", "files", "deleted", "f1"),
-     ("delete", "/models/ft:open-mistral-7b:abc", "models", "deleted", "ft:open-mistral-7b:abc")],
+     ("delete", "/models/ft:open-mistral-7b:abc", "models", "deleted", "ft:open-mistral-7b:abc"),
+     ("DELETE", "/models/ft%3Aa%2Fb%3Fc", "models", "deleted", "ft:a/b?c")],
 )  # fmt: skip
 def test_routes(method: str, path: str, source: str, kind: str, rid: str | None) -> None:
     """Each call that changes a polled resource has its source, kind and path id."""

@@ -108,13 +108,14 @@ def test_accept_encoding_is_cut_to_what_can_be_decoded(value: bytes, kept: bytes
      (b"/v1/models/ft%3Aopen-mistral-7b%3Aabc", True), (b"/v1/a..b/c.", True),
      (b"/v1/../_sim", False), (b"/v1/./models", False), (b"/v1/models/..", False),
      (b"/v1/%2e%2e/_sim", False), (b"/v1/%2E%2e/_sim", False), (b"/v1/.%2e/_sim", False),
-     (b"/v1/..%2f_sim", False), (b"/v1/..%2F_sim", False), (b"/v1/a%2fb", False),
+     (b"/v1/..%2f_sim", False), (b"/v1/..%2F_sim", False), (b"/v1/models/a%2Fb", True),
+     (b"/v1/models/a%252Fb%23c", True), (b"/v1/a%2f..%2f..%2f_sim", False),
      (b"/v1/%252e%252e/_sim", False), (b"/v1/..%252f_sim", False),
      (b"/v1/%25252e%25252e/_sim", False), (b"/v1/..\\_sim", False), (b"/v1/..%5c_sim", False),
      (b"/v1/..%255C_sim", False), (b"/v1%2f..%2f_sim", False), (b"/_sim", False)],
 )  # fmt: skip
 def test_paths_that_could_leave_v1_are_not_plain(path: bytes, plain: bool) -> None:
-    """Dot segments, backslashes and encoded slashes, at any encoding depth, are not plain."""
+    """Dot segments and backslashes, at any encoding depth, are not plain; a bare %2F is."""
     assert guard.plain_api_path(path) is plain
 
 
