@@ -102,10 +102,11 @@ def makers(http: httpx.AsyncClient, port: int, nats_port: int | None) -> dict[st
         return HttpSink("http", f"http://127.0.0.1:{port}/hook", client=http, secrets=[SECRET])
 
     def nats() -> Sink:
-        return NatsSink("nats", f"nats://127.0.0.1:{nats_port}")
+        return NatsSink("nats", f"nats://127.0.0.1:{nats_port}", subject="poller.{type}")
 
     def amqp() -> Sink:
-        return AmqpSink("amqp", "amqp://guest:guest@127.0.0.1:5672/", exchange=NAME)
+        url = "amqp://guest:guest@127.0.0.1:5672/"
+        return AmqpSink("amqp", url, exchange=NAME, routing_key="{type}")
 
     def redis() -> Sink:
         return RedisSink("redis", "redis://127.0.0.1:6379/0", stream=NAME)

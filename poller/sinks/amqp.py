@@ -20,8 +20,6 @@ from poller.model import Event
 from poller.sinks import base
 from poller.sinks.broker import BrokerSink, Refused
 
-DEFAULT_ROUTING_KEY = "{resource}.{action}"
-
 
 @dataclasses.dataclass(frozen=True)
 class Link:
@@ -43,7 +41,7 @@ class AmqpSink(BrokerSink[Link]):
         url: str,
         *,
         exchange: str,
-        routing_key: str = DEFAULT_ROUTING_KEY,
+        routing_key: str,
         format: str = "standard",
         timeout: float = 15.0,
     ) -> None:

@@ -1,9 +1,10 @@
-"""The ``mqtt`` sink: publishes each event to an MQTT broker over MQTT 5.
+"""The ``mqtt`` sink: publishes each event to an MQTT broker over MQTT 5 (or 3.1.1).
 
 At ``qos`` 1 a message counts once the broker's PUBACK arrived, at ``qos`` 2 once its
 PUBCOMP did; at ``qos`` 0 there is no acknowledgement, so it counts once it was sent. The
 envelope carries the event id; MQTT 5 also gets it as the user property ``id`` (beside
-``type``) and the body's content type.
+``type``) and the body's content type. A broker that refuses MQTT 5 is spoken to in 3.1.1,
+without properties.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from poller.model import Event
 from poller.sinks import base
 from poller.sinks.broker import BrokerSink, Stale
 
-DEFAULT_TOPIC = "poller/{resource}/{action}"
+_UNSUPPORTED = (1, 132)
+"""CONNACK codes for a protocol version the broker does not speak (MQTT 3.1.1, MQTT 5)."""
 
 
 class MqttSink(BrokerSink[aiomqtt.Client]):
@@ -34,7 +36,7 @@ class MqttSink(BrokerSink[aiomqtt.Client]):
         name: str,
         url: str,
         *,
-        topic: str = DEFAULT_TOPIC,
+        topic: str,
         qos: int = 1,
         format: str = "standard",
         timeout: float = 15.0,
@@ -43,8 +45,20 @@ class MqttSink(BrokerSink[aiomqtt.Client]):
         self.url = url
         self.topic = topic
         self.qos = qos
+        self.protocol = aiomqtt.ProtocolVersion.V5
 
     async def connect(self) -> aiomqtt.Client:
+        try:
+            return await self._open(self.protocol)
+        except aiomqtt.MqttCodeError as exc:
+            if self.protocol != aiomqtt.ProtocolVersion.V5 or exc.rc not in _UNSUPPORTED:
+                raise
+        # a broker that does not speak MQTT 5 refused the version: speak 3.1.1 from now on
+        self.log.info("mqtt_protocol_fallback", protocol="3.1.1")
+        self.protocol = aiomqtt.ProtocolVersion.V311
+        return await self._open(self.protocol)
+
+    async def _open(self, protocol: aiomqtt.ProtocolVersion) -> aiomqtt.Client:
         parts = urllib.parse.urlsplit(self.url)
         secure = parts.scheme == "mqtts"
         client = aiomqtt.Client(
@@ -54,7 +68,7 @@ class MqttSink(BrokerSink[aiomqtt.Client]):
             password=_unquoted(parts.password),
             # several poller processes may publish for one config: each its own session
             identifier=f"poller-{self.name}-{uuid.uuid4().hex[:8]}",
-            protocol=aiomqtt.ProtocolVersion.V5,
+            protocol=protocol,
             timeout=self.timeout,
             tls_context=ssl.create_default_context() if secure else None,
         )
@@ -64,9 +78,11 @@ class MqttSink(BrokerSink[aiomqtt.Client]):
     async def publish(
         self, client: aiomqtt.Client, event: Event, body: bytes, content_type: str
     ) -> str | None:
-        properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-        properties.UserProperty = [("id", event.id), ("type", event.type)]
-        properties.ContentType = content_type
+        properties = None
+        if self.protocol == aiomqtt.ProtocolVersion.V5:
+            properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            properties.UserProperty = [("id", event.id), ("type", event.type)]
+            properties.ContentType = content_type
         try:
             await client.publish(
                 base.expand(self.topic, event),

@@ -16,8 +16,6 @@ from poller.model import Event
 from poller.sinks import base
 from poller.sinks.broker import BrokerSink, Refused
 
-DEFAULT_SUBJECT = "poller.{resource}.{action}"
-
 
 async def _ignore(_error: Exception) -> None:
     """nats-py's error callback: failures reach poller as the outcome of each publish."""
@@ -33,7 +31,7 @@ class NatsSink(BrokerSink[Client]):
         name: str,
         url: str,
         *,
-        subject: str = DEFAULT_SUBJECT,
+        subject: str,
         format: str = "standard",
         timeout: float = 15.0,
     ) -> None:

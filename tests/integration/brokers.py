@@ -109,8 +109,11 @@ class Relay:
     """A TCP relay from a port of its own to a broker: ``stop`` cuts every connection and
     refuses new ones, as a broker that went away does; ``start`` brings it back."""
 
-    def __init__(self, target_port: int) -> None:
+    def __init__(
+        self, target_port: int, answer_first: Callable[[bytes], bytes | None] | None = None
+    ) -> None:
         self.target_port = target_port
+        self.answer_first = answer_first
         self.port = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
@@ -128,12 +131,23 @@ class Relay:
             self._server = None
 
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        first = b""
+        if self.answer_first is not None:
+            # a broker of another kind: it may answer the client's first packet itself
+            first = await reader.read(65536)
+            answer = self.answer_first(first)
+            if answer is not None:
+                writer.write(answer)
+                await writer.drain()
+                writer.transport.abort()
+                return
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
         except OSError:
             writer.transport.abort()
             return
         self._writers |= {writer, up_writer}
+        up_writer.write(first)
         try:
             await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
         finally:
@@ -150,8 +164,10 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 
 
 @contextlib.asynccontextmanager
-async def relay(target_port: int) -> AsyncIterator[Relay]:
-    running = Relay(target_port)
+async def relay(
+    target_port: int, answer_first: Callable[[bytes], bytes | None] | None = None
+) -> AsyncIterator[Relay]:
+    running = Relay(target_port, answer_first)
     await running.start()
     try:
         yield running

@@ -125,3 +125,25 @@ async def test_broker_away_opens_the_circuit_and_nothing_is_lost(tmp_path: pathl
             events = await ride_out_an_outage(app, "bus", cut.stop, cut.start)
         ids = {e.id for e in events}
         await until(lambda: {json.loads(m.payload)["id"] for m in sub.messages} == ids)
+
+
+def mqtt_311_only(connect: bytes) -> bytes | None:
+    """A broker that speaks MQTT 3.1.1 only: an MQTT 5 CONNECT gets CONNACK 0x01
+    (unacceptable protocol version); anything else goes on to Mosquitto."""
+    level = connect[connect.index(b"MQTT") + 4]
+    return bytes([0x20, 0x02, 0x00, 0x01]) if level == 5 else None
+
+
+async def test_a_broker_without_mqtt_5_is_spoken_to_in_3_1_1(tmp_path: pathlib.Path) -> None:
+    """MQTT 5 refused at CONNECT: the sink speaks 3.1.1 (no properties) and delivers."""
+    prefix = unique("poller-test")
+    async with subscribed(f"{prefix}/#") as sub, relay(MOSQUITTO, mqtt_311_only) as old:
+        url = f"mqtt://127.0.0.1:{old.port}"
+        sink = {"name": "bus", "type": "mqtt", "url": url, "topic": prefix + "/{type}"}
+        path = write_config(tmp_path / "p.yaml", f"sqlite:///{tmp_path}/p.db", sink)
+        async with App(load(path)) as app:
+            events = record(app, 1)
+            await run_until(app.workers["bus"], lambda: delivered(app, "bus") == 2)
+        await until(lambda: len(sub.messages) == 2)
+    assert {json.loads(m.payload)["id"] for m in sub.messages} == {e.id for e in events}
+    assert all(not getattr(m.properties, "UserProperty", None) for m in sub.messages)

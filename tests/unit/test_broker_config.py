@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from poller import config
+from poller import asyncapi, config
 from poller.app import secrets_of
 from poller.exceptions import ConfigError
 from poller.model import Event
@@ -45,6 +45,12 @@ def test_defaults_of_each_broker_type() -> None:
     assert isinstance(mqtt, config.MqttSinkConfig)
     assert mqtt.topic == "poller/{resource}/{action}" and mqtt.qos == 1
     assert {s.format for s in cfg.sinks} == {"standard"}
+    # the AsyncAPI document describes these same channels
+    assert (asyncapi.NATS_SUBJECT, asyncapi.AMQP_ROUTING_KEY, asyncapi.MQTT_TOPIC) == (
+        nats.subject,
+        amqp.routing_key,
+        mqtt.topic,
+    )
     assert {s.timeout for s in cfg.sinks} == {15.0}
 
 
