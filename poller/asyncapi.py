@@ -14,12 +14,20 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from poller import __version__, eventschema
+import pydantic
 
-SEED_WEBHOOK_PATH = "/webhooks/mistral-ai/{resource}/{action}"
-NATS_SUBJECT = "poller.{resource}.{action}"
-AMQP_ROUTING_KEY = "{resource}.{action}"
-MQTT_TOPIC = "poller/{resource}/{action}"
+from poller import __version__, catalog, eventschema
+from poller import config as config_mod
+
+
+def _default(model: type[pydantic.BaseModel], key: str) -> str:
+    """A sink's default address, as its config model declares it."""
+    return str(model.model_fields[key].default)
+
+
+NATS_SUBJECT = _default(config_mod.NatsSinkConfig, "subject")
+AMQP_ROUTING_KEY = _default(config_mod.AmqpSinkConfig, "routing_key")
+MQTT_TOPIC = _default(config_mod.MqttSinkConfig, "topic")
 REDIS = "redis"
 """The form of a Redis stream entry: fields ``id``, ``type`` and ``event`` (the envelope)."""
 
@@ -98,9 +106,9 @@ CHANNELS: tuple[Channel, ...] = (
         "https",
         "receiver.example.com",
         "HTTP webhook, one path per event type",
-        SEED_WEBHOOK_PATH,
+        catalog.WEBHOOK_PATH,
         "An `http` sink whose `url` carries `{resource}` and `{action}`: "
-        f"`https://host{SEED_WEBHOOK_PATH}` gives the seed connector's per-event paths.",
+        f"`https://host{catalog.WEBHOOK_PATH}` gives the seed connector's per-event paths.",
         _BOTH,
         "StandardWebhooksHeaders",
         {"http": {"method": "POST"}},

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
 import pytest
+import structlog
 
 from poller import actions, catalog
 from poller import config as config_mod
@@ -273,8 +275,11 @@ async def test_a_call_is_recorded_in_the_workspace_its_key_belongs_to(
         workspaces=workspaces,
         proxy={"listen": f"127.0.0.1:{free_port()}", "workspace": "a"},
     )
-    events = await recorded_by_proxy(config, "sk-b-0123456789")
+    with structlog.testing.capture_logs() as logs:
+        events = await recorded_by_proxy(config, "sk-b-0123456789")
     assert [(e.type, e.workspace) for e in events] == [("file.uploaded", "b")]
+    seen = json.dumps(logs, default=str) + json.dumps([e.envelope() for e in events], default=str)
+    assert "0123456789" not in seen
 
 
 async def test_with_inject_key_the_call_is_the_proxy_workspace_s(
