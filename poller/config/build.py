@@ -36,6 +36,7 @@ from poller.config.models import (
     SourceSection,
     SourcesSection,
     StoreConfig,
+    StoreSection,
     Workspace,
     WorkspaceFields,
     default_sinks,
@@ -84,7 +85,7 @@ def build(
         raise _refused(where)
     return Config(
         workspaces=workspaces,
-        store=StoreConfig(url=store),
+        store=_store(raw.store, store),
         sinks=sinks,
         ops=raw.ops or OpsConfig(),
         log=raw.log or LogConfig(),
@@ -162,6 +163,11 @@ def _merge_sources(
             ),
         )
     return SourcesConfig(**merged)
+
+
+def _store(raw: StoreSection | None, url: str) -> StoreConfig:
+    section = raw or StoreSection()
+    return StoreConfig(url=url, listen=section.listen, claim_timeout=section.claim_timeout)
 
 
 def _store_default(written: str | None, environ: Mapping[str, str]) -> str:
