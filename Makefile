@@ -34,6 +34,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python -m bench.polling
 	$(BIN)/python -m bench.delivery
 	$(BIN)/python -m bench.ha_delivery
+	$(BIN)/python -m bench.brokers
 	$(BIN)/python -m bench.proxy
 
 clean:

@@ -48,11 +48,18 @@ HEADERS: Mapping[str, Mapping[str, Any]] = {
     },
     "NatsHeaders": {
         "type": "object",
-        "properties": {"Nats-Msg-Id": {**eventschema.EVENT_ID}},
-        "required": ["Nats-Msg-Id"],
+        "properties": {
+            "Nats-Msg-Id": {**eventschema.EVENT_ID},
+            "Content-Type": {"enum": ["application/json", "application/cloudevents+json"]},
+        },
+        "required": ["Nats-Msg-Id", "Content-Type"],
     },
 }
 """Schemas of the headers that carry the event id, by their key under components/schemas."""
+
+
+_BOTH = (eventschema.ENVELOPE, eventschema.CLOUDEVENTS)
+"""``format: standard`` sends the envelope, ``format: cloudevents`` the CloudEvents form."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -82,7 +89,7 @@ CHANNELS: tuple[Channel, ...] = (
         "`format: standard` sends the envelope, `format: cloudevents` a CloudEvents 1.0 "
         "structured-mode document. 2xx means delivered; see docs/operations.md for the "
         "rest.",
-        (eventschema.ENVELOPE, eventschema.CLOUDEVENTS),
+        _BOTH,
         "StandardWebhooksHeaders",
         {"http": {"method": "POST"}},
     ),
@@ -94,7 +101,7 @@ CHANNELS: tuple[Channel, ...] = (
         SEED_WEBHOOK_PATH,
         "An `http` sink whose `url` carries `{resource}` and `{action}`: "
         f"`https://host{SEED_WEBHOOK_PATH}` gives the seed connector's per-event paths.",
-        (eventschema.ENVELOPE, eventschema.CLOUDEVENTS),
+        _BOTH,
         "StandardWebhooksHeaders",
         {"http": {"method": "POST"}},
     ),
@@ -104,8 +111,10 @@ CHANNELS: tuple[Channel, ...] = (
         "localhost:4222",
         "NATS subject",
         NATS_SUBJECT,
-        "A `nats` sink publishes the envelope on this subject (JetStream when a stream "
-        "captures it; `Nats-Msg-Id` lets JetStream drop a duplicate).",
+        "A `nats` sink publishes each event to JetStream on this subject (a template; "
+        "a stream must take it) and counts it delivered once the stream acknowledged it. "
+        "`Nats-Msg-Id` is the event id, so JetStream drops a duplicate within its window.",
+        _BOTH,
         headers="NatsHeaders",
     ),
     Channel(
@@ -114,8 +123,11 @@ CHANNELS: tuple[Channel, ...] = (
         "localhost:5672",
         "AMQP routing key",
         AMQP_ROUTING_KEY,
-        "An `amqp` sink publishes the envelope, persistent, to its topic exchange with "
-        "this routing key; the AMQP `message_id` property is the event id.",
+        "An `amqp` sink publishes each event, persistent and mandatory, with publisher "
+        "confirms, to its `exchange` (a durable topic exchange) with this routing key (a "
+        "template). The AMQP properties `message_id`, `type` and `timestamp` are the "
+        "event's id, type and time.",
+        _BOTH,
         bindings={"amqp": {"is": "routingKey", "exchange": {"type": "topic", "durable": True}}},
     ),
     Channel(
@@ -124,8 +136,10 @@ CHANNELS: tuple[Channel, ...] = (
         "localhost:6379",
         "Redis stream",
         "{stream}",
-        "A `redis` sink adds one entry per event to its stream (`XADD`): the fields `id` "
-        "(the event id), `type` (the event type) and `event` (the envelope as JSON).",
+        "A `redis` sink adds one entry per event to its `stream` (`XADD`): the fields `id` "
+        "(the event id), `type` (the event type) and `event` (the envelope, or with "
+        "`format: cloudevents` the CloudEvents document, as JSON). Redis does not "
+        "deduplicate: consumers do, by `id`.",
         (REDIS,),
     ),
     Channel(
@@ -134,7 +148,9 @@ CHANNELS: tuple[Channel, ...] = (
         "localhost:1883",
         "MQTT topic",
         MQTT_TOPIC,
-        "An `mqtt` sink publishes the envelope on this topic at QoS 1.",
+        "An `mqtt` sink publishes each event on this topic (a template) at its `qos` "
+        "(1 by default: delivered once the broker's PUBACK arrived).",
+        _BOTH,
     ),
 )
 
@@ -150,7 +166,9 @@ def redis_entry(event_type: Any) -> dict[str, Any]:
             "event": {
                 "type": "string",
                 "contentMediaType": "application/json",
-                "description": f"The envelope, as JSON: see components/schemas/{event_type.name}.",
+                "description": "The envelope as JSON (components/schemas/"
+                f"{event_type.name}), or the CloudEvents document (components/schemas/"
+                f"{event_type.name}.cloudevents).",
             },
         },
         "required": ["id", "type", "event"],

@@ -9,7 +9,8 @@ Two ways to look:
   jobs), the active set (outcomes), and a direct GET for each tracked job that left the
   active set. Its cost follows the number of moving jobs, never the history.
 
-Either way every write of the poll goes through ``Store.commit_poll``'s one transaction.
+Either way every write of the poll goes through ``Store.commit_poll``'s one transaction,
+begun once everything was fetched: no request to the API happens while it is open.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any, TypeVar
 
 import structlog
 
-from poller import utils
+from poller import staging, utils
 from poller.diff import DiffResult, diff
 from poller.exceptions import ApiError, GarbledError
 from poller.mistral.client import MistralClient
@@ -37,8 +38,6 @@ T = TypeVar("T")
 HEAD_OVERLAP = 60
 """Seconds the incremental head looks back before the cursor (clock granularity, skew)."""
 CONFIRM_CONCURRENCY = 4
-FLUSH_ROWS = 1000
-"""Snapshot rows a full listing buffers before writing them into its open transaction."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -135,10 +134,11 @@ class SourcePoller:
     # -- full listing ------------------------------------------------------------------
 
     async def _full(self, state: SourceState, now: dt.datetime) -> PollReport:
-        """Stream the whole listing page by page against the snapshot, in one transaction.
+        """Stream the whole listing page by page against the snapshot; write it all at once.
 
         Memory stays flat whatever the history: a page, the ids of the listing and of the
-        snapshot, and what changed — never the whole listing or the whole snapshot at once.
+        snapshot, and what changed (staged in ``Staging``) — never the whole listing or the
+        whole snapshot at once. The store's write transaction is held only to apply it.
         """
         baseline = not state.baselined
         announce = self.settings.emit_existing or not baseline
@@ -146,9 +146,8 @@ class SourcePoller:
         pager = self.client.pages(self.spec.list_path, paged=self.spec.paged)
         listed: set[str] = set()
         ordered: list[tuple[int, int, Event]] = []
-        pending: list[Resource] = []
         cursor = state.cursor
-        with self.store.writer(self.workspace, self.spec.name, now, active=self._active) as writer:
+        with staging.Staging() as staged:
             async for page in pager:
                 seen = self._resources(page)
                 listed.update(r.id for r in seen)
@@ -167,11 +166,8 @@ class SourcePoller:
                 ordered.extend(
                     (created.get(e.resource_id, 0), len(ordered), e) for e in result.events
                 )
-                pending.extend(result.upserts)
+                staged.add(result.upserts)
                 cursor = newest(cursor, seen)
-                if len(pending) >= FLUSH_ROWS:
-                    await settled(writer.write, pending)
-                    pending = []
             if baseline and not pager.complete:
                 # a baseline must see everything, or what it missed would be announced as
                 # new later; nothing is written, and the next poll takes it again
@@ -182,7 +178,7 @@ class SourcePoller:
                     path=self.spec.list_path,
                 )
             events = [e for _, _, e in sorted(ordered, key=lambda x: (x[0], x[1]))]
-            removals: tuple[str, ...] = ()
+            change = DiffResult()
             held_since, held = state.held_since, state.held_count
             if not baseline and not pager.complete:
                 self.log.warning(
@@ -200,20 +196,21 @@ class SourcePoller:
                         self.spec.name,
                         [*gone, *(r.id for r in found)],
                     )
-                    result = diff(
+                    change = diff(
                         self.spec, before, found, gone=gone, workspace=self.workspace, now=now
                     )
-                    events.extend(result.events)
-                    pending.extend(result.upserts)
-                    removals = result.removals
-            await settled(writer.write, pending, removals)
-            recorded = await settled(
-                writer.commit,
-                events,
+            commit = PollCommit(
+                workspace=self.workspace,
+                source=self.spec.name,
+                result=dataclasses.replace(change, events=(*events, *change.events)),
+                now=now,
                 cursor=cursor,
                 reconciled=True,
                 held_since=held_since,
                 held_count=held,
+            )
+            recorded = await settled(
+                self.store.commit_poll, commit, active=self._active, staged=staged.chunks()
             )
         if baseline:
             self.log.info("baseline_recorded", items=len(listed), announced=len(recorded))
@@ -275,7 +272,7 @@ class SourcePoller:
         async def one(rid: str) -> None:
             async with semaphore:
                 try:
-                    item = await self.client.get_item(self.spec.item_path.format(id=rid))
+                    item = await self.client.get_item(self.spec.item_url(rid))
                 except ApiError as exc:
                     self.log.warning("confirm_failed", resource_id=rid, error=str(exc))
                     return
@@ -364,7 +361,7 @@ class SourcePoller:
             held_since=held_since,
             held_count=held,
         )
-        return await asyncio.to_thread(self.store.commit_poll, commit, active=self._active)
+        return await settled(self.store.commit_poll, commit, active=self._active)
 
     async def _active_count(self) -> int:
         if not self.spec.has_lifecycle:

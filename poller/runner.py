@@ -259,9 +259,16 @@ class Runner:
         if job.next_run_time is None or job.next_run_time > when:
             job.modify(next_run_time=when)
 
+    def hinted(self, workspace: str, source: str) -> None:
+        """A job joined ``source``'s active set outside a poll: poll at its active interval."""
+        ws = next((w for w in self.app.workspaces if w.name == workspace), None)
+        if ws is not None and source in ws.paces:
+            self.poll_soon(workspace, source, ws.paces[source].active_interval)
+
     async def run(self, stop: asyncio.Event, *, grace: float = 10.0) -> None:
         """Run until ``stop`` is set."""
         self._grace = grace
+        self.app.wakers.append(self.hinted)
         for name in list(self.app.workers):
             self.start_worker(name)
         services = [
@@ -319,6 +326,7 @@ class Runner:
                 own.set()
             await asyncio.gather(*self._workers.values(), *services, return_exceptions=True)
             self._scheduler = None
+            self.app.wakers.remove(self.hinted)
             log.info("stopped")
         for task in services:
             if not task.cancelled() and task.exception() is not None:

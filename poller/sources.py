@@ -7,6 +7,7 @@ in ``poller.polling``.
 from __future__ import annotations
 
 import dataclasses
+import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -65,6 +66,10 @@ class SourceSpec:
     def keep(self) -> tuple[str, ...]:
         """Top-level API fields kept in the snapshot: whatever any of its payloads read."""
         return self._keep
+
+    def item_url(self, id: str) -> str:
+        """The path of one item, its id quoted whole: ``#``, ``?``, ``/``, ``%`` stay in the id."""
+        return self.item_path.format(id=urllib.parse.quote(id, safe=""))
 
     def tracks(self, obj: Mapping[str, Any]) -> bool:
         return self.include is None or self.include(obj)

@@ -125,6 +125,35 @@ def event_problems(headers: dict[str, str], body: bytes, channel: str = "webhook
     ]
 
 
+def document_problems(document: Any, form: str = eventschema.ENVELOPE) -> list[str]:
+    """What in one event document (an envelope, or a CloudEvents one) breaks its schema."""
+    name = document.get("type") if isinstance(document, dict) else None
+    if name not in {t.name for t in eventschema.event_types()}:
+        return [f"unknown event type {name!r}"]
+    return [
+        f"{name} {document.get('id')}: {'/'.join(map(str, e.absolute_path)) or '(root)'}: "
+        f"{e.message}"
+        for e in _standalone(name, form).iter_errors(document)
+    ]
+
+
+def recorded_problems(engine: Any) -> list[str]:
+    """What in the events a store recorded breaks their schemas, as sinks would send them."""
+    import sqlalchemy as sa
+
+    from poller.sinks.base import dumps
+    from poller.store.feed import Feed
+
+    if "events" not in sa.inspect(engine).get_table_names():
+        return []
+    feed, seq, problems = Feed(engine), 0, []
+    while rows := feed.after(seq, limit=1000):
+        for _seq, event in rows:
+            problems.extend(document_problems(json.loads(dumps(event.envelope()))))
+        seq = rows[-1][0]
+    return problems
+
+
 def _jsonschema_installed() -> bool:
     try:
         import jsonschema  # noqa: F401

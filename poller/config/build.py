@@ -7,6 +7,7 @@ Every problem found is reported, not only the first.
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 from collections.abc import Callable, Mapping
@@ -18,6 +19,7 @@ from poller.config.errors import kind_of, translate
 from poller.config.fields import is_loopback, split_listen
 from poller.config.models import (
     DEFAULT_STORE_URL,
+    SINK_EXTRAS,
     SOURCE_NAMES,
     Config,
     ConfigFile,
@@ -212,6 +214,11 @@ def _sinks(
                 "give each sink its own name",
             )
         seen.setdefault(sink.name, i)
+        if sink.type in SINK_EXTRAS and not _importable(SINK_EXTRAS[sink.type]):
+            where.note(
+                ("sinks", i, "type"),
+                f"{sink.type} needs the {sink.type} extra: pip install 'poller[{sink.type}]'",
+            )
         for j, name in enumerate(sink.workspaces or ()):
             if name not in workspaces:
                 where.note(
@@ -219,6 +226,15 @@ def _sinks(
                     f"unknown workspace '{name}'; known: {', '.join(workspaces)}",
                 )
     return raw
+
+
+def _importable(module: str) -> bool:
+    """Whether ``module`` (a broker sink's client library) can be imported here."""
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
 
 
 def _proxy(

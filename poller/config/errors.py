@@ -26,6 +26,14 @@ _MISSING = {
     "path": "missing; a file sink needs the file to append events to, "
     "e.g. path: /var/log/poller/events.jsonl",
     "name": "missing; every entry here needs a name",
+    "exchange": "missing; an amqp sink needs the exchange to publish to, e.g. exchange: poller",
+    "stream": "missing; a redis sink needs the stream to append to, e.g. stream: poller:events",
+}
+_MISSING_BROKER_URL = {
+    "nats": "nats://127.0.0.1:4222",
+    "amqp": "amqp://guest:guest@127.0.0.1:5672/",
+    "redis": "redis://127.0.0.1:6379/0",
+    "mqtt": "mqtt://127.0.0.1:1883",
 }
 _PATTERN_HINTS = {
     WORKSPACE_NAME: "is not a valid workspace name; use lowercase letters, digits, _ and - "
@@ -74,7 +82,7 @@ def _describe(
         key = str(error["loc"][-1])
         return path, "key", unknown.get(key, f"unknown key '{key}'")
     if kind == "missing":
-        return path, "parent", _MISSING.get(str(path[-1]), "missing; this key is required")
+        return path, "parent", _missing(path, data)
     if kind == "union_tag_invalid":
         message = f"unknown sink type '{ctx.get('tag')}'; use one of: {_SINK_TYPES}"
         return (*path, "type"), "value", message
@@ -84,6 +92,17 @@ def _describe(
         if kind in kinds:
             return path, "value", f"expected {expected}, got {kind_of(value)}"
     return path, "value", _constraint(kind, ctx, value)
+
+
+def _missing(path: Path, data: Any) -> str:
+    node = data
+    for part in path[:-1]:
+        node = node[part]
+    kind = node.get("type") if isinstance(node, Mapping) else None
+    if path[-1] == "url" and kind in _MISSING_BROKER_URL:
+        example = _MISSING_BROKER_URL[kind]
+        return f"missing; a {kind} sink needs the broker's URL, e.g. url: {example}"
+    return _MISSING.get(str(path[-1]), "missing; this key is required")
 
 
 def _constraint(kind: str, ctx: Mapping[str, Any], value: Any) -> str:

@@ -23,6 +23,7 @@ from pydantic import (
 
 from poller.config.fields import (
     DEFAULT_BASE_URL,
+    AmqpUrl,
     BaseUrl,
     Concurrency,
     Duration,
@@ -30,15 +31,23 @@ from poller.config.fields import (
     Headers,
     HostName,
     Listen,
+    MqttTopic,
+    MqttUrl,
+    NatsSubject,
+    NatsUrl,
     OneLine,
     OptionalSecret,
     PageSize,
     PositiveDuration,
     PositiveInt,
+    Qos,
+    RedisUrl,
+    RoutingKey,
     SinkName,
     SinkUrl,
     Size,
     StoreUrl,
+    StreamKey,
     Threshold,
     WebhookSecrets,
     WorkspaceName,
@@ -48,7 +57,7 @@ from poller.config.fields import (
 
 DEFAULT_STORE_URL = "sqlite:////var/lib/poller/poller.db"
 SOURCE_NAMES = ("batch_jobs", "fine_tuning_jobs", "files", "models")
-SINK_TYPES = ("file", "http", "log")
+SINK_TYPES = ("file", "http", "log", "nats", "amqp", "redis", "mqtt")
 
 
 def _keys_of(model: type[BaseModel]) -> list[str]:
@@ -312,7 +321,67 @@ class FileSinkConfig(_SinkBase):
     path: Annotated[str, Field(min_length=1)]
 
 
-SinkConfig = Annotated[HttpSinkConfig | LogSinkConfig | FileSinkConfig, Field(discriminator="type")]
+class _BrokerSink(_SinkBase):
+    """What the message-broker sinks share: a broker URL (credentials allowed, masked
+    when shown), the body format and how long to wait for the broker's acknowledgement."""
+
+    url: str
+    format: Literal["standard", "cloudevents"] = "standard"
+    timeout: PositiveDuration = 15.0
+
+    def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            yield name, mask_url(value) if name == "url" else value
+
+
+class NatsSinkConfig(_BrokerSink):
+    """Events published to NATS JetStream (the ``nats`` extra)."""
+
+    type: Literal["nats"] = "nats"
+    url: NatsUrl
+    subject: NatsSubject = "poller.{resource}.{action}"
+
+
+class AmqpSinkConfig(_BrokerSink):
+    """Events published to a RabbitMQ (AMQP 0-9-1) exchange (the ``amqp`` extra)."""
+
+    type: Literal["amqp"] = "amqp"
+    url: AmqpUrl
+    exchange: Annotated[str, Field(min_length=1, max_length=255)]
+    routing_key: RoutingKey = "{resource}.{action}"
+
+
+class RedisSinkConfig(_BrokerSink):
+    """Events appended to a Redis stream (the ``redis`` extra)."""
+
+    type: Literal["redis"] = "redis"
+    url: RedisUrl
+    stream: StreamKey
+    maxlen: PositiveInt | None = None
+
+
+class MqttSinkConfig(_BrokerSink):
+    """Events published to an MQTT broker (the ``mqtt`` extra)."""
+
+    type: Literal["mqtt"] = "mqtt"
+    url: MqttUrl
+    topic: MqttTopic = "poller/{resource}/{action}"
+    qos: Qos = 1
+
+
+BrokerSinkConfig = NatsSinkConfig | AmqpSinkConfig | RedisSinkConfig | MqttSinkConfig
+SinkConfig = Annotated[
+    HttpSinkConfig
+    | LogSinkConfig
+    | FileSinkConfig
+    | NatsSinkConfig
+    | AmqpSinkConfig
+    | RedisSinkConfig
+    | MqttSinkConfig,
+    Field(discriminator="type"),
+]
+SINK_EXTRAS = {"nats": "nats", "amqp": "aio_pika", "redis": "redis.asyncio", "mqtt": "aiomqtt"}
+"""The module each broker sink type needs, installed by the extra of the type's name."""
 
 
 class OpsConfig(_Section):

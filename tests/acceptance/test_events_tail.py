@@ -30,7 +30,7 @@ def record(engine: sa.Engine, n: int, event_type: str) -> Event:
         "default",
         f"f{n}",
         T0 + dt.timedelta(seconds=n),
-        {"id": f"f{n}"},
+        catalog.payload(event_type, {"id": f"f{n}", "status": "QUEUED", "model": "m"}),
     )
     with engine.begin() as conn:
         add_events(conn, [event], lambda _e: [], T0)

@@ -26,7 +26,7 @@ from poller.simulator import Simulator, SimulatorServer
 from poller.simulator.app import build_app
 from poller.testing import WebhookReceiver, free_port
 
-from .conftest import SECRET, make_config
+from .conftest import SECRET, eventually, make_config
 
 sdk = pytest.importorskip("mistralai.client")
 
@@ -47,15 +47,6 @@ def proxy_config(api_url: str, store_url: str, **proxy: Any) -> config_mod.Confi
             "log": {"level": "debug"},
         }
     )
-
-
-async def eventually(predicate: Callable[[], bool], within: float = 5.0) -> None:
-    """Wait until ``predicate()`` holds; fail after ``within`` seconds."""
-    for _ in range(int(within / 0.01)):
-        if predicate():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition not met in time")
 
 
 class Running:
@@ -383,6 +374,7 @@ ESCAPES = [
     "/v1/..\\_sim",
     "/v1/..%5c_sim",
     "/v1/./models",
+    "/v1/models/a%2F..%2F..%2F_sim",
 ]
 
 
@@ -401,14 +393,14 @@ async def test_a_path_that_could_leave_v1_is_refused_before_upstream(
     assert paths == []
 
 
-async def test_a_plain_path_still_reaches_upstream(
-    start: Start, noted: tuple[str, list[str]]
-) -> None:
-    """The layer that notes paths sees a plain /v1 call: the refusals above are not vacuous."""
+async def test_plain_paths_still_reach_upstream(start: Start, noted: tuple[str, list[str]]) -> None:
+    """Plain /v1 calls pass, an id with an encoded slash too: the refusals are not vacuous."""
     upstream, paths = noted
     proxy = await start(api_url=upstream)
     status, _ = await raw_get(proxy.url, "/v1/models")
-    assert status == 200 and paths == ["/v1/models"]
+    missing, _ = await raw_get(proxy.url, "/v1/models/ft%3Aa%2Fb")
+    assert (status, missing) == (200, 404)
+    assert paths == ["/v1/models", "/v1/models/ft:a/b"]
 
 
 async def test_localhost_and_listed_hosts_pass(start: Start) -> None:

@@ -11,8 +11,9 @@ from collections.abc import Iterator, Sequence
 import pytest
 import sqlalchemy as sa
 
+from poller import hints
 from poller import store as store_mod
-from poller.diff import DiffResult, event_for
+from poller.diff import DiffResult, diff, event_for
 from poller.exceptions import SchemaVersionError, StoreError
 from poller.model import Event, Resource
 from poller.sources import BATCH_JOBS, FILES
@@ -358,6 +359,7 @@ def test_delivered_time_is_recorded(store: Store, outbox: Outbox) -> None:
     assert stamps == {"a": T0, "b": None}
 
 
+@pytest.mark.foreign_events  # a type with another character where the glob has `_`
 def test_type_filter_takes_underscore_literally(store: Store, outbox: Outbox) -> None:
     """`--type batch_job.*` matches batch_job.created, not a type with another character there."""
     a = job("ja")
@@ -392,3 +394,54 @@ def test_sinks_enable_releases_what_waited(tmp_path: os.PathLike[str]) -> None:
     assert [x.id for x in outbox.due("hook", dt.datetime.now(dt.UTC), 10)] == [d.id]
     assert not outbox.sink_state("hook").circuit_open
     engine.dispose()
+
+
+def hint_of(resource: Resource, kind: str = "created") -> hints.Hint:
+    return hints.Hint("w", BATCH_JOBS, kind, resource.id, T0, resource)
+
+
+def test_a_hint_writes_its_row_and_event_once_and_leaves_the_state(
+    store: Store, outbox: Outbox
+) -> None:
+    """A created job: snapshot row (active) and event together; again, nothing new; no baseline."""
+    hint = hint_of(job("j1", "QUEUED"))
+    first = hints.record(store, hint)
+    again = hints.record(store, hint)
+    assert [e.type for e in first] == ["batch_job.created"] and again == []
+    assert [e.id for e in outbox.events()] == [first[0].id]
+    assert store.active_ids("w", "batch_jobs") == ["j1"]
+    assert store.load_resources("w", "batch_jobs")["j1"].status == "QUEUED"
+    assert not store.source_state("w", "batch_jobs").baselined
+
+
+def test_a_hint_then_a_poll_of_the_same_job_announces_it_once(store: Store, outbox: Outbox) -> None:
+    """The poll after a hint sees the job in the snapshot: no second event."""
+    hinted = hints.record(store, hint_of(job("j1", "QUEUED")))
+    listing = [job("j1", "RUNNING")]
+    before = store.load_resources("w", "batch_jobs", ["j1"])
+    polled = commit(store, diff(BATCH_JOBS, before, listing, workspace="w", now=T0))
+    assert len(hinted) == 1 and polled == []
+    assert len(outbox.events()) == 1
+
+
+def test_a_failed_hint_leaves_neither_row_nor_event(engine: sa.Engine, outbox: Outbox) -> None:
+    """A failure after the snapshot row was written rolls the row back with the event."""
+
+    def broken(_e: Event) -> Sequence[str]:
+        raise RuntimeError("boom")
+
+    store = Store(engine, broken)
+    with pytest.raises(RuntimeError):
+        hints.record(store, hint_of(job("j1", "QUEUED")))
+    assert store.load_resources("w", "batch_jobs") == {}
+    assert outbox.events() == []
+
+
+def test_a_cancel_hint_moves_a_known_job_out_of_the_active_set(
+    store: Store, outbox: Outbox
+) -> None:
+    """A job the snapshot holds as RUNNING, cancelled: its event, and no longer active."""
+    commit(store, DiffResult(upserts=(job("j1", "RUNNING"),)))
+    recorded = hints.record(store, hint_of(job("j1", "CANCELLED"), "changed"))
+    assert [e.type for e in recorded] == ["batch_job.cancelled"]
+    assert store.active_ids("w", "batch_jobs") == []

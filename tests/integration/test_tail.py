@@ -18,13 +18,15 @@ T0 = dt.datetime(2026, 11, 27, 10, 0, tzinfo=dt.UTC)
 
 
 def event(n: int, event_type: str = "file.deleted", workspace: str = "default") -> Event:
+    """Event ``n`` of a type, its payload filled from an API object as the catalog does."""
+    api_object = {"id": f"f{n}", "status": "QUEUED", "model": "mistral-small-latest"}
     return Event(
         catalog.event_id(workspace, event_type, f"f{n}"),
         event_type,
         workspace,
         f"f{n}",
         T0 + dt.timedelta(minutes=n),
-        {"id": f"f{n}"},
+        catalog.payload(event_type, api_object),
     )
 
 

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import threading
 
 import httpx
 import pytest
 
-from poller.testing import WebhookReceiver
+from poller import store
+from poller.model import Event
+from poller.store.outbox import add_events
+from poller.testing import WebhookReceiver, recorded_problems
+
+T0 = dt.datetime(2026, 11, 27, 10, 0, tzinfo=dt.UTC)
 
 
 def test_a_receiver_never_entered_closes_at_once() -> None:
@@ -45,3 +51,19 @@ def test_the_receiver_fails_on_an_event_off_its_schema() -> None:
     with WebhookReceiver(validate=False) as receiver:
         _post(receiver.url, event)
     assert len(receiver.requests) == 1
+
+
+@pytest.mark.foreign_events
+def test_recorded_problems_names_an_event_off_its_schema(store_url: str) -> None:
+    """recorded_problems() (the suite's after-test check) finds a recorded event off schema."""
+    engine = store.create_engine(store_url)
+    try:
+        good = Event("evt_3k2qbn5pdmc4w6xsl7ayvjrt2e", "file.deleted", "w", "f1", T0, {"id": "f1"})
+        bad = Event("evt_aaaaaaaaaaaaaaaaaaaaaaaaaa", "file.deleted", "w", "f2", T0, {"id": 2})
+        with engine.begin() as conn:
+            add_events(conn, [good, bad], lambda _e: [], T0)
+        assert recorded_problems(engine) == [
+            "file.deleted evt_aaaaaaaaaaaaaaaaaaaaaaaaaa: data/id: 2 is not of type 'string'"
+        ]
+    finally:
+        engine.dispose()

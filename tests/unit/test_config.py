@@ -24,6 +24,7 @@ EXAMPLE_ENV = {
     "MISTRAL_RESEARCH_API_KEY": "sk-research-0987654321",
     "WEBHOOK_SECRET": SECRET,
     "POLLER_PROXY_TOKEN": "proxy-token-abcdef",
+    "RABBITMQ_PASSWORD": "rabbit-password-123",
 }
 
 
@@ -201,12 +202,25 @@ ERRORS = [
     (
         "sink without type",
         "sinks:\n  - name: ops\n",
-        "poller.yaml:2: sinks[0].type: missing; use one of: file, http, log",
+        "poller.yaml:2: sinks[0].type: missing; use one of: "
+        "file, http, log, nats, amqp, redis, mqtt",
     ),
     (
         "unknown sink type",
         "sinks:\n  - {name: a, type: log}\n  - {name: b, type: log}\n  - name: c\n    type: x\n",
-        "poller.yaml:5: sinks[2].type: unknown sink type 'x'; use one of: file, http, log",
+        "poller.yaml:5: sinks[2].type: unknown sink type 'x'; use one of: "
+        "file, http, log, nats, amqp, redis, mqtt",
+    ),
+    (
+        "broker url of another scheme",
+        "sinks:\n  - {name: n, type: nats, url: 'http://127.0.0.1:4222'}\n",
+        "poller.yaml:2: sinks[0].url: the URL has scheme 'http'; use a nats:// or tls:// URL, "
+        "e.g. nats://127.0.0.1:4222",
+    ),
+    (
+        "wildcard in an mqtt topic",
+        "sinks:\n  - {name: m, type: mqtt, url: 'mqtt://h', topic: 'poller/#'}\n",
+        "poller.yaml:2: sinks[0].topic: '#' cannot appear here; use e.g. poller/{workspace}/{type}",
     ),
     (
         "key of another sink type",
@@ -1023,7 +1037,15 @@ def test_example_loads() -> None:
     """config/poller.example.yaml is valid once its environment variables are set."""
     loaded = config.load(EXAMPLE, environ=EXAMPLE_ENV)
     assert [w.name for w in loaded.workspaces] == ["prod", "research"]
-    assert [s.type for s in loaded.sinks] == ["http", "file", "log"]
+    assert [s.type for s in loaded.sinks] == [
+        "http",
+        "file",
+        "log",
+        "nats",
+        "amqp",
+        "redis",
+        "mqtt",
+    ]
     assert loaded.proxy is not None and loaded.proxy.inject_key
 
 

@@ -215,7 +215,8 @@ def test_asyncapi_channels_and_addresses() -> None:
         "batch_job.succeeded.cloudevents",
         "poller.test",
     }
-    assert len(channels["mqtt"]["messages"]) == 18
+    assert len(channels["mqtt"]["messages"]) == 36  # the envelope and the CloudEvents form
+    assert len(channels["redis"]["messages"]) == 18  # one entry shape
     assert channels["webhookPerEvent"]["parameters"]["resource"]["enum"] == [
         "agent_completion",
         "batch_job",

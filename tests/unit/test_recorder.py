@@ -95,7 +95,7 @@ async def test_a_full_queue_drops_counts_and_logs_once_per_episode() -> None:
     )
     with structlog.testing.capture_logs() as logs:
         recorder.submit(embeddings_call("a"))
-        await _until(lambda: recorder._writing != ())
+        await _until(lambda: recorder._writing is not None)
         for name in "bcdef":
             recorder.submit(embeddings_call(name))
         store_up.set()

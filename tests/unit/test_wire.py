@@ -17,8 +17,7 @@ from poller import synchronous
 from poller.delivery import signing
 from poller.diff import diff
 from poller.model import Event
-from poller.sinks.base import dumps
-from poller.sinks.http import cloudevent
+from poller.sinks.base import cloudevent, dumps
 from poller.sources import BATCH_JOBS, FILES, FINE_TUNING_JOBS, MODELS, SourceSpec
 
 NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
