@@ -11,7 +11,9 @@ import pytest
 import sqlalchemy as sa
 
 from poller import store as store_mod
+from poller.diff import event_for
 from poller.model import Event
+from poller.sources import BATCH_JOBS
 from poller.store import Outbox, Store
 from poller.store.outbox import AttemptRecord
 
@@ -33,9 +35,14 @@ def outbox(engine: sa.Engine) -> Outbox:
 
 def enqueue(engine: sa.Engine, resources: Sequence[str], per_resource: int = 1) -> list[Event]:
     """Record ``per_resource`` events for each resource id, all routed to the sink ``hook``."""
+    created = {"status": "QUEUED", "created_at": 1, "model": "m"}
+    succeeded = {"status": "SUCCESS", "created_at": 1, "output_file": "o", "total_requests": 1}
+    kinds = [("batch_job.created", created), ("batch_job.succeeded", succeeded)]
     events = [
-        Event(f"evt_{rid}_{n}", "batch_job.created", "w", rid, T0, {"n": n})
-        for n in range(per_resource)
+        event_for(
+            BATCH_JOBS, kind, BATCH_JOBS.to_resource({"id": rid, **fields}), workspace="w", now=T0
+        )
+        for kind, fields in kinds[:per_resource]
         for rid in resources
     ]
     Store(engine, lambda _e: ["hook"]).enqueue(events, T0)
@@ -152,18 +159,18 @@ def test_one_delivery_in_flight_per_resource_across_claimers(
     store_url: str, outbox: Outbox, engine: sa.Engine
 ) -> None:
     """A resource's next event cannot be claimed while its earlier one is held or pending."""
-    enqueue(engine, ["a"], per_resource=2)
+    first, second = enqueue(engine, ["a"], per_resource=2)
     other = store_mod.create_engine(store_url)
     try:
         (head,) = outbox.claim("hook", T0, 10, T0 + 30 * SECOND)
-        assert head.event.id == "evt_a_0"
+        assert head.event.id == first.id
         assert Outbox(other).claim("hook", T0, 10, T0 + 30 * SECOND) == []
         assert outbox.record([done(head.id, head.claim, ok=False)]) == []  # failed: still first
         (retry,) = Outbox(other).claim("hook", T0, 10, T0 + 30 * SECOND)
-        assert retry.event.id == "evt_a_0"
+        assert retry.event.id == first.id
         assert Outbox(other).record([done(retry.id, retry.claim)]) == []
         (nxt,) = outbox.claim("hook", T0, 10, T0 + 30 * SECOND)
-        assert nxt.event.id == "evt_a_1"
+        assert nxt.event.id == second.id
     finally:
         other.dispose()
 
