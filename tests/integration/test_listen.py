@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
@@ -18,6 +19,8 @@ from poller.sources import BATCH_JOBS
 from poller.store import Outbox, Store
 from poller.store.listen import OutboxListener
 from poller.testing import WebhookReceiver
+
+from .conftest import eventually
 
 pytestmark = pytest.mark.postgres
 
@@ -55,20 +58,34 @@ def enqueue(url: str, name: str) -> str:
     return event.id
 
 
-async def until(condition: Callable[[], bool], limit: float = 20.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + limit
-    while not condition():
-        if loop.time() > end:
-            raise TimeoutError("condition not met")
-        await asyncio.sleep(0.02)
-
-
 def terminate(url: str, pid: int) -> None:
     admin = sa.create_engine(url)
     with admin.begin() as conn:
         assert conn.scalar(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
     admin.dispose()
+
+
+@contextlib.asynccontextmanager
+async def running(
+    engine: sa.Engine,
+    receiver: WebhookReceiver,
+    http: httpx.AsyncClient,
+    *,
+    idle_check: float,
+    retry: float,
+) -> AsyncIterator[OutboxListener]:
+    """A sink worker and a listener waking it, both running; the listener once it listens."""
+    sink = HttpSink("hook", receiver.url, client=http)
+    worker = SinkWorker(sink, Outbox(engine), idle_check=idle_check)
+    listener = OutboxListener(engine.url, worker.notify, retry=retry)
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(worker.run(stop)), asyncio.create_task(listener.run(stop))]
+    try:
+        await asyncio.wait_for(listener.listening.wait(), 20)
+        yield listener
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
 
 
 def delivered(receiver: WebhookReceiver) -> set[str]:
@@ -79,63 +96,37 @@ async def test_a_committed_delivery_wakes_the_dispatcher(
     engine: sa.Engine, postgres_url: str, receiver: WebhookReceiver, http: httpx.AsyncClient
 ) -> None:
     """A worker that would look again only in an hour sends at once when notified."""
-    worker = SinkWorker(
-        HttpSink("hook", receiver.url, client=http), Outbox(engine), idle_check=3600
-    )
-    listener = OutboxListener(engine.url, worker.notify, retry=0.05)
-    stop = asyncio.Event()
-    tasks = [asyncio.create_task(worker.run(stop)), asyncio.create_task(listener.run(stop))]
-    try:
-        await asyncio.wait_for(listener.listening.wait(), 20)
+    async with running(engine, receiver, http, idle_check=3600, retry=0.05):
         sent = await asyncio.to_thread(enqueue, postgres_url, "job-1")
-        await until(lambda: delivered(receiver) == {sent})
-    finally:
-        stop.set()
-        await asyncio.gather(*tasks)
+        await eventually(lambda: delivered(receiver) == {sent})
 
 
 async def test_a_killed_listener_reconnects_and_wakes_again(
     engine: sa.Engine, postgres_url: str, receiver: WebhookReceiver, http: httpx.AsyncClient
 ) -> None:
     """pg_terminate_backend on the listening connection: it reconnects, wake-ups resume."""
-    worker = SinkWorker(
-        HttpSink("hook", receiver.url, client=http), Outbox(engine), idle_check=3600
-    )
-    listener = OutboxListener(engine.url, worker.notify, retry=0.05)
-    stop = asyncio.Event()
-    tasks = [asyncio.create_task(worker.run(stop)), asyncio.create_task(listener.run(stop))]
-    try:
-        await asyncio.wait_for(listener.listening.wait(), 20)
+    async with running(engine, receiver, http, idle_check=3600, retry=0.05) as listener:
         first = listener.backend_pid
         assert first is not None
         await asyncio.to_thread(terminate, postgres_url, first)
-        await until(lambda: listener.connects == 2 and listener.backend_pid not in (None, first))
+        await eventually(
+            lambda: listener.connects == 2 and listener.backend_pid not in (None, first)
+        )
         sent = await asyncio.to_thread(enqueue, postgres_url, "job-2")
-        await until(lambda: delivered(receiver) == {sent})
-    finally:
-        stop.set()
-        await asyncio.gather(*tasks)
+        await eventually(lambda: delivered(receiver) == {sent})
 
 
 async def test_delivery_goes_on_by_polling_while_the_listener_is_down(
     engine: sa.Engine, postgres_url: str, receiver: WebhookReceiver, http: httpx.AsyncClient
 ) -> None:
     """With the listener killed and not yet back, the worker's own checks still find work."""
-    worker = SinkWorker(HttpSink("hook", receiver.url, client=http), Outbox(engine), idle_check=0.1)
-    listener = OutboxListener(engine.url, worker.notify, retry=3600)
-    stop = asyncio.Event()
-    tasks = [asyncio.create_task(worker.run(stop)), asyncio.create_task(listener.run(stop))]
-    try:
-        await asyncio.wait_for(listener.listening.wait(), 20)
+    async with running(engine, receiver, http, idle_check=0.1, retry=3600) as listener:
         assert listener.backend_pid is not None
         await asyncio.to_thread(terminate, postgres_url, listener.backend_pid)
-        await until(lambda: not listener.listening.is_set())
+        await eventually(lambda: not listener.listening.is_set())
         sent = await asyncio.to_thread(enqueue, postgres_url, "job-3")
-        await until(lambda: delivered(receiver) == {sent})
+        await eventually(lambda: delivered(receiver) == {sent})
         assert listener.connects == 1
-    finally:
-        stop.set()
-        await asyncio.gather(*tasks)
 
 
 async def test_the_daemon_listens_unless_told_not_to(postgres_url: str) -> None:
