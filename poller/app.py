@@ -357,6 +357,7 @@ def _settings(ws: config_mod.Workspace) -> Settings:
         emit_existing=ws.poll.emit_existing,
         reconcile_interval=ws.poll.reconcile_interval,
         mass_delete_threshold=ws.poll.mass_delete_threshold,
+        mass_delete_min=ws.poll.mass_delete_min,
     )
 
 

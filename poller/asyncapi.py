@@ -14,12 +14,20 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from poller import __version__, eventschema
+import pydantic
 
-SEED_WEBHOOK_PATH = "/webhooks/mistral-ai/{resource}/{action}"
-NATS_SUBJECT = "poller.{resource}.{action}"
-AMQP_ROUTING_KEY = "{resource}.{action}"
-MQTT_TOPIC = "poller/{resource}/{action}"
+from poller import __version__, catalog, eventschema
+from poller import config as config_mod
+
+
+def _default(model: type[pydantic.BaseModel], key: str) -> str:
+    """A sink's default address, as its config model declares it."""
+    return str(model.model_fields[key].default)
+
+
+NATS_SUBJECT = _default(config_mod.NatsSinkConfig, "subject")
+AMQP_ROUTING_KEY = _default(config_mod.AmqpSinkConfig, "routing_key")
+MQTT_TOPIC = _default(config_mod.MqttSinkConfig, "topic")
 REDIS = "redis"
 """The form of a Redis stream entry: fields ``id``, ``type`` and ``event`` (the envelope)."""
 
@@ -45,6 +53,15 @@ HEADERS: Mapping[str, Mapping[str, Any]] = {
             },
         },
         "required": ["webhook-id", "webhook-timestamp"],
+    },
+    "MqttUserProperties": {
+        "type": "object",
+        "description": "MQTT 5 user properties (none over MQTT 3.1.1, where the body's `id` "
+        "is the only place of the event id).",
+        "properties": {
+            "id": {**eventschema.EVENT_ID},
+            "type": {"type": "string", "description": "The event type."},
+        },
     },
     "NatsHeaders": {
         "type": "object",
@@ -98,9 +115,9 @@ CHANNELS: tuple[Channel, ...] = (
         "https",
         "receiver.example.com",
         "HTTP webhook, one path per event type",
-        SEED_WEBHOOK_PATH,
+        catalog.WEBHOOK_PATH,
         "An `http` sink whose `url` carries `{resource}` and `{action}`: "
-        f"`https://host{SEED_WEBHOOK_PATH}` gives the seed connector's per-event paths.",
+        f"`https://host{catalog.WEBHOOK_PATH}` gives the seed connector's per-event paths.",
         _BOTH,
         "StandardWebhooksHeaders",
         {"http": {"method": "POST"}},
@@ -149,8 +166,10 @@ CHANNELS: tuple[Channel, ...] = (
         "MQTT topic",
         MQTT_TOPIC,
         "An `mqtt` sink publishes each event on this topic (a template) at its `qos` "
-        "(1 by default: delivered once the broker's PUBACK arrived).",
+        "(1 by default: delivered once the broker's PUBACK arrived). Over MQTT 5 the "
+        "event's id and type are also user properties, and the content type is set.",
         _BOTH,
+        headers="MqttUserProperties",
     ),
 )
 

@@ -15,6 +15,9 @@ from typing import Any
 
 Selector = tuple[str | int, ...]
 
+WEBHOOK_PATH = "/webhooks/mistral-ai/{resource}/{action}"
+"""The seed connector's per-event webhook path, as an ``http`` sink's URL template."""
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Field:
@@ -48,7 +51,7 @@ class EventType:
     @property
     def webhook_path(self) -> str:
         """The seed's per-event webhook path, e.g. ``/webhooks/mistral-ai/batch_job/succeeded``."""
-        return f"/webhooks/mistral-ai/{self.resource}/{self.action}"
+        return WEBHOOK_PATH.format(resource=self.resource, action=self.action)
 
 
 def _f(name: str, *selector: str | int, schema: Mapping[str, Any], description: str = "") -> Field:

@@ -43,6 +43,9 @@ class SourceSpec:
     """Statuses of a job still moving; empty for sources without a lifecycle."""
     include: Callable[[Mapping[str, Any]], bool] | None = None
     """Which listed items poller tracks (models: the fine-tuned ones)."""
+    tail: bool = False
+    """A paged list with a total and no time filter, read at its end between reconciles
+    (``poller.listorder``); every listed item must be tracked."""
     _keep: tuple[str, ...] = dataclasses.field(default=(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -146,6 +149,7 @@ FILES = SourceSpec(
     created_field="created_at",
     created_action="uploaded",
     deleted_action="deleted",
+    tail=True,
 )
 
 MODELS = SourceSpec(

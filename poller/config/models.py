@@ -116,6 +116,7 @@ class PollConfig(_Section):
     reconcile_interval: PositiveDuration = 600.0
     max_backoff: PositiveDuration = 300.0
     mass_delete_threshold: Threshold = 0.5
+    mass_delete_min: PositiveInt = 10
 
 
 class PollOverrides(_Section):
@@ -128,6 +129,7 @@ class PollOverrides(_Section):
     reconcile_interval: PositiveDuration | None = None
     max_backoff: PositiveDuration | None = None
     mass_delete_threshold: Threshold | None = None
+    mass_delete_min: PositiveInt | None = None
 
 
 class SourceConfig(_Section):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import getpass
 import os
 import pathlib
 import shutil
@@ -103,6 +104,35 @@ def nats_server(tmp_path: pathlib.Path) -> Iterator[NatsServer]:
         yield server
     finally:
         server.stop()
+
+
+@contextlib.contextmanager
+def mosquitto(tmp_path: pathlib.Path, acl: str) -> Iterator[int]:
+    """A Mosquitto of its own on a free port, anonymous clients limited by ``acl``; its port."""
+    binary = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin")
+    if binary is None:
+        message = "mosquitto is not installed"
+        if os.environ.get("POLLER_REQUIRE_BROKERS") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    port = free_port()
+    (tmp_path / "acl").write_text(acl)
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        f"acl_file {tmp_path / 'acl'}\n"
+        # started as root it would become the mosquitto user, who cannot read tmp_path
+        f"user {getpass.getuser()}\n"
+    )
+    process = subprocess.Popen(
+        [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_port(port)
+        yield port
+    finally:
+        process.kill()
+        process.wait()
 
 
 class Relay:

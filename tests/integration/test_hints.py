@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
 import pytest
+import structlog
 
 from poller import actions, catalog
 from poller import config as config_mod
@@ -98,6 +100,15 @@ async def mistral(url: str, key: str = KEY) -> AsyncIterator[Any]:
     finally:
         await client.__aexit__(None, None, None)
         client.__exit__(None, None, None)
+
+
+async def inline_batch_job(client: Any) -> Any:
+    """A batch job with its one request inline, created through ``client``."""
+    return await client.batch.jobs.create_async(
+        model="mistral-small-latest",
+        endpoint="/v1/chat/completions",
+        requests=[{"custom_id": "1", "body": {"messages": [{"role": "user", "content": "hi"}]}}],
+    )
 
 
 def frozen(**options: Any) -> Simulator:
@@ -208,13 +219,7 @@ async def test_a_job_created_through_the_proxy_is_polled_at_the_active_interval(
     with SimulatorServer(sim) as server, WebhookReceiver() as receiver:
         running = await daemon(config_for(server, receiver, store_file, active="0.2s"))
         async with mistral(running.proxy.url) as client:
-            job = await client.batch.jobs.create_async(
-                model="mistral-small-latest",
-                endpoint="/v1/chat/completions",
-                requests=[
-                    {"custom_id": "1", "body": {"messages": [{"role": "user", "content": "hi"}]}}
-                ],
-            )
+            job = await inline_batch_job(client)
             await asyncio.to_thread(receiver.wait_delivered, 1, 30)
             sim.advance("batch_jobs", job.id, "SUCCESS")
             delivered = await asyncio.to_thread(receiver.wait_delivered, 2, 30)
@@ -271,8 +276,11 @@ async def test_a_call_is_recorded_in_the_workspace_its_key_belongs_to(
         workspaces=workspaces,
         proxy={"listen": f"127.0.0.1:{free_port()}", "workspace": "a"},
     )
-    events = await recorded_by_proxy(config, "sk-b-0123456789")
+    with structlog.testing.capture_logs() as logs:
+        events = await recorded_by_proxy(config, "sk-b-0123456789")
     assert [(e.type, e.workspace) for e in events] == [("file.uploaded", "b")]
+    seen = json.dumps(logs, default=str) + json.dumps([e.envelope() for e in events], default=str)
+    assert "0123456789" not in seen
 
 
 async def test_with_inject_key_the_call_is_the_proxy_workspace_s(
@@ -302,11 +310,7 @@ async def test_a_cancel_through_the_proxy_is_announced_once_by_the_poll_that_see
     with SimulatorServer(sim) as server, WebhookReceiver() as receiver:
         running = await daemon(config_for(server, receiver, store_file, active="0.2s"))
         async with mistral(running.proxy.url) as client:
-            job = await client.batch.jobs.create_async(
-                model="mistral-small-latest",
-                endpoint="/v1/chat/completions",
-                requests=[{"custom_id": "1", "body": {"messages": []}}],
-            )
+            job = await inline_batch_job(client)
             asked = await client.batch.jobs.cancel_async(job_id=job.id)
         store = running.app.store
 

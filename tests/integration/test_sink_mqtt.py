@@ -15,7 +15,9 @@ from tests.integration.brokers import (
     MOSQUITTO,
     delivered,
     load,
+    mosquitto,
     record,
+    refused,
     relay,
     require,
     ride_out_an_outage,
@@ -147,3 +149,16 @@ async def test_a_broker_without_mqtt_5_is_spoken_to_in_3_1_1(tmp_path: pathlib.P
         await until(lambda: len(sub.messages) == 2)
     assert {json.loads(m.payload)["id"] for m in sub.messages} == {e.id for e in events}
     assert all(not getattr(m.properties, "UserProperty", None) for m in sub.messages)
+
+
+async def test_a_message_the_broker_refuses_is_a_refusal_in_its_words(
+    tmp_path: pathlib.Path,
+) -> None:
+    """A PUBACK with reason code 0x87 (an ACL denies the topic): refused, not delivered."""
+    with mosquitto(tmp_path, "topic readwrite allowed/#\n") as port:
+        sink = {"name": "bus", "type": "mqtt", "url": f"mqtt://127.0.0.1:{port}"}
+        path = write_config(tmp_path / "p.yaml", f"sqlite:///{tmp_path}/p.db", sink)
+        async with App(load(path)) as app:
+            shown = await refused(app, "bus", path)
+    assert "the broker refused the message on 'poller/batch_job/created': Not authorized" in shown
+    assert "(reason code 0x87)" in shown

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 import nats
 import pytest
 from click.testing import CliRunner
-from nats.js.api import StreamConfig
+from nats.js.api import DiscardPolicy, StreamConfig
 
 from poller.app import App
 from poller.cli import main
@@ -161,3 +161,20 @@ async def test_sinks_test_publishes_one_event_and_prints_the_stream_answer(
     assert line.endswith(": stored by stream POLLER as message 1")
     [message] = await stored(server.url, stream)
     assert message.subject == "poller.poller.test"
+
+
+async def test_a_full_stream_refuses_in_jetstream_words(
+    server: NatsServer, tmp_path: pathlib.Path
+) -> None:
+    """A stream that discards new messages when full: JetStream's refusal reaches events show."""
+    nc = await nats.connect(server.url)
+    config = StreamConfig(name="SMALL", subjects=["small.>"], max_msgs=1, discard=DiscardPolicy.NEW)
+    js = nc.jetstream()
+    await js.add_stream(config)
+    await js.publish("small.filler", b"{}")  # the one message it can hold
+    await nc.close()
+    sink = {"name": "bus", "type": "nats", "url": server.url, "subject": "small.{type}"}
+    path = write_config(tmp_path / "p.yaml", f"sqlite:///{tmp_path}/p.db", sink)
+    async with App(load(path)) as app:
+        shown = await refused(app, "bus", path)
+    assert "JetStream refused the message on 'small.batch_job.created': maximum messages" in shown

@@ -146,6 +146,11 @@ ERRORS = [
         "poller.yaml:2: poll.mass_delete_threshold: 0 is too small; it must be more than 0",
     ),
     (
+        "mass deletion minimum not a count",
+        "poll:\n  mass_delete_min: 0\n",
+        "poller.yaml:2: poll.mass_delete_min: 0 is too small; use 1 or more",
+    ),
+    (
         "bad size",
         "proxy:\n  max_body: 20 megs\n",
         "poller.yaml:2: proxy.max_body: '20 megs' is not a size; "
@@ -794,6 +799,7 @@ workspaces:
     poll:
       interval: 1m
       mass_delete_threshold: 0.2
+      mass_delete_min: 3
     sources:
       files:
         active_interval: 1s
@@ -813,6 +819,8 @@ workspaces:
         ("tuned", "poll.active_interval", 4.0),
         ("tuned", "poll.emit_existing", True),
         ("tuned", "poll.mass_delete_threshold", 0.2),
+        ("plain", "poll.mass_delete_min", 10),
+        ("tuned", "poll.mass_delete_min", 3),
         ("plain", "sources.batch_jobs.interval", 20.0),
         ("plain", "sources.files.interval", 120.0),
         ("plain", "sources.files.active_interval", 4.0),
