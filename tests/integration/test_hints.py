@@ -54,9 +54,7 @@ class Daemon:
         self.app = app
         self.runner = Runner(app)
         self.stop = asyncio.Event()
-        service = app.services[0]
-        assert isinstance(service, ProxyService)
-        self.proxy = service
+        (self.proxy,) = (s for s in app.services if isinstance(s, ProxyService))
         self.task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -102,6 +100,15 @@ async def mistral(url: str, key: str = KEY) -> AsyncIterator[Any]:
     finally:
         await client.__aexit__(None, None, None)
         client.__exit__(None, None, None)
+
+
+async def inline_batch_job(client: Any) -> Any:
+    """A batch job with its one request inline, created through ``client``."""
+    return await client.batch.jobs.create_async(
+        model="mistral-small-latest",
+        endpoint="/v1/chat/completions",
+        requests=[{"custom_id": "1", "body": {"messages": [{"role": "user", "content": "hi"}]}}],
+    )
 
 
 def frozen(**options: Any) -> Simulator:
@@ -212,13 +219,7 @@ async def test_a_job_created_through_the_proxy_is_polled_at_the_active_interval(
     with SimulatorServer(sim) as server, WebhookReceiver() as receiver:
         running = await daemon(config_for(server, receiver, store_file, active="0.2s"))
         async with mistral(running.proxy.url) as client:
-            job = await client.batch.jobs.create_async(
-                model="mistral-small-latest",
-                endpoint="/v1/chat/completions",
-                requests=[
-                    {"custom_id": "1", "body": {"messages": [{"role": "user", "content": "hi"}]}}
-                ],
-            )
+            job = await inline_batch_job(client)
             await asyncio.to_thread(receiver.wait_delivered, 1, 30)
             sim.advance("batch_jobs", job.id, "SUCCESS")
             delivered = await asyncio.to_thread(receiver.wait_delivered, 2, 30)
@@ -309,11 +310,7 @@ async def test_a_cancel_through_the_proxy_is_announced_once_by_the_poll_that_see
     with SimulatorServer(sim) as server, WebhookReceiver() as receiver:
         running = await daemon(config_for(server, receiver, store_file, active="0.2s"))
         async with mistral(running.proxy.url) as client:
-            job = await client.batch.jobs.create_async(
-                model="mistral-small-latest",
-                endpoint="/v1/chat/completions",
-                requests=[{"custom_id": "1", "body": {"messages": []}}],
-            )
+            job = await inline_batch_job(client)
             asked = await client.batch.jobs.cancel_async(job_id=job.id)
         store = running.app.store
 
