@@ -308,3 +308,8 @@ async def test_sample_receiver_takes_signed_webhooks_only(
     assert (bad.ok, bad.status_code) == (False, 401)
     (line,) = [json.loads(x) for x in out.read_text().splitlines() if x.startswith("{")]
     assert line == {"path": "/w/file", "id": "evt_1", "type": "file.uploaded", "data": {"id": "f1"}}
+
+
+def test_dockerfile_installs_postgres_and_every_broker_sink() -> None:
+    """The image installs poller with the postgres and brokers extras."""
+    assert any('"/src[postgres,brokers]"' in args for args in instruction("RUN"))
