@@ -5,13 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from poller import catalog, store, tail
 from poller.model import Event
-from poller.store.feed import Feed
+from poller.store.feed import Feed, Notices
 from poller.store.outbox import add_events
 
 T0 = dt.datetime(2026, 11, 27, 10, 0, tzinfo=dt.UTC)
@@ -128,3 +129,57 @@ def test_a_late_commit_of_a_lower_seq_is_still_shown(postgres_url: str) -> None:
         assert cursor.missing == {}
     finally:
         engine.dispose()
+
+
+class CountingFeed(Feed):
+    """A Feed that says when it was first read."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        super().__init__(engine)
+        self.read = threading.Event()
+
+    def after(self, seq: int, **kwargs: Any) -> list[tuple[int, Event]]:
+        rows = super().after(seq, **kwargs)
+        self.read.set()
+        return rows
+
+
+def test_notices_wake_the_tail_before_its_interval(postgres_url: str) -> None:
+    """PostgreSQL: the NOTIFY of committed deliveries wakes a tail at once, and stop ends it."""
+    engine = store.create_engine(postgres_url)
+    notices = Notices(engine.url)
+    feed = CountingFeed(engine)
+    seen: list[str] = []
+    arrived = threading.Condition()
+    stop = threading.Event()
+
+    def emit(e: Event) -> None:
+        with arrived:
+            seen.append(e.resource_id)
+            arrived.notify_all()
+
+    follower = threading.Thread(
+        target=tail.follow,
+        args=(feed, feed.start()),
+        kwargs={
+            "stop": stop,
+            "emit": emit,
+            "matches": tail.matcher(None, None),
+            "on_error": lambda _p: None,
+            "interval": 600.0,  # without the notice, the next look is ten minutes away
+            "notices": notices,
+        },
+    )
+    follower.start()
+    try:
+        assert feed.read.wait(20)  # it has looked once and now waits
+        with engine.begin() as conn:
+            add_events(conn, [event(1)], lambda _e: ["hook"], T0)
+        with arrived:
+            assert arrived.wait_for(lambda: seen == ["f1"], timeout=60)
+    finally:
+        stop.set()
+        follower.join(20)
+        notices.close()
+        engine.dispose()
+    assert not follower.is_alive()
