@@ -72,41 +72,52 @@ def test_start_since_a_time(engine: sa.Engine) -> None:
     assert feed.after(feed.start(since=T0 + dt.timedelta(hours=1))) == []
 
 
+class Follower:
+    """tail.follow() in a thread, collecting the resource ids it emits."""
+
+    def __init__(self, feed: Feed, glob: str | None, **options: Any) -> None:
+        self.seen: list[str] = []
+        self.arrived = threading.Condition()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(
+            target=tail.follow,
+            args=(feed, feed.start()),
+            kwargs={
+                "stop": self.stop,
+                "emit": self.emit,
+                "matches": tail.matcher(glob, None),
+                "on_error": lambda _p: None,
+                **options,
+            },
+        )
+        self.thread.start()
+
+    def emit(self, e: Event) -> None:
+        with self.arrived:
+            self.seen.append(e.resource_id)
+            self.arrived.notify_all()
+
+    def wait_for(self, count: int, timeout: float) -> bool:
+        with self.arrived:
+            return self.arrived.wait_for(lambda: len(self.seen) >= count, timeout=timeout)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(20)
+        assert not self.thread.is_alive()
+
+
 def test_follow_emits_in_seq_order(engine: sa.Engine) -> None:
     """follow() emits what is recorded after its start, in order, until stopped."""
-    feed = Feed(engine)
     record(engine, event(1))
-    seen: list[str] = []
-    arrived = threading.Condition()
-    stop = threading.Event()
-
-    def emit(e: Event) -> None:
-        with arrived:
-            seen.append(e.resource_id)
-            arrived.notify_all()
-
-    follower = threading.Thread(
-        target=tail.follow,
-        args=(feed, feed.start()),
-        kwargs={
-            "stop": stop,
-            "emit": emit,
-            "matches": tail.matcher("file.*", None),
-            "on_error": lambda _p: None,
-            "interval": 0.05,
-        },
-    )
-    follower.start()
+    follower = Follower(Feed(engine), "file.*", interval=0.05)
     try:
         record(engine, event(2), event(3, "batch_job.created"))
         record(engine, event(4))
-        with arrived:
-            assert arrived.wait_for(lambda: len(seen) >= 2, timeout=20)
+        assert follower.wait_for(2, timeout=20)
     finally:
-        stop.set()
-        follower.join(10)
-    assert seen == ["f2", "f4"]
-    assert not follower.is_alive()
+        follower.close()
+    assert follower.seen == ["f2", "f4"]
 
 
 def test_a_late_commit_of_a_lower_seq_is_still_shown(postgres_url: str) -> None:
@@ -149,37 +160,15 @@ def test_notices_wake_the_tail_before_its_interval(postgres_url: str) -> None:
     engine = store.create_engine(postgres_url)
     notices = Notices(engine.url)
     feed = CountingFeed(engine)
-    seen: list[str] = []
-    arrived = threading.Condition()
-    stop = threading.Event()
-
-    def emit(e: Event) -> None:
-        with arrived:
-            seen.append(e.resource_id)
-            arrived.notify_all()
-
-    follower = threading.Thread(
-        target=tail.follow,
-        args=(feed, feed.start()),
-        kwargs={
-            "stop": stop,
-            "emit": emit,
-            "matches": tail.matcher(None, None),
-            "on_error": lambda _p: None,
-            "interval": 600.0,  # without the notice, the next look is ten minutes away
-            "notices": notices,
-        },
-    )
-    follower.start()
+    # without the notice, the next look would be ten minutes away
+    follower = Follower(feed, None, interval=600.0, notices=notices)
     try:
         assert feed.read.wait(20)  # it has looked once and now waits
         with engine.begin() as conn:
             add_events(conn, [event(1)], lambda _e: ["hook"], T0)
-        with arrived:
-            assert arrived.wait_for(lambda: seen == ["f1"], timeout=60)
+        assert follower.wait_for(1, timeout=60)
     finally:
-        stop.set()
-        follower.join(20)
+        follower.close()
         notices.close()
         engine.dispose()
-    assert not follower.is_alive()
+    assert follower.seen == ["f1"]
