@@ -27,6 +27,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python -m bench.polling
 	$(BIN)/python -m bench.delivery
 	$(BIN)/python -m bench.proxy
+	$(BIN)/python -m bench.ha
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

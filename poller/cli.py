@@ -355,6 +355,11 @@ def status(config_path: str | None, as_json: bool) -> None:
             ],
         )
     )
+    if report["leases"]:
+        for row in report["leases"]:
+            row["expires"] = render.until(row["expires_at"], report["now"])
+        click.echo()
+        click.echo(render.table(report["leases"], ["workspace", "holder", "epoch", "expires"]))
 
 
 @main.group()

@@ -28,7 +28,7 @@ from poller.exceptions import ApiError, GarbledError
 from poller.mistral.client import MistralClient
 from poller.model import Event, Resource, SourceState
 from poller.sources import BATCH_JOBS, SourceSpec
-from poller.store.sql import PollCommit, Store
+from poller.store.sql import Fence, PollCommit, Store
 
 log = structlog.get_logger("poller.polling")
 
@@ -101,12 +101,15 @@ class SourcePoller:
         store: Store,
         settings: Settings,
         clock: Callable[[], dt.datetime] = utils.utcnow,
+        fence: Fence | None = None,
     ) -> None:
         self.spec = spec
         self.client = client
         self.store = store
         self.settings = settings
         self.clock = clock
+        self.fence = fence
+        """First call of each poll's write transaction (a replica's lease check), if any."""
         self.log = log.bind(workspace=settings.workspace, source=spec.name)
 
     @property
@@ -148,7 +151,9 @@ class SourcePoller:
         ordered: list[tuple[int, int, Event]] = []
         pending: list[Resource] = []
         cursor = state.cursor
-        with self.store.writer(self.workspace, self.spec.name, now, active=self._active) as writer:
+        with self.store.writer(
+            self.workspace, self.spec.name, now, active=self._active, fence=self.fence
+        ) as writer:
             async for page in pager:
                 seen = self._resources(page)
                 listed.update(r.id for r in seen)
@@ -364,7 +369,9 @@ class SourcePoller:
             held_since=held_since,
             held_count=held,
         )
-        return await asyncio.to_thread(self.store.commit_poll, commit, active=self._active)
+        return await asyncio.to_thread(
+            self.store.commit_poll, commit, active=self._active, fence=self.fence
+        )
 
     async def _active_count(self) -> int:
         if not self.spec.has_lifecycle:

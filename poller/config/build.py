@@ -19,6 +19,7 @@ from poller.config.models import (
     SOURCE_NAMES,
     Config,
     ConfigFile,
+    HaConfig,
     LogConfig,
     MistralSection,
     OpsConfig,
@@ -58,9 +59,11 @@ def build(data: Any, where: Where, environ: Mapping[str, str]) -> Config:
         raise translate(exc, data, where) from None
     workspaces = _workspaces(raw, where)
     names = [workspace.name for workspace in workspaces]
+    store_url = _store_default(raw.store, environ)
     return Config(
         workspaces=workspaces,
-        store=StoreConfig(url=_store_default(raw.store, environ)),
+        store=StoreConfig(url=store_url),
+        ha=_ha(raw.ha, store_url, where),
         sinks=_sinks(raw.sinks, names, where),
         ops=raw.ops or OpsConfig(),
         log=raw.log or LogConfig(),
@@ -138,6 +141,20 @@ def _store_default(raw: StoreSection | None, environ: Mapping[str, str]) -> str:
     # systemd's StateDirectory= may list several directories, separated by ':'.
     state = environ.get("STATE_DIRECTORY", "").split(":")[0].rstrip("/")
     return f"sqlite:///{state}/poller.db" if state else DEFAULT_STORE_URL
+
+
+def _ha(raw: HaConfig | None, store_url: str, where: Where) -> HaConfig:
+    if raw is None:
+        return HaConfig()
+    if not store_url.startswith("postgresql"):
+        raise where.error(
+            ("ha",),
+            "HA needs a PostgreSQL store shared by the replicas; set store.url to "
+            "postgresql+psycopg://… "
+            "or remove the ha: section (a SQLite store runs one daemon)",
+            at="key",
+        )
+    return raw
 
 
 def _sinks(

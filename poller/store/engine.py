@@ -127,4 +127,6 @@ _TABLES: tuple[type[SQLModel], ...] = (
     tables.DeliveryRow,
     tables.AttemptRow,
     tables.SinkStateRow,
+    tables.LeaseRow,
+    tables.ReplicaRow,
 )

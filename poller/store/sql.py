@@ -21,6 +21,8 @@ from poller.store.dialect import chunks, upsert
 
 Router = Callable[[Event], Sequence[str]]
 """Names of the sinks an event goes to."""
+Fence = Callable[[sa.Connection], None]
+"""First call in a poll's write transaction; raises ``LeaseLost`` when the poll must not write."""
 
 _RESOURCES: sa.Table = tables.ResourceRow.__table__  # type: ignore[attr-defined]
 _STATES: sa.Table = tables.SourceStateRow.__table__  # type: ignore[attr-defined]
@@ -132,9 +134,17 @@ class Store:
 
     # -- writes ----------------------------------------------------------------------
 
-    def commit_poll(self, commit: PollCommit, *, active: Callable[[Resource], bool]) -> list[Event]:
+    def commit_poll(
+        self,
+        commit: PollCommit,
+        *,
+        active: Callable[[Resource], bool],
+        fence: Fence | None = None,
+    ) -> list[Event]:
         """Write one poll in one transaction; return the events that were new to the outbox."""
-        with self.writer(commit.workspace, commit.source, commit.now, active=active) as writer:
+        with self.writer(
+            commit.workspace, commit.source, commit.now, active=active, fence=fence
+        ) as writer:
             writer.write(commit.result.upserts, commit.result.removals)
             return writer.commit(
                 commit.result.events,
@@ -145,10 +155,19 @@ class Store:
             )
 
     def writer(
-        self, workspace: str, source: str, now: dt.datetime, *, active: Callable[[Resource], bool]
+        self,
+        workspace: str,
+        source: str,
+        now: dt.datetime,
+        *,
+        active: Callable[[Resource], bool],
+        fence: Fence | None = None,
     ) -> PollWriter:
-        """The one transaction of a poll, fed as the poll goes (for listings too big to hold)."""
-        return PollWriter(self, workspace, source, now, active)
+        """The one transaction of a poll, fed as the poll goes (for listings too big to hold).
+
+        ``fence``, when given, is the transaction's first call (a replica's lease check).
+        """
+        return PollWriter(self, workspace, source, now, active, fence)
 
     def record_poll_error(
         self, workspace: str, source: str, error: str, now: dt.datetime
@@ -203,12 +222,14 @@ class PollWriter:
         source: str,
         now: dt.datetime,
         active: Callable[[Resource], bool],
+        fence: Fence | None = None,
     ) -> None:
         self.store = store
         self.workspace = workspace
         self.source = source
         self.now = now
         self.active = active
+        self.fence = fence
         self._conn: sa.Connection | None = None
         self._txn: sa.RootTransaction | None = None
 
@@ -226,6 +247,8 @@ class PollWriter:
         if self._conn is None:
             self._conn = self.store.engine.connect()
             self._txn = self._conn.begin()
+            if self.fence is not None:
+                self.fence(self._conn)
         return self._conn
 
     def write(self, upserts: Sequence[Resource] = (), removals: Sequence[str] = ()) -> None:
