@@ -1,18 +1,25 @@
 # Two entry points a newcomer needs: `make demo` and `make test`.
-# Both create .venv on first use and install poller with its test extras.
+# Both create .venv on first use. The demo needs poller alone; test, lint and bench add
+# the development tools (the `dev` extra).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
 .PHONY: demo test lint bench clean
 
+$(VENV)/.package: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $@
+	touch $@ $(VENV)/.package
 
-demo: $(VENV)/.installed
+demo: $(VENV)/.package
 	$(BIN)/poller demo
 
 test: $(VENV)/.installed
@@ -26,6 +33,7 @@ lint: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(BIN)/python -m bench.polling
 	$(BIN)/python -m bench.delivery
+	$(BIN)/python -m bench.brokers
 	$(BIN)/python -m bench.proxy
 	$(BIN)/python -m bench.ha
 

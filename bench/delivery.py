@@ -31,6 +31,7 @@ from poller.cli import run_async
 from poller.delivery.dispatcher import SinkWorker
 from poller.diff import DiffResult, event_for
 from poller.model import Event
+from poller.sinks.base import Sink
 from poller.sinks.http import HttpSink
 from poller.sources import BATCH_JOBS
 from poller.store import Outbox, PollCommit, Store
@@ -78,6 +79,28 @@ async def bare_loop(url: str, events: list[Event], concurrency: int) -> float:
         return time.perf_counter() - started
 
 
+async def deliver_all(sink: Sink, outbox: Outbox, count: int, concurrency: int = 8) -> float:
+    """Seconds the dispatcher takes to deliver ``count`` pending deliveries to ``sink``."""
+    done = asyncio.Event()
+    delivered = 0
+
+    def counted(_sink: str, _delivery: object, _outcome: object, status: str) -> None:
+        nonlocal delivered
+        delivered += status == "delivered"
+        if delivered == count:
+            done.set()
+
+    worker = SinkWorker(sink, outbox, concurrency=concurrency, on_result=counted)
+    stop = asyncio.Event()
+    started = time.perf_counter()
+    task = asyncio.create_task(worker.run(stop))
+    await done.wait()
+    elapsed = time.perf_counter() - started
+    stop.set()
+    await task
+    return elapsed
+
+
 async def through_outbox(
     url: str, events: list[Event], concurrency: int, root: str
 ) -> tuple[float, float]:
@@ -92,23 +115,7 @@ async def through_outbox(
     outbox = Outbox(engine)
     async with httpx.AsyncClient(limits=httpx.Limits(max_connections=concurrency)) as client:
         sink = HttpSink("hook", url, client=client, secrets=[SECRET])
-        done = asyncio.Event()
-        delivered = 0
-
-        def count(_sink: str, _delivery: object, outcome: object, status: str) -> None:
-            nonlocal delivered
-            delivered += status == "delivered"
-            if delivered == len(events):
-                done.set()
-
-        worker = SinkWorker(sink, outbox, concurrency=concurrency, on_result=count)
-        stop = asyncio.Event()
-        started = time.perf_counter()
-        task = asyncio.create_task(worker.run(stop))
-        await done.wait()
-        elapsed = time.perf_counter() - started
-        stop.set()
-        await task
+        elapsed = await deliver_all(sink, outbox, len(events), concurrency)
     assert outbox.sink_stats()["hook"].delivered == len(events)
     engine.dispose()
     return enqueue, elapsed

@@ -2,6 +2,10 @@
 
 - **requests per idle cycle** with 1k, 10k and 100k finished batch jobs in the workspace:
   poller's incremental cycle next to a naive poller that lists everything every cycle;
+- **requests per idle cycle of all four sources** with as many files beside those jobs
+  and 100 fine-tuned models, counted by the simulator; how many cycles an upload takes to
+  be announced, and a deletion of the oldest file made in the same cycle as an upload
+  (so the total does not move);
 - **CPU per cycle and peak RSS** with 10k and 100k tracked resources (each size in a
   fresh child process, so the figures are that process's alone);
 - **detection-to-delivery latency** with ``active_interval: 1s``: p50 and p95 over 100
@@ -33,10 +37,13 @@ from poller import logs
 from poller import store as store_mod
 from poller.mistral.client import MistralClient
 from poller.polling import Settings, SourcePoller
-from poller.sources import BATCH_JOBS
+from poller.sources import ALL, BATCH_JOBS, FILES
 from poller.testing import free_port
 
 IDLE_CYCLES = 10
+MODELS = 100
+WITHIN = 5
+"""Cycles a change is given to be announced before the bench says it was not."""
 
 
 async def measure_size(port: int, size: int, root: str) -> dict[str, Any]:
@@ -44,8 +51,11 @@ async def measure_size(port: int, size: int, root: str) -> dict[str, Any]:
     base = f"http://127.0.0.1:{port}"
     async with httpx.AsyncClient(base_url=base, timeout=120) as control:
         (await control.post("/_sim/reset")).raise_for_status()
-        body = {"batch_jobs": size, "status": "SUCCESS"}
+        body = {"batch_jobs": size, "files": size, "status": "SUCCESS"}
         (await control.post("/_sim/bulk", json=body)).raise_for_status()
+        for n in range(MODELS):
+            model = {"id": f"ft:open-mistral-nemo:bench{n:04d}"}
+            (await control.post("/_sim/models", json=model)).raise_for_status()
     engine = store_mod.create_engine(f"sqlite:///{root}/bench-{size}.db")
     store = store_mod.Store(engine, lambda _e: ["hook"])
     out: dict[str, Any] = {"size": size}
@@ -81,9 +91,63 @@ async def measure_size(port: int, size: int, root: str) -> dict[str, Any]:
         out["reconcile_requests"] = report.requests
         naive = poller(incremental=False)
         out["naive_requests"] = statistics.mean([(await naive.poll()).requests for _ in range(2)])
+        out.update(await every_source(base, http, store))
     engine.dispose()
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
+
+
+async def every_source(
+    base: str, http: httpx.AsyncClient, store: store_mod.Store
+) -> dict[str, Any]:
+    """Idle cycles of all four sources, and how soon an upload and a hidden deletion show."""
+    pollers = [
+        SourcePoller(
+            spec,
+            client=MistralClient(http),
+            store=store,
+            settings=Settings(reconcile_interval=3600),
+        )
+        for spec in ALL
+    ]
+    naive_files = SourcePoller(
+        FILES, client=MistralClient(http), store=store, settings=Settings(incremental=False)
+    )
+    async with httpx.AsyncClient(base_url=base, timeout=120) as control:
+
+        async def cycle() -> tuple[int, set[tuple[str, str]]]:
+            (await control.post("/_sim/stats/reset")).raise_for_status()
+            seen: set[tuple[str, str]] = set()
+            for p in pollers:
+                seen.update((e.type, e.resource_id) for e in (await p.poll()).events)
+            return (await control.get("/_sim/stats")).json()["total"], seen
+
+        async def cycles_until(event: tuple[str, str]) -> tuple[int | None, int]:
+            for n in range(1, WITHIN + 1):
+                requests, seen = await cycle()
+                if event in seen:
+                    return n, requests
+            return None, 0
+
+        await cycle()  # baselines of the sources not polled yet
+        idle = [(await cycle())[0] for _ in range(IDLE_CYCLES)]
+        naive = (await naive_files.poll()).requests
+        created = await control.post("/_sim/files", json={"filename": "bench.jsonl"})
+        upload, _ = await cycles_until(("file.uploaded", created.json()["id"]))
+        total = (await http.get("/files", params={"page_size": 1})).json()["total"]
+        oldest = await http.get("/files", params={"page": total - 1, "page_size": 1})
+        deep = oldest.json()["data"][0]["id"]
+        (await control.delete(f"/_sim/files/{deep}")).raise_for_status()
+        (await control.post("/_sim/files", json={"filename": "hides.jsonl"})).raise_for_status()
+        deletion, deletion_requests = await cycles_until(("file.deleted", deep))
+    return {
+        "all_idle_requests": statistics.mean(idle),
+        "all_idle_max": max(idle),
+        "naive_files_requests": naive,
+        "upload_cycles": upload,
+        "deletion_cycles": deletion,
+        "deletion_requests": deletion_requests,
+    }
 
 
 def child(port: int, size: int) -> None:
@@ -188,6 +252,26 @@ def main() -> None:
                 f"{r['reconcile_cpu_ms']:.0f}",
                 f"{r['baseline_s']:.1f}",
                 f"{r['peak_rss_mb']:.0f}",
+            )
+        )
+    print()
+    print(
+        row(
+            "files (+ as many jobs, 100 models)",
+            "req/idle cycle, all four sources (mean, max)",
+            "files listed in full (req)",
+            "upload announced (cycles)",
+            "hidden deletion found (cycles, req that cycle)",
+        )
+    )
+    for r in results:
+        print(
+            row(
+                r["size"],
+                f"{r['all_idle_requests']:.1f}, {r['all_idle_max']}",
+                r["naive_files_requests"],
+                r["upload_cycles"],
+                f"{r['deletion_cycles']}, {r['deletion_requests']}",
             )
         )
     print(

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from poller import synchronous
+from poller import hints, synchronous
 from poller.app import auth_headers
 from poller.exceptions import (
     UnreachableError,
@@ -243,4 +243,9 @@ async def call(
     )
     if outcome.events:
         await asyncio.to_thread(app.store.enqueue, list(outcome.events), app.clock())
-    return Result(response.status_code, outcome.events, outcome.skipped)
+        return Result(response.status_code, outcome.events, outcome.skipped)
+    hint = hints.read(observed, ws.name, polled=ws.sources.enabled())
+    if hint is None:
+        return Result(response.status_code, (), outcome.skipped)
+    recorded = await asyncio.to_thread(hints.record, app.store, hint)
+    return Result(response.status_code, tuple(recorded), None)

@@ -26,6 +26,7 @@ from poller.model import Event
 from poller.pacing import Pace
 from poller.polling import PollReport, Settings, SourcePoller
 from poller.proxy import transport as upstream
+from poller.sinks import brokers
 from poller.sinks.base import Sink
 from poller.sinks.file import FileSink
 from poller.sinks.http import HttpSink
@@ -49,8 +50,13 @@ def secrets_of(config: config_mod.Config) -> list[str]:
         for header, value in getattr(sink, "headers", {}).items():
             if _CREDENTIAL_HEADER.search(header):
                 found.append(value)
-        if isinstance(sink, config_mod.HttpSinkConfig):
+        if isinstance(sink, config_mod.HttpSinkConfig | config_mod.BrokerSinkConfig):
             found.extend(_url_credentials(sink.url))
+        if isinstance(sink, config_mod.NatsSinkConfig):
+            # nats://TOKEN@host: a NATS URL's user name alone is a token
+            token = urllib.parse.urlsplit(sink.url).username
+            if token and urllib.parse.urlsplit(sink.url).password is None:
+                found.extend({token, urllib.parse.unquote(token)})
     if config.proxy is not None and config.proxy.token is not None:
         found.append(config.proxy.token.get_secret_value())
     password = sa.engine.make_url(config.store.url).password
@@ -68,6 +74,7 @@ def _url_credentials(url: str) -> list[str]:
     found: list[str] = []
     if parts.password:
         found.extend({parts.password, urllib.parse.unquote(parts.password)})
+
     for pair in parts.query.split("&"):
         name, _, raw = pair.partition("=")
         if raw and _CREDENTIAL_HEADER.search(urllib.parse.unquote_plus(name)):
@@ -138,6 +145,8 @@ class App:
         self.redactor = logs.Redactor(secrets_of(config))
         self._sink_clients: dict[str, httpx.AsyncClient] = {}
         self._call_clients: list[httpx.AsyncClient] = []
+        self.wakers: list[Callable[[str, str], None]] = []
+        """Called with (workspace, source) when a job joined the active set outside a poll."""
 
     # -- building ----------------------------------------------------------------------
 
@@ -243,7 +252,7 @@ class App:
 
     def add_sink(self, cfg: config_mod.SinkConfig) -> SinkWorker:
         """Build a sink and its worker (at start, and when a reload adds or changes one)."""
-        sink = Redacted(self._build_sink(cfg), self.redactor.redact)
+        sink = self.build_sink(cfg)
         self.sinks[cfg.name] = sink
         policy = RetryPolicy(
             schedule=tuple(cfg.retry.schedule),
@@ -257,6 +266,7 @@ class App:
             concurrency=cfg.concurrency,
             clock=self.clock,
             on_result=self.metrics.observe_delivery,
+            on_expired=self.metrics.observe_expired,
         )
         self.workers[cfg.name] = worker
         self.metrics.track_sink(cfg.name)
@@ -280,6 +290,13 @@ class App:
         workers = dict(self.workers)
         return {name: worker.state for name, worker in workers.items()}
 
+    def build_sink(self, cfg: config_mod.SinkConfig) -> Sink:
+        """A sink as the daemon delivers through it (redacted), without its worker.
+
+        Its HTTP client, if any, is closed with the app.
+        """
+        return Redacted(self._build_sink(cfg), self.redactor.redact)
+
     def _build_sink(self, cfg: config_mod.SinkConfig) -> Sink:
         if isinstance(cfg, config_mod.HttpSinkConfig):
             client = httpx.AsyncClient(
@@ -299,6 +316,8 @@ class App:
             )
         if isinstance(cfg, config_mod.FileSinkConfig):
             return FileSink(cfg.name, cfg.path)
+        if isinstance(cfg, config_mod.BrokerSinkConfig):
+            return brokers.build(cfg)
         return LogSink(cfg.name, stream=self.stdout)
 
     async def aclose(self) -> None:
@@ -334,6 +353,11 @@ class App:
         for worker in self.workers.values():
             worker.notify()
 
+    def wake(self, workspace: str, source: str) -> None:
+        """A job of ``source`` started outside a poll (the proxy saw it): poll it soon."""
+        for waker in list(self.wakers):
+            waker(workspace, source)
+
     def pollers(self) -> list[tuple[Workspace, SourcePoller]]:
         return [(ws, p) for ws in self.workspaces for p in ws.pollers.values()]
 
@@ -344,6 +368,7 @@ def _settings(ws: config_mod.Workspace) -> Settings:
         emit_existing=ws.poll.emit_existing,
         reconcile_interval=ws.poll.reconcile_interval,
         mass_delete_threshold=ws.poll.mass_delete_threshold,
+        mass_delete_min=ws.poll.mass_delete_min,
     )
 
 

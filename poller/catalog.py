@@ -15,6 +15,9 @@ from typing import Any
 
 Selector = tuple[str | int, ...]
 
+WEBHOOK_PATH = "/webhooks/mistral-ai/{resource}/{action}"
+"""The seed connector's per-event webhook path, as an ``http`` sink's URL template."""
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Field:
@@ -23,6 +26,8 @@ class Field:
     name: str
     selector: Selector
     description: str
+    schema: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False)
+    """The value's JSON Schema, after the real API's type for it (null where it may lack)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -46,92 +51,178 @@ class EventType:
     @property
     def webhook_path(self) -> str:
         """The seed's per-event webhook path, e.g. ``/webhooks/mistral-ai/batch_job/succeeded``."""
-        return f"/webhooks/mistral-ai/{self.resource}/{self.action}"
+        return WEBHOOK_PATH.format(resource=self.resource, action=self.action)
 
 
-def _f(name: str, *selector: str | int, description: str = "") -> Field:
-    return Field(name, selector or (name,), description)
+def _f(name: str, *selector: str | int, schema: Mapping[str, Any], description: str = "") -> Field:
+    return Field(name, selector or (name,), description, schema)
 
 
-_JOB_ID = _f("id", description="Unique identifier of the job.")
-_STATUS = _f("status", description="The job's status as the API reports it.")
+def _t(*types: str) -> dict[str, Any]:
+    """A JSON Schema type: ``_t("string", "null")`` is a string or null."""
+    return {"type": types[0] if len(types) == 1 else list(types)}
+
+
+def _one_of(*values: str, nullable: bool = False) -> dict[str, Any]:
+    choices: list[str | None] = [*values, None] if nullable else list(values)
+    return {**(_t("string", "null") if nullable else _t("string")), "enum": choices}
+
+
+# Outcome statuses are the API's own values (Mistral's OpenAPI: BatchJobStatus,
+# CompletionFineTuningJob.status); a created job's status is any string the API reports,
+# so a status the API adds later still fits. Finish reasons: ChatCompletionChoice.
+FINISH_REASONS = ("stop", "length", "model_length", "error", "tool_calls")
+
+_JOB_ID = _f("id", schema=_t("string"), description="Unique identifier of the job.")
+
+
+def _status(*values: str) -> Field:
+    return _f(
+        "status", schema=_one_of(*values), description="The job's status as the API reports it."
+    )
+
+
+def _any_status() -> Field:
+    return _f("status", schema=_t("string"), description="The job's status as the API reports it.")
+
+
+def _finish_reason() -> Field:
+    return _f(
+        "finish_reason",
+        "choices",
+        0,
+        "finish_reason",
+        schema=_one_of(*FINISH_REASONS, nullable=True),
+        description="Why generation stopped (stop, length, tool_calls...).",
+    )
+
+
+def _text(name: str, description: str) -> Field:
+    return _f(
+        name,
+        "choices",
+        0,
+        "message",
+        "content",
+        schema=_t("string", "null"),
+        description=description + " Null when the proxy records no content.",
+    )
+
+
+_BATCH_MODEL = _f(
+    "model", schema=_t("string", "null"), description="Model used for the batch requests."
+)
+_FT_MODEL = _f("model", schema=_t("string"), description="Base model to fine-tune.")
 
 TYPES: tuple[EventType, ...] = (
     EventType(
         "batch_job.created",
         "A new batch inference job was created.",
-        (_JOB_ID, _STATUS, _f("model", description="Model used for the batch requests.")),
+        (_JOB_ID, _any_status(), _BATCH_MODEL),
     ),
     EventType(
         "batch_job.succeeded",
         "A batch job completed successfully (status SUCCESS).",
         (
             _JOB_ID,
-            _STATUS,
-            _f("output_file", description="ID of the output results file."),
-            _f("total_requests", description="Total number of requests in the batch."),
+            _status("SUCCESS"),
+            _f(
+                "output_file",
+                schema=_t("string", "null"),
+                description="ID of the output results file.",
+            ),
+            _f(
+                "total_requests",
+                schema=_t("integer"),
+                description="Total number of requests in the batch.",
+            ),
         ),
     ),
     EventType(
         "batch_job.failed",
         "A batch job failed (status FAILED or TIMEOUT_EXCEEDED).",
-        (_JOB_ID, _STATUS, _f("error_file", description="ID of the error file.")),
+        (
+            _JOB_ID,
+            _status("FAILED", "TIMEOUT_EXCEEDED"),
+            _f("error_file", schema=_t("string", "null"), description="ID of the error file."),
+        ),
     ),
     EventType(
         "batch_job.cancelled",
         "A batch job was cancelled (status CANCELLED).",
-        (_JOB_ID, _STATUS, _f("model", description="Model used for the batch requests.")),
+        (_JOB_ID, _status("CANCELLED"), _BATCH_MODEL),
         seed=False,
     ),
     EventType(
         "fine_tuning_job.created",
         "A new fine-tuning job was created.",
-        (_JOB_ID, _STATUS, _f("model", description="Base model to fine-tune.")),
+        (_JOB_ID, _any_status(), _FT_MODEL),
     ),
     EventType(
         "fine_tuning_job.succeeded",
         "A fine-tuning job completed successfully (status SUCCESS).",
         (
             _JOB_ID,
-            _STATUS,
-            _f("fine_tuned_model", description="Name of the resulting fine-tuned model."),
-            _f("trained_tokens", description="Total tokens used for training."),
+            _status("SUCCESS"),
+            _f(
+                "fine_tuned_model",
+                schema=_t("string", "null"),
+                description="Name of the resulting fine-tuned model.",
+            ),
+            _f(
+                "trained_tokens",
+                schema=_t("integer", "null"),
+                description="Total tokens used for training.",
+            ),
         ),
     ),
     EventType(
         "fine_tuning_job.failed",
         "A fine-tuning job failed (status FAILED or FAILED_VALIDATION).",
-        (_JOB_ID, _STATUS),
+        (_JOB_ID, _status("FAILED", "FAILED_VALIDATION")),
     ),
     EventType(
         "fine_tuning_job.cancelled",
         "A fine-tuning job was cancelled (status CANCELLED).",
-        (_JOB_ID, _STATUS),
+        (_JOB_ID, _status("CANCELLED")),
         seed=False,
     ),
     EventType(
         "file.uploaded",
         "A new file appeared in the workspace.",
         (
-            _f("id", description="Unique identifier of the file."),
-            _f("filename", description="Name of the uploaded file."),
-            _f("purpose", description="Intended use of the file (fine-tune, batch, ocr)."),
-            _f("size", "bytes", description="Size of the file in bytes (the API's `bytes`)."),
+            _f("id", schema=_t("string"), description="Unique identifier of the file."),
+            _f("filename", schema=_t("string"), description="Name of the uploaded file."),
+            _f(
+                "purpose",
+                schema=_t("string"),
+                description="Intended use of the file (fine-tune, batch, ocr, ...).",
+            ),
+            _f(
+                "size",
+                "bytes",
+                schema=_t("integer"),
+                description="Size of the file in bytes (the API's `bytes`).",
+            ),
         ),
     ),
     EventType(
         "file.deleted",
         "A file was deleted (absent from a complete listing and confirmed by a 404).",
-        (_f("id", description="Unique identifier of the file."),),
+        (_f("id", schema=_t("string"), description="Unique identifier of the file."),),
     ),
     EventType(
         "model.created",
         "A new fine-tuned model appeared.",
         (
-            _f("id", description="Model identifier."),
-            _f("owned_by", description="Organization that owns the model."),
-            _f("root", description="Base model it was fine-tuned from."),
-            _f("job", description="ID of the fine-tuning job that produced it."),
+            _f("id", schema=_t("string"), description="Model identifier."),
+            _f("owned_by", schema=_t("string"), description="Organization that owns the model."),
+            _f("root", schema=_t("string"), description="Base model it was fine-tuned from."),
+            _f(
+                "job",
+                schema=_t("string"),
+                description="ID of the fine-tuning job that produced it.",
+            ),
         ),
         seed=False,
     ),
@@ -139,25 +230,25 @@ TYPES: tuple[EventType, ...] = (
         "model.deleted",
         "A fine-tuned model was deleted (absent from the listing and confirmed by a 404).",
         (
-            _f("id", description="Model identifier."),
-            _f("owned_by", description="Organization that owns the model."),
+            _f("id", schema=_t("string"), description="Model identifier."),
+            _f("owned_by", schema=_t("string"), description="Organization that owns the model."),
         ),
     ),
     EventType(
         "chat_completion.created",
         "A chat completion was generated.",
         (
-            _f("id", description="Unique identifier of the chat completion."),
-            _f("model", description="Model used to generate the response."),
-            _f("content", "choices", 0, "message", "content", description="Response text."),
-            _f("usage_total_tokens", "usage", "total_tokens", description="Total tokens used."),
+            _f("id", schema=_t("string"), description="Unique identifier of the chat completion."),
+            _f("model", schema=_t("string"), description="Model used to generate the response."),
+            _text("content", "Response text."),
             _f(
-                "finish_reason",
-                "choices",
-                0,
-                "finish_reason",
-                description="Why generation stopped (stop, length, tool_calls...).",
+                "usage_total_tokens",
+                "usage",
+                "total_tokens",
+                schema=_t("integer", "null"),
+                description="Total tokens used.",
             ),
+            _finish_reason(),
         ),
         polled=False,
     ),
@@ -165,22 +256,17 @@ TYPES: tuple[EventType, ...] = (
         "fim_completion.created",
         "A fill-in-the-middle completion was generated.",
         (
-            _f("id", description="Unique identifier of the FIM completion."),
-            _f("model", description="Model used for the FIM completion."),
-            _f("text", "choices", 0, "message", "content", description="Generated code text."),
+            _f("id", schema=_t("string"), description="Unique identifier of the FIM completion."),
+            _f("model", schema=_t("string"), description="Model used for the FIM completion."),
+            _text("text", "Generated code text."),
             _f(
                 "usage_completion_tokens",
                 "usage",
                 "completion_tokens",
+                schema=_t("integer", "null"),
                 description="Tokens generated in the completion.",
             ),
-            _f(
-                "finish_reason",
-                "choices",
-                0,
-                "finish_reason",
-                description="Why generation stopped (stop, length, tool_calls...).",
-            ),
+            _finish_reason(),
         ),
         polled=False,
     ),
@@ -188,11 +274,25 @@ TYPES: tuple[EventType, ...] = (
         "embeddings.generated",
         "Embeddings were generated.",
         (
-            _f("model", description="Model used for generating embeddings."),
-            _f("object", description="Object type, always 'list'."),
-            _f("usage_prompt_tokens", "usage", "prompt_tokens", description="Prompt tokens."),
-            _f("count", description="Number of embeddings (the vectors themselves are left out)."),
-            _f("dimension", description="Length of each embedding vector."),
+            _f("model", schema=_t("string"), description="Model used for generating embeddings."),
+            _f("object", schema=_t("string"), description="Object type, always 'list'."),
+            _f(
+                "usage_prompt_tokens",
+                "usage",
+                "prompt_tokens",
+                schema=_t("integer", "null"),
+                description="Prompt tokens.",
+            ),
+            _f(
+                "count",
+                schema=_t("integer"),
+                description="Number of embeddings (the vectors themselves are left out).",
+            ),
+            _f(
+                "dimension",
+                schema=_t("integer", "null"),
+                description="Length of each embedding vector.",
+            ),
         ),
         polled=False,
     ),
@@ -200,17 +300,17 @@ TYPES: tuple[EventType, ...] = (
         "agent_completion.created",
         "An agent produced a response.",
         (
-            _f("id", description="Unique identifier of the agent completion."),
-            _f("model", description="Model underlying the agent."),
-            _f("content", "choices", 0, "message", "content", description="Response text."),
-            _f("usage_total_tokens", "usage", "total_tokens", description="Total tokens used."),
+            _f("id", schema=_t("string"), description="Unique identifier of the agent completion."),
+            _f("model", schema=_t("string"), description="Model underlying the agent."),
+            _text("content", "Response text."),
             _f(
-                "finish_reason",
-                "choices",
-                0,
-                "finish_reason",
-                description="Why generation stopped (stop, length, tool_calls...).",
+                "usage_total_tokens",
+                "usage",
+                "total_tokens",
+                schema=_t("integer", "null"),
+                description="Total tokens used.",
             ),
+            _finish_reason(),
         ),
         polled=False,
     ),
@@ -218,13 +318,37 @@ TYPES: tuple[EventType, ...] = (
         "ocr.completed",
         "Text was extracted from a document or image.",
         (
-            _f("model", description="OCR model used for processing."),
-            _f("pages_processed", "usage_info", "pages_processed", description="Pages processed."),
-            _f("doc_size_bytes", "usage_info", "doc_size_bytes", description="Document size."),
+            _f("model", schema=_t("string"), description="OCR model used for processing."),
+            _f(
+                "pages_processed",
+                "usage_info",
+                "pages_processed",
+                schema=_t("integer"),
+                description="Pages processed.",
+            ),
+            _f(
+                "doc_size_bytes",
+                "usage_info",
+                "doc_size_bytes",
+                schema=_t("integer", "null"),
+                description="Document size.",
+            ),
         ),
         polled=False,
     ),
 )
+
+TEST = EventType(
+    "poller.test",
+    "A test event sent by `poller sinks test`; it is never recorded in the outbox.",
+    (
+        _f("sink", schema=_t("string"), description="Name of the sink being tested."),
+        _f("message", schema=_t("string"), description="A human-readable note."),
+    ),
+    seed=False,
+    polled=False,
+)
+"""Not a trigger: the event ``poller sinks test`` sends to check a sink end to end."""
 
 BY_NAME: Mapping[str, EventType] = {t.name: t for t in TYPES}
 

@@ -7,17 +7,22 @@ import contextlib
 import datetime as dt
 import functools
 import json
+import os
+import pathlib
 import signal
 import sys
 import tempfile
 from collections.abc import Callable, Coroutine, Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from poller import __version__, logs, render, utils
 from poller import config as config_mod
 from poller.exceptions import ConfigError, PollerError, StoreError, UsageError
+
+if TYPE_CHECKING:
+    from poller.runner import SourceOutcome
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -28,6 +33,13 @@ def fail(message: str, code: int = 1) -> None:
     """One line on stderr, then exit: no traceback for errors a user can fix."""
     click.echo(f"poller: {message}", err=True)
     sys.exit(code)
+
+
+def fail_config(exc: ConfigError) -> None:
+    """One line per problem of the config on stderr, then exit 2."""
+    for problem in exc.problems:
+        click.echo(f"poller: config error: {problem.render()}", err=True)
+    sys.exit(EXIT_USAGE)
 
 
 def config_option(func: F) -> F:
@@ -45,11 +57,19 @@ def json_option(func: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(func)
 
 
-def load_config(config_path: str | None) -> config_mod.Config:
+def load_config(config_path: str | None, *, daemon: bool = False) -> config_mod.Config:
+    """The config, or every problem in it and exit 2.
+
+    ``daemon``: for the commands that open (and may create) the store, whose directory
+    must then exist.
+    """
     try:
-        return config_mod.load(config_mod.resolve_path(config_path))
+        return config_mod.load(
+            config_mod.resolve_path(config_path),
+            directory_exists=os.path.isdir if daemon else None,
+        )
     except ConfigError as exc:
-        fail(f"config error: {exc}", EXIT_USAGE)
+        fail_config(exc)
         raise AssertionError("unreachable") from None
 
 
@@ -61,7 +81,7 @@ def guarded(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except ConfigError as exc:
-            fail(f"config error: {exc}", EXIT_USAGE)
+            fail_config(exc)
         except StoreError as exc:
             fail(f"store error: {exc}", EXIT_USAGE)
         except UsageError as exc:
@@ -107,7 +127,7 @@ def main() -> None:
 @guarded
 def run(config_path: str | None) -> None:
     """Run the daemon: poll every source, deliver every event, until SIGTERM (SIGHUP reloads)."""
-    config = load_config(config_path)
+    config = load_config(config_path, daemon=True)
     setup_logging(config)
     run_async(_run(config))
 
@@ -127,22 +147,40 @@ async def _run(config: config_mod.Config) -> None:
 @json_option
 @guarded
 def once(config_path: str | None, as_json: bool) -> None:
-    """Poll every source once, deliver what is due, exit (for cron and tests)."""
-    config = load_config(config_path)
+    """Poll every source once, deliver what is due, exit (for cron and tests).
+
+    Exits 1 when any poll failed. The summary goes to standard error, or as JSON
+    (``--json``) to standard output after everything the sinks wrote there.
+    """
+    config = load_config(config_path, daemon=True)
     setup_logging(config)
-    reports = run_async(_once(config))
-    rows = [
-        {"source": r.source, "mode": r.mode, "events": len(r.events), "requests": r.requests}
-        for r in reports
-    ]
-    click.echo(
-        render.to_json(rows)
-        if as_json
-        else render.table(rows, ["source", "mode", "events", "requests"])
-    )
+    outcomes = run_async(_once(config))
+    rows = [once_row(o) for o in outcomes]
+    if as_json:
+        click.echo(render.to_json(rows))
+    else:
+        columns = ["workspace", "source", "outcome", "mode", "events", "requests", "error"]
+        click.echo(render.table(rows, columns), err=True)
+    failed = [f"{o.workspace}/{o.source}" for o in outcomes if o.failed]
+    if failed:
+        fail(f"{len(failed)} poll(s) failed: {', '.join(failed)}")
 
 
-async def _once(config: config_mod.Config) -> list[Any]:
+def once_row(outcome: SourceOutcome) -> dict[str, Any]:
+    """One source's line of the ``poller once`` summary."""
+    report = outcome.report
+    return {
+        "workspace": outcome.workspace,
+        "source": outcome.source,
+        "outcome": "error" if outcome.failed else "disabled" if outcome.disabled else "ok",
+        "mode": report.mode if report else None,
+        "events": len(report.events) if report else 0,
+        "requests": report.requests if report else None,
+        "error": outcome.error or outcome.disabled,
+    }
+
+
+async def _once(config: config_mod.Config) -> list[SourceOutcome]:
     from poller.app import App
     from poller.runner import Runner
 
@@ -153,9 +191,9 @@ async def _once(config: config_mod.Config) -> list[Any]:
 @main.command("check-config")
 @config_option
 def check_config(config_path: str | None) -> None:
-    """Validate the config file; exit 2 with one line naming the problem."""
+    """Validate the config file; exit 2 with one line per problem."""
     path = config_mod.resolve_path(config_path)
-    config = load_config(config_path)
+    config = load_config(config_path, daemon=True)
     workspaces = ", ".join(
         f"{ws.name} ({'+'.join(ws.sources.enabled()) or 'no sources'})" for ws in config.workspaces
     )
@@ -278,6 +316,8 @@ async def _demo(store_path: str | None, duration: float | None) -> None:
     await ready.wait()
     with tempfile.TemporaryDirectory(prefix="poller-demo-") as tmp:
         path = store_path or f"{tmp}/demo.db"
+        # the demo picks its store's place, so it makes the directory (the daemon never does)
+        pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
         config = demo_config(f"http://127.0.0.1:{port}/v1", f"sqlite:///{path}")
         setup_logging(config)
         click.echo(
@@ -355,6 +395,12 @@ def status(config_path: str | None, as_json: bool) -> None:
             ],
         )
     )
+    for row in report["sinks"]:
+        if not row["configured"]:
+            click.echo(
+                f"sink {row['sink']}: not configured; its deliveries wait in the store "
+                "until a sink of that name comes back"
+            )
     if report["leases"]:
         for row in report["leases"]:
             row["expires"] = render.until(row["expires_at"], report["now"])
@@ -454,6 +500,111 @@ def parse_time(value: str | None) -> dt.datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
+@events.command("tail")
+@config_option
+@json_option
+@click.option("--type", "event_type", default=None, help="Only types matching this glob.")
+@click.option("--workspace", default=None, help="Only events of this workspace.")
+@click.option("--since", default=None, help="Start with events recorded since TIME or AGE.")
+@click.option(
+    "-n", "--lines", "last", type=click.IntRange(0), default=None, help="Start with the last N."
+)
+@click.option(
+    "--interval",
+    type=click.FloatRange(0.05, 60),
+    default=0.5,
+    show_default=True,
+    help="Seconds between two reads of the store.",
+)
+@guarded
+def events_tail(
+    config_path: str | None,
+    as_json: bool,
+    event_type: str | None,
+    workspace: str | None,
+    since: str | None,
+    last: int | None,
+    interval: float,
+) -> None:
+    """Follow events as they are recorded, from now, until Ctrl-C (works beside the daemon)."""
+    import threading
+
+    from poller import store, tail
+    from poller.sinks.base import dumps
+    from poller.store.feed import Feed
+
+    config = load_config(config_path)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda _signum, _frame: stop.set())
+
+    def emit(event: Any) -> None:
+        click.echo(dumps(event.envelope()).decode() if as_json else tail.line(event))
+
+    def on_error(problem: str | None) -> None:
+        message = f"store unavailable, retrying: {problem}" if problem else "store back"
+        click.echo(f"poller: {message}", err=True)
+
+    engine = store.create_engine(config.store.url, create=False)
+    try:
+        feed = Feed(engine)
+        start = feed.start(
+            since=parse_time(since), last=last, event_type=event_type, workspace=workspace
+        )
+        tail.follow(
+            feed,
+            start,
+            stop=stop,
+            emit=emit,
+            matches=tail.matcher(event_type, workspace),
+            on_error=on_error,
+            interval=interval,
+        )
+    except BrokenPipeError:  # the reader went away (| head): done, quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    finally:
+        engine.dispose()
+
+
+@events.command("schema")
+@click.argument("event_type", required=False)
+@click.option("--cloudevents", is_flag=True, help="The CloudEvents 1.0 form (format: cloudevents).")
+@click.option("--asyncapi", "as_asyncapi", is_flag=True, help="The AsyncAPI 3.0 document.")
+@click.option(
+    "--write",
+    "directory",
+    default=None,
+    metavar="DIR",
+    help="Write every document under DIR (as docs/events/ keeps them).",
+)
+def events_schema(
+    event_type: str | None, cloudevents: bool, as_asyncapi: bool, directory: str | None
+) -> None:
+    """JSON Schema of events (one TYPE, or any), or the AsyncAPI document of every channel."""
+    from pathlib import Path
+
+    from poller import asyncapi, eventdocs, eventschema
+
+    if directory is not None:
+        for path in eventdocs.write(Path(directory)):
+            click.echo(str(path))
+        return
+    if as_asyncapi:
+        click.echo(eventdocs.dumps(asyncapi.document()), nl=False)
+        return
+    form = eventschema.CLOUDEVENTS if cloudevents else eventschema.ENVELOPE
+    if event_type is None:
+        click.echo(eventdocs.dumps(eventschema.combined(form)), nl=False)
+        return
+    try:
+        document = eventschema.schema(event_type, form)
+    except KeyError:
+        known = ", ".join(t.name for t in eventschema.event_types())
+        fail(f"no event type {event_type!r}; known types: {known}", EXIT_USAGE)
+        return
+    click.echo(eventdocs.dumps(document), nl=False)
+
+
 @events.command("replay")
 @config_option
 @click.argument("event_ids", nargs=-1)
@@ -472,6 +623,8 @@ def events_replay(
     if not event_ids and since is None:
         fail("name event ids or give --since", EXIT_USAGE)
     config = load_config(config_path)
+    if sink is not None:
+        known_sink(config, sink)
     with opened_store(config) as (_store, outbox):
         if event_ids:
             unknown = sorted(set(event_ids) - outbox.known_event_ids(list(event_ids)))
@@ -487,9 +640,15 @@ def events_replay(
     click.echo(f"queued {count} deliver{'y' if count == 1 else 'ies'}")
 
 
+def known_sink(config: config_mod.Config, name: str) -> None:
+    """Exit 2 unless ``name`` is a sink of the config file."""
+    if name not in {s.name for s in config.sinks}:
+        fail(f"no sink named {name!r} in {config.source}", EXIT_USAGE)
+
+
 @main.group()
 def sinks() -> None:
-    """Inspect and re-enable sinks."""
+    """Inspect, test and re-enable sinks."""
 
 
 @sinks.command("list")
@@ -514,6 +673,31 @@ def sinks_list(config_path: str | None, as_json: bool) -> None:
         )
 
 
+@sinks.command("test")
+@config_option
+@click.argument("name")
+@guarded
+def sinks_test(config_path: str | None, name: str) -> None:
+    """Send one signed poller.test event through a sink and print what the receiver answered.
+
+    The event goes through the same sink code and signing as real ones but is not
+    recorded: the outbox and its deliveries are left as they were. Exit 0 when delivered.
+    """
+    from poller import sinkcheck
+
+    config = load_config(config_path)
+    sink = next((s for s in config.sinks if s.name == name), None)
+    if sink is None:
+        known = ", ".join(s.name for s in config.sinks)
+        fail(f"no sink named {name!r} in {config.source} (sinks: {known})", EXIT_USAGE)
+        return
+    event, outcome = run_async(sinkcheck.send(config, sink, now=utils.utcnow()))
+    line = sinkcheck.describe(name, event, outcome)
+    if not outcome.ok:
+        fail(line)
+    click.echo(line)
+
+
 @sinks.command("enable")
 @config_option
 @click.argument("name")
@@ -523,8 +707,7 @@ def sinks_enable(config_path: str | None, name: str) -> None:
     import dataclasses
 
     config = load_config(config_path)
-    if name not in {s.name for s in config.sinks}:
-        fail(f"no sink named {name!r} in {config.source}", EXIT_USAGE)
+    known_sink(config, name)
     with opened_store(config) as (_store, outbox):
         state = outbox.sink_state(name)
         outbox.save_sink_state(
@@ -537,6 +720,53 @@ def sinks_enable(config_path: str | None, name: str) -> None:
     click.echo(
         f"sink {name} enabled; {released} waiting deliver{'y' if released == 1 else 'ies'} due now"
     )
+
+
+@main.group()
+def db() -> None:
+    """The store's schema: where it stands, and upgrading it."""
+
+
+@db.command("current")
+@config_option
+@json_option
+@guarded
+def db_current(config_path: str | None, as_json: bool) -> None:
+    """The store's schema revision and the one this poller needs."""
+    from poller import store
+    from poller.store import migrate
+
+    config = load_config(config_path)
+    engine = store.open_engine(config.store.url, create=False)
+    with store.opening(engine, config.store.url):
+        schema = migrate.status(engine)
+    engine.dispose()
+    if as_json:
+        fields = ("current", "head", "up_to_date", "legacy", "empty")
+        click.echo(render.to_json({k: getattr(schema, k) for k in fields}))
+    else:
+        click.echo(schema.describe())
+
+
+@db.command("upgrade")
+@config_option
+@guarded
+def db_upgrade(config_path: str | None) -> None:
+    """Bring the store's schema to this poller's revision (the daemon also does it at start)."""
+    from poller import store
+    from poller.store import migrate
+
+    config = load_config(config_path)
+    engine = store.open_engine(config.store.url, create=False)
+    with store.opening(engine, config.store.url):
+        if migrate.status(engine).empty:
+            migrate.check(engine, where=store.safe_url(config.store.url))  # says: no store yet
+        before, after = migrate.upgrade(engine)
+    engine.dispose()
+    if before.up_to_date:
+        click.echo(f"the store is at {after.current}, this poller's revision: nothing to do")
+    else:
+        click.echo(f"upgraded the store from {before.describe()} to {after.current}")
 
 
 from poller.cli_action import action  # noqa: E402  (it builds on the helpers above)

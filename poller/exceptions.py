@@ -3,7 +3,8 @@
 ::
 
     PollerError
-    ├── ConfigError            the configuration is invalid; the message says what to change
+    ├── ConfigError            the configuration is invalid; one line per problem, each saying
+    │                          what to change
     ├── UsageError             command-line input poller cannot use (a missing file, bad JSON)
     ├── ServiceError           a part of the daemon (a listener) stopped on its own
     ├── StoreError             the store cannot be opened or used
@@ -21,6 +22,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class PollerError(Exception):
     """Base class of every error poller raises on purpose."""
@@ -29,7 +32,9 @@ class PollerError(Exception):
 class ConfigError(PollerError):
     """The configuration is invalid.
 
-    ``str()`` is one line naming the file, the line (when known), the key and what to change.
+    Each problem is one line naming the file, the line (when known), the key and what to
+    change. An error found with others holds them all in ``problems`` (in file order) and
+    its ``str()`` has one line each; a lone error's ``problems`` is itself.
     """
 
     def __init__(
@@ -39,12 +44,24 @@ class ConfigError(PollerError):
         key: str | None = None,
         path: str | None = None,
         line: int | None = None,
+        problems: Sequence[ConfigError] = (),
     ) -> None:
         self.message = message
         self.key = key
         self.path = path
         self.line = line
-        super().__init__(self.render())
+        self.problems: tuple[ConfigError, ...] = tuple(problems) or (self,)
+        super().__init__("\n".join(problem.render() for problem in self.problems))
+
+    @classmethod
+    def several(cls, problems: Sequence[ConfigError]) -> ConfigError:
+        """One error standing for ``problems`` (at least one), named after the first."""
+        if len(problems) == 1:
+            return problems[0]
+        first = problems[0]
+        return cls(
+            first.message, key=first.key, path=first.path, line=first.line, problems=problems
+        )
 
     def render(self) -> str:
         where = ""

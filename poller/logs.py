@@ -1,5 +1,8 @@
 """Structured logs: JSON lines off a terminal, readable colour on one, secrets masked.
 
+The libraries' stdlib logging goes through the same chain (structlog's
+``ProcessorFormatter``): one JSON object per line whoever wrote it, ``logger`` naming it.
+
 Every log line passes through ``Redactor``, which masks the configured secrets (API keys,
 webhook secrets, the proxy token) wherever they appear in the event dict, and the values
 of keys that name credentials (``authorization``, ``api_key``, ``secret``, ``token``…).
@@ -8,6 +11,7 @@ of keys that name credentials (``authorization``, ``api_key``, ``secret``, ``tok
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 from collections.abc import Iterable, Mapping, MutableMapping
@@ -79,10 +83,21 @@ REDACTOR = Redactor()
 """The process's redactor; ``configure`` loads the secrets of the current config into it."""
 
 
+def colour(stream: TextIO, environ: Mapping[str, str] | None = None) -> bool:
+    """Whether lines written to ``stream`` may carry ANSI colour.
+
+    Only on a terminal, and never while ``NO_COLOR`` is set to anything but the empty
+    string (https://no-color.org).
+    """
+    env = os.environ if environ is None else environ
+    tty = hasattr(stream, "isatty") and stream.isatty()
+    return tty and not env.get("NO_COLOR")
+
+
 def _renderer(fmt: str, stream: TextIO) -> Any:
     tty = hasattr(stream, "isatty") and stream.isatty()
     if fmt == "console" or (fmt == "auto" and tty):
-        return structlog.dev.ConsoleRenderer(colors=tty)
+        return structlog.dev.ConsoleRenderer(colors=colour(stream))
     return structlog.processors.JSONRenderer()
 
 

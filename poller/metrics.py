@@ -4,7 +4,11 @@ Counters and histograms are observed where things happen: the API client reports
 request through its ``observe`` hook, the runner reports each poll, the sink workers report
 each attempt through ``on_result``. The outbox figures and the sinks' circuits are read when
 ``/metrics`` is scraped, by a collector that queries the store (scrapes run off the event
-loop). Every name starts with ``poller_`` and carries its unit.
+loop). Every name of poller's own starts with ``poller_`` and carries its unit; the registry
+also serves the standard ``process_*`` and ``python_*`` collectors.
+
+Every label set a documented alert matches exists from the start (each outcome of each
+source and sink at 0), so ``increase()`` sees the first occurrence too.
 """
 
 from __future__ import annotations
@@ -13,7 +17,16 @@ import datetime as dt
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
@@ -29,7 +42,7 @@ from poller.exceptions import (
 )
 from poller.health import PollResult
 from poller.model import Delivery, Event, Outcome
-from poller.store.outbox import Outbox, SinkState
+from poller.store.outbox import DEAD, Outbox, SinkState
 
 log = structlog.get_logger("poller.metrics")
 
@@ -45,8 +58,10 @@ _API_OUTCOMES: tuple[tuple[type[ApiError], str], ...] = (
     (GarbledError, "garbled"),
     (ApiError, "client_error"),
 )
+API_OUTCOMES = ("ok", *(name for _cls, name in _API_OUTCOMES), "error")
 POLL_OUTCOMES = ("ok", "error", "disabled")
 DELIVERY_OUTCOMES = ("delivered", "failed", "rejected", "gone")
+RELOAD_OUTCOMES = ("applied", "refused")
 
 
 def api_outcome(exc: BaseException | None) -> str:
@@ -80,6 +95,12 @@ class Metrics:
         self.polls = Counter(
             "poller_polls", "Polls of a source, by outcome.", [*source, "outcome"], registry=r
         )
+        self.polls_skipped = Counter(
+            "poller_polls_skipped",
+            "Scheduled polls of a source skipped because its previous poll was still running.",
+            source,
+            registry=r,
+        )
         self.api_requests = Counter(
             "poller_api_requests",
             "HTTP requests to the Mistral API, by source and outcome.",
@@ -102,6 +123,12 @@ class Metrics:
             "poller_deliveries",
             "Delivery attempts, by sink and outcome.",
             ["sink", "outcome"],
+            registry=r,
+        )
+        self.dead = Counter(
+            "poller_deliveries_dead",
+            "Deliveries given up (schedule spent or past retry.max_age), by sink.",
+            ["sink"],
             registry=r,
         )
         self.delivery_latency = Histogram(
@@ -146,9 +173,19 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.proxy_dropped = Counter(
+            "poller_proxy_calls_dropped",
+            "Proxied calls not recorded because the recorder's queue was full (proxy.queue_size).",
+            registry=r,
+        )
+        for outcome in RELOAD_OUTCOMES:
+            self.reloads.labels(outcome)
         Gauge("poller_build_info", "poller's version; always 1.", ["version"], registry=r).labels(
             __version__
         ).set(1)
+        ProcessCollector(registry=r)  # process_resident_memory_bytes, _open_fds, _start_time…
+        PlatformCollector(registry=r)  # python_info
+        GCCollector(registry=r)  # python_gc_* (CPython)
 
     # -- registration ------------------------------------------------------------------
 
@@ -156,14 +193,21 @@ class Metrics:
         """Create the series of a source (so they exist before its first poll)."""
         for outcome in POLL_OUTCOMES:
             self.polls.labels(workspace, source, outcome)
+        for outcome in API_OUTCOMES:
+            self.api_requests.labels(workspace, source, outcome)
+        self.api_latency.labels(workspace, source)
+        self.polls_skipped.labels(workspace, source)
         self.interval.labels(workspace, source).set(interval)
         self.error_streak.labels(workspace, source).set(0)
         self.backoff.labels(workspace, source).set(0)
         self.disabled.labels(workspace, source).set(0)
 
     def track_sink(self, sink: str) -> None:
+        """Create the series of a sink (so they exist before its first delivery)."""
         for outcome in DELIVERY_OUTCOMES:
             self.deliveries.labels(sink, outcome)
+        self.dead.labels(sink)
+        self.delivery_latency.labels(sink)
 
     def watch_outbox(
         self,
@@ -211,13 +255,23 @@ class Metrics:
         )
         self.disabled.labels(workspace, source).set(1 if result.disabled else 0)
 
+    def observe_skipped_poll(self, workspace: str, source: str) -> None:
+        """A scheduled poll that did not start: the source's previous one still runs."""
+        self.polls_skipped.labels(workspace, source).inc()
+
     def observe_delivery(
         self, sink: str, delivery: Delivery, outcome: Outcome, status: str
     ) -> None:
         """A sink worker's ``on_result`` hook."""
         self.deliveries.labels(sink, delivery_outcome(outcome)).inc()
+        if status == DEAD:
+            self.dead.labels(sink).inc()
         if outcome.duration_ms is not None:
             self.delivery_latency.labels(sink).observe(outcome.duration_ms / 1000.0)
+
+    def observe_expired(self, sink: str, count: int) -> None:
+        """A sink worker's ``on_expired`` hook: ``count`` deliveries passed ``retry.max_age``."""
+        self.dead.labels(sink).inc(count)
 
     def exposition(self) -> bytes:
         """The registry in Prometheus' text format (queries the store: call it off the loop)."""

@@ -113,3 +113,5 @@ class Outcome:
     """The receiver answered 410 Gone: the sink must stop until re-enabled."""
     rejected: bool = False
     """The receiver refused this payload (a 4xx) while being reachable."""
+    detail: str | None = None
+    """What the receiver answered, briefly (the start of a 2xx body), for ``sinks test``."""

@@ -8,8 +8,12 @@ Two ways to look:
 - **incremental** (jobs between reconciles): the newest-first head since the cursor (new
   jobs), the active set (outcomes), and a direct GET for each tracked job that left the
   active set. Its cost follows the number of moving jobs, never the history.
+- **tail** (files between reconciles, once a full listing showed their order): only the
+  end of the listing where new items appear, and the answered total to tell whether
+  anything else changed; when it did, a full listing (``poller.listorder``).
 
-Either way every write of the poll goes through ``Store.commit_poll``'s one transaction.
+Either way every write of the poll goes through ``Store.commit_poll``'s one transaction,
+begun once everything was fetched: no request to the API happens while it is open.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Any, TypeVar
 
 import structlog
 
-from poller import utils
+from poller import listorder, staging, utils
 from poller.diff import DiffResult, diff
 from poller.exceptions import ApiError, GarbledError
 from poller.mistral.client import MistralClient
@@ -37,8 +41,6 @@ T = TypeVar("T")
 HEAD_OVERLAP = 60
 """Seconds the incremental head looks back before the cursor (clock granularity, skew)."""
 CONFIRM_CONCURRENCY = 4
-FLUSH_ROWS = 1000
-"""Snapshot rows a full listing buffers before writing them into its open transaction."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -49,6 +51,7 @@ class Settings:
     emit_existing: bool = False
     reconcile_interval: float = 600.0
     mass_delete_threshold: float = 0.5
+    mass_delete_min: int = 10
     incremental: bool = True
 
 
@@ -111,6 +114,9 @@ class SourcePoller:
         self.fence = fence
         """First call of each poll's write transaction (a replica's lease check), if any."""
         self.log = log.bind(workspace=settings.workspace, source=spec.name)
+        self.order: listorder.Order | None = None
+        """The order the last full listing showed (tail sources), until a page breaks it."""
+        self.page_size = client.page_size
 
     @property
     def workspace(self) -> str:
@@ -123,25 +129,33 @@ class SourcePoller:
         before_requests = self.client.requests
         if self._incremental_due(state, now):
             report = await self._incremental(state, now)
+        elif self._tail_due(state, now):
+            report = await self._tail(state, now)
         else:
             report = await self._full(state, now)
         return dataclasses.replace(report, requests=self.client.requests - before_requests)
 
-    def _incremental_due(self, state: SourceState, now: dt.datetime) -> bool:
-        if not (self.settings.incremental and self.spec.has_lifecycle and state.baselined):
-            return False
-        if state.last_reconcile_at is None:
+    def _reconciled(self, state: SourceState, now: dt.datetime) -> bool:
+        """Whether the source was listed in full less than a reconcile interval ago."""
+        if not (self.settings.incremental and state.baselined) or state.last_reconcile_at is None:
             return False
         since = (now - state.last_reconcile_at).total_seconds()
         return since < self.settings.reconcile_interval
 
+    def _incremental_due(self, state: SourceState, now: dt.datetime) -> bool:
+        return self.spec.has_lifecycle and self._reconciled(state, now)
+
+    def _tail_due(self, state: SourceState, now: dt.datetime) -> bool:
+        return self.spec.tail and self.order is not None and self._reconciled(state, now)
+
     # -- full listing ------------------------------------------------------------------
 
     async def _full(self, state: SourceState, now: dt.datetime) -> PollReport:
-        """Stream the whole listing page by page against the snapshot, in one transaction.
+        """Stream the whole listing page by page against the snapshot; write it all at once.
 
         Memory stays flat whatever the history: a page, the ids of the listing and of the
-        snapshot, and what changed — never the whole listing or the whole snapshot at once.
+        snapshot, and what changed (staged in ``Staging``) — never the whole listing or the
+        whole snapshot at once. The store's write transaction is held only to apply it.
         """
         baseline = not state.baselined
         announce = self.settings.emit_existing or not baseline
@@ -149,13 +163,13 @@ class SourcePoller:
         pager = self.client.pages(self.spec.list_path, paged=self.spec.paged)
         listed: set[str] = set()
         ordered: list[tuple[int, int, Event]] = []
-        pending: list[Resource] = []
         cursor = state.cursor
-        with self.store.writer(
-            self.workspace, self.spec.name, now, active=self._active, fence=self.fence
-        ) as writer:
+        watch = listorder.OrderWatch()
+        self.order = None
+        with staging.Staging() as staged:
             async for page in pager:
                 seen = self._resources(page)
+                watch.feed(r.created for r in seen)
                 listed.update(r.id for r in seen)
                 known = [r.id for r in seen if r.id in stored]
                 before = (
@@ -172,11 +186,8 @@ class SourcePoller:
                 ordered.extend(
                     (created.get(e.resource_id, 0), len(ordered), e) for e in result.events
                 )
-                pending.extend(result.upserts)
+                staged.add(result.upserts)
                 cursor = newest(cursor, seen)
-                if len(pending) >= FLUSH_ROWS:
-                    await settled(writer.write, pending)
-                    pending = []
             if baseline and not pager.complete:
                 # a baseline must see everything, or what it missed would be announced as
                 # new later; nothing is written, and the next poll takes it again
@@ -187,7 +198,7 @@ class SourcePoller:
                     path=self.spec.list_path,
                 )
             events = [e for _, _, e in sorted(ordered, key=lambda x: (x[0], x[1]))]
-            removals: tuple[str, ...] = ()
+            change = DiffResult()
             held_since, held = state.held_since, state.held_count
             if not baseline and not pager.complete:
                 self.log.warning(
@@ -205,21 +216,28 @@ class SourcePoller:
                         self.spec.name,
                         [*gone, *(r.id for r in found)],
                     )
-                    result = diff(
+                    change = diff(
                         self.spec, before, found, gone=gone, workspace=self.workspace, now=now
                     )
-                    events.extend(result.events)
-                    pending.extend(result.upserts)
-                    removals = result.removals
-            await settled(writer.write, pending, removals)
-            recorded = await settled(
-                writer.commit,
-                events,
+            commit = PollCommit(
+                workspace=self.workspace,
+                source=self.spec.name,
+                result=dataclasses.replace(change, events=(*events, *change.events)),
+                now=now,
                 cursor=cursor,
                 reconciled=True,
                 held_since=held_since,
                 held_count=held,
             )
+            recorded = await settled(
+                self.store.commit_poll,
+                commit,
+                active=self._active,
+                staged=staged.chunks(),
+                fence=self.fence,
+            )
+        if self.spec.tail and pager.complete:
+            self.order, self.page_size = watch.order(), pager.size
         if baseline:
             self.log.info("baseline_recorded", items=len(listed), announced=len(recorded))
         return PollReport(
@@ -245,15 +263,18 @@ class SourcePoller:
         """Which remembered items are really gone: (gone, found after all, held_since, held).
 
         An item absent from a complete listing is gone only when a direct GET answers 404.
-        When the listing would delete too much (it is empty, or over the threshold), the
-        deletions are held until a second listing a reconcile interval later agrees.
+        When the listing would delete too much (at least ``mass_delete_min`` items and more
+        than the threshold's share), the deletions are held until a second listing a
+        reconcile interval later agrees.
         """
         missing = sorted(stored - listed)
         if not missing:
             if state.held_since is not None:
                 self.log.info("deletions_released", reason="the listing is whole again")
             return [], [], None, 0
-        too_many = not listed or len(missing) > self.settings.mass_delete_threshold * len(stored)
+        too_many = len(missing) >= self.settings.mass_delete_min and len(
+            missing
+        ) > self.settings.mass_delete_threshold * len(stored)
         if too_many:
             held_since = state.held_since or now
             waited = (now - held_since).total_seconds()
@@ -280,7 +301,7 @@ class SourcePoller:
         async def one(rid: str) -> None:
             async with semaphore:
                 try:
-                    item = await self.client.get_item(self.spec.item_path.format(id=rid))
+                    item = await self.client.get_item(self.spec.item_url(rid))
                 except ApiError as exc:
                     self.log.warning("confirm_failed", resource_id=rid, error=str(exc))
                     return
@@ -325,22 +346,57 @@ class SourcePoller:
         result = diff(
             self.spec, before, seen.values(), gone=gone, workspace=self.workspace, now=now
         )
-        events = await self._commit(
-            result,
-            now,
-            seen.values(),
-            reconciled=False,
-            state=state,
-            held_since=state.held_since,
-            held=state.held_count,
-        )
-        return PollReport(
-            source=self.spec.name,
-            mode="incremental",
-            events=tuple(events),
-            active=await self._active_count(),
-            requests=0,
-        )
+        return await self._commit(result, now, seen.values(), state)
+
+    # -- tail --------------------------------------------------------------------------
+
+    async def _tail(self, state: SourceState, now: dt.datetime) -> PollReport:
+        """Read the end of the listing where new items appear; list in full if more changed."""
+        assert self.order is not None
+        order, size = self.order, self.page_size
+        tracked, _ = await asyncio.to_thread(self.store.counts, self.workspace, self.spec.name)
+        expected = tracked - state.held_count
+        page = listorder.first_page(order, expected, size)
+        watch = listorder.OrderWatch()
+        total: int | None = None
+        read: set[str] = set()
+        seen: list[Resource] = []
+        before: dict[str, Resource] = {}
+        while True:
+            listing = await self.client.list_page(self.spec.list_path, page=page, page_size=size)
+            total = listing.total if total is None else total
+            fresh = self._resources(i for i in listing.items if i["id"] not in read)
+            read.update(r.id for r in fresh)
+            watch.feed(r.created for r in fresh)
+            if total is None or not watch.keeps(order):
+                break
+            known = await asyncio.to_thread(
+                self.store.load_resources, self.workspace, self.spec.name, [r.id for r in fresh]
+            )
+            before.update(known)
+            stop = False
+            for r in fresh:
+                if listorder.reached_known(order, r.id in known, r.created, state.cursor):
+                    stop = True
+                    break
+                seen.append(r)
+            if stop or listorder.last_page(page, len(listing.items), size, total):
+                break
+            page += 1
+        new = sum(r.id not in before for r in seen)
+        if not watch.keeps(order) or not listorder.balanced(total, expected, new):
+            self.log.info(
+                "listing_changed",
+                order=order if watch.keeps(order) else "broken",
+                expected=expected,
+                new=new,
+                total=total,
+                consequence="full listing",
+            )
+            self.order = None
+            return await self._full(state, now)
+        result = diff(self.spec, before, seen, workspace=self.workspace, now=now)
+        return await self._commit(result, now, seen, state)
 
     # -- shared ------------------------------------------------------------------------
 
@@ -348,29 +404,28 @@ class SourcePoller:
         return [self.spec.to_resource(item) for item in items if self.spec.tracks(item)]
 
     async def _commit(
-        self,
-        result: DiffResult,
-        now: dt.datetime,
-        seen: Iterable[Resource],
-        *,
-        reconciled: bool,
-        state: SourceState,
-        held_since: dt.datetime | None = None,
-        held: int = 0,
-    ) -> list[Event]:
-        cursor = newest(state.cursor, seen)
+        self, result: DiffResult, now: dt.datetime, seen: Iterable[Resource], state: SourceState
+    ) -> PollReport:
+        """Commit an incremental poll (no deletions, held ones kept as they are)."""
         commit = PollCommit(
             workspace=self.workspace,
             source=self.spec.name,
             result=result,
             now=now,
-            cursor=cursor,
-            reconciled=reconciled,
-            held_since=held_since,
-            held_count=held,
+            cursor=newest(state.cursor, seen),
+            held_since=state.held_since,
+            held_count=state.held_count,
         )
-        return await asyncio.to_thread(
+        events = await settled(
             self.store.commit_poll, commit, active=self._active, fence=self.fence
+        )
+        return PollReport(
+            source=self.spec.name,
+            mode="incremental",
+            events=tuple(events),
+            active=await self._active_count(),
+            requests=0,
+            held=state.held_count,
         )
 
     async def _active_count(self) -> int:

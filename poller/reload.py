@@ -178,9 +178,11 @@ class Reloader:
             new = await asyncio.to_thread(self.load, source)
         except ConfigError as exc:
             self.app.metrics.reloads.labels("refused").inc()
+            problems = [self.app.redactor.redact(p.render()) for p in exc.problems]
             log.error(
                 "config_reload_refused",
-                reason=self.app.redactor.redact(str(exc)),
+                reason=problems[0],
+                problems=problems,
                 consequence="the running configuration stays",
             )
             self._ready()

@@ -10,11 +10,21 @@ from typing import Any
 from poller import utils
 
 
+def stamp(moment: dt.datetime) -> str:
+    """A moment as tables show it: UTC to the second, zone written, ``2026-11-28 10:42:07Z``.
+
+    A moment without a zone (as some drivers return them) is taken to be UTC already.
+    """
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, dt.datetime):
-        return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+        return stamp(value)
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):

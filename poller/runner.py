@@ -3,8 +3,11 @@
 Each source is its own job (``max_instances=1``, coalesced, no misfire limit), each poll
 runs under a timeout, and after each poll the job's next run is set from the source's
 pace: the active interval while it has jobs moving, the idle one otherwise, backing off
-after errors. Sink workers run beside the jobs as tasks. ``stop`` (set by SIGTERM/SIGINT)
-ends it all: polls finish their current step, workers get a grace period, clients close.
+after errors. A run that falls due while the source's previous poll still runs is skipped:
+counted each time, logged once per episode (``poll_skipped_still_running``, then
+``poll_caught_up`` when that poll ends). Sink workers run beside the jobs as tasks.
+``stop`` (set by SIGTERM/SIGINT) ends it all: polls finish their current step, workers get
+a grace period, clients close.
 """
 
 from __future__ import annotations
@@ -12,12 +15,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import logging
 import random
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 import structlog
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -29,6 +34,22 @@ from poller.polling import PollReport, SourcePoller
 log = structlog.get_logger("poller.runner")
 
 T = TypeVar("T")
+
+_SKIP_NOTICE = "maximum number of running instances reached"
+
+
+class _SkipNoticeFilter(logging.Filter):
+    """Drops APScheduler's prose line about a skipped run: the runner logs its own event."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return _SKIP_NOTICE not in str(record.msg)
+
+
+def _scheduler_logger() -> logging.Logger:
+    logger = logging.getLogger("apscheduler.scheduler")
+    if not any(isinstance(f, _SkipNoticeFilter) for f in logger.filters):
+        logger.addFilter(_SkipNoticeFilter())
+    return logger
 
 
 async def _bound(work: Awaitable[T], **context: Any) -> T:
@@ -49,6 +70,21 @@ class SourceHealth:
     next_delay: float = 0.0
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class SourceOutcome:
+    """How one source's poll of ``poller once`` went: a report, an error, or switched off."""
+
+    workspace: str
+    source: str
+    report: PollReport | None = None
+    error: str | None = None
+    disabled: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+
 class Runner:
     """Polls every enabled source and delivers to every sink until stopped."""
 
@@ -63,6 +99,8 @@ class Runner:
         self._grace = 10.0
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._worker_stops: dict[str, asyncio.Event] = {}
+        self._skipped: dict[str, int] = {}
+        """Job ids whose runs are being skipped, and how many so far in this episode."""
 
     # -- one poll ----------------------------------------------------------------------
 
@@ -168,6 +206,11 @@ class Runner:
         finally:
             if task is not None:
                 self._polls.discard(task)
+            skipped = self._skipped.pop(job_id, 0)
+            if skipped:
+                log.info(
+                    "poll_caught_up", workspace=ws.name, source=poller.spec.name, skipped=skipped
+                )
         scheduler = self._scheduler
         if scheduler is None or self._stopping:
             return
@@ -179,6 +222,15 @@ class Runner:
             return
         when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=health.next_delay)
         job.modify(next_run_time=when)
+
+    def _on_skipped(self, event: JobSubmissionEvent) -> None:
+        """APScheduler did not start a run: the source's previous poll is still running."""
+        workspace, _, source = event.job_id.partition("/")
+        self.app.metrics.observe_skipped_poll(workspace, source)
+        count = self._skipped.get(event.job_id, 0)
+        self._skipped[event.job_id] = count + 1
+        if count == 0:
+            log.warning("poll_skipped_still_running", workspace=workspace, source=source)
 
     def start_worker(self, name: str) -> None:
         """Start the loop of ``app.workers[name]`` (at start, and when a reload adds a sink)."""
@@ -211,9 +263,16 @@ class Runner:
         if job.next_run_time is None or job.next_run_time > when:
             job.modify(next_run_time=when)
 
+    def hinted(self, workspace: str, source: str) -> None:
+        """A job joined ``source``'s active set outside a poll: poll at its active interval."""
+        ws = next((w for w in self.app.workspaces if w.name == workspace), None)
+        if ws is not None and source in ws.paces:
+            self.poll_soon(workspace, source, ws.paces[source].active_interval)
+
     async def run(self, stop: asyncio.Event, *, grace: float = 10.0) -> None:
         """Run until ``stop`` is set."""
         self._grace = grace
+        self.app.wakers.append(self.hinted)
         for name in list(self.app.workers):
             self.start_worker(name)
         services = [
@@ -231,7 +290,10 @@ class Runner:
 
         for task in services:
             task.add_done_callback(service_ended)
-        scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop(), timezone=dt.UTC)
+        scheduler = AsyncIOScheduler(
+            event_loop=asyncio.get_running_loop(), timezone=dt.UTC, logger=_scheduler_logger()
+        )
+        scheduler.add_listener(self._on_skipped, EVENT_JOB_MAX_INSTANCES)
         self._scheduler = scheduler
         leadership = self.app.leadership
         leading: asyncio.Task[None] | None = None
@@ -271,6 +333,7 @@ class Runner:
                 own.set()
             await asyncio.gather(*self._workers.values(), *services, return_exceptions=True)
             self._scheduler = None
+            self.app.wakers.remove(self.hinted)
             log.info("stopped")
         for task in services:
             if not task.cancelled() and task.exception() is not None:
@@ -313,13 +376,17 @@ class Runner:
                     job.remove()
         self.app.board.untrack(workspace)
 
-    async def once(self) -> list[PollReport]:
+    async def once(self) -> list[SourceOutcome]:
         """One poll of every source, then one delivery pass (``poller once``)."""
-        reports = []
+        outcomes = []
         for ws, poller in self.app.pollers():
             health = await self.poll_once(ws, poller)
-            if health.last_report is not None and health.error_streak == 0:
-                reports.append(health.last_report)
+            outcome = SourceOutcome(ws.name, poller.spec.name, disabled=health.disabled)
+            if health.error_streak:
+                outcome = dataclasses.replace(outcome, error=health.last_error or "failed")
+            elif not health.disabled:
+                outcome = dataclasses.replace(outcome, report=health.last_report)
+            outcomes.append(outcome)
         for worker in self.app.workers.values():
             await worker.flush()
-        return reports
+        return outcomes

@@ -7,6 +7,7 @@ in ``poller.polling``.
 from __future__ import annotations
 
 import dataclasses
+import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -42,6 +43,9 @@ class SourceSpec:
     """Statuses of a job still moving; empty for sources without a lifecycle."""
     include: Callable[[Mapping[str, Any]], bool] | None = None
     """Which listed items poller tracks (models: the fine-tuned ones)."""
+    tail: bool = False
+    """A paged list with a total and no time filter, read at its end between reconciles
+    (``poller.listorder``); every listed item must be tracked."""
     _keep: tuple[str, ...] = dataclasses.field(default=(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -65,6 +69,10 @@ class SourceSpec:
     def keep(self) -> tuple[str, ...]:
         """Top-level API fields kept in the snapshot: whatever any of its payloads read."""
         return self._keep
+
+    def item_url(self, id: str) -> str:
+        """The path of one item, its id quoted whole: ``#``, ``?``, ``/``, ``%`` stay in the id."""
+        return self.item_path.format(id=urllib.parse.quote(id, safe=""))
 
     def tracks(self, obj: Mapping[str, Any]) -> bool:
         return self.include is None or self.include(obj)
@@ -141,6 +149,7 @@ FILES = SourceSpec(
     created_field="created_at",
     created_action="uploaded",
     deleted_action="deleted",
+    tail=True,
 )
 
 MODELS = SourceSpec(

@@ -2,13 +2,17 @@
 
 ``WebhookReceiver`` is a real HTTP server in a background thread. It records every
 request and answers what it is told to (a status per call, a delay, a failure window),
-so tests exercise delivery over real sockets rather than a mocked client.
+so tests exercise delivery over real sockets rather than a mocked client. It also checks
+each event it receives against poller's published AsyncAPI document and event schemas
+(``event_problems``, with ``jsonschema`` installed), and fails its ``with`` block when one
+does not match.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import socket
 import threading
@@ -17,6 +21,8 @@ from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
+
+from poller import asyncapi, eventschema
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,17 +63,128 @@ def wait_port(port: int, limit: float = 15.0) -> None:
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
 
 
+ASYNCAPI_URI = "urn:poller:asyncapi"
+
+
+@functools.cache
+def _validator(pointer: str) -> Any:
+    """A validator of the schema at ``pointer`` in poller's AsyncAPI document."""
+    import jsonschema
+    import referencing
+    import referencing.jsonschema
+
+    resource = referencing.Resource.from_contents(
+        asyncapi.document(), default_specification=referencing.jsonschema.DRAFT202012
+    )
+    registry: Any = referencing.Registry().with_resource(ASYNCAPI_URI, resource)
+    return jsonschema.Draft202012Validator(
+        {"$ref": f"{ASYNCAPI_URI}#{pointer}"},
+        registry=registry,
+        format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER,
+    )
+
+
+@functools.cache
+def _standalone(name: str, form: str) -> Any:
+    import jsonschema
+
+    return jsonschema.Draft202012Validator(
+        eventschema.schema(name, form),
+        format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER,
+    )
+
+
+def event_problems(headers: dict[str, str], body: bytes, channel: str = "webhook") -> list[str]:
+    """What does not match poller's documents in one message (``[]`` when it all does).
+
+    The body is checked against the payload of its type's message on ``channel`` in the
+    AsyncAPI document and, where that payload is the event itself, against the type's
+    standalone JSON Schema (``docs/events/types``); the headers (as the transport names
+    them; lower-cased for HTTP) against the message's headers. Needs ``jsonschema``.
+    """
+    content_type = headers.get("content-type", headers.get("Content-Type", ""))
+    form = eventschema.CLOUDEVENTS if "cloudevents" in content_type else eventschema.ENVELOPE
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return ["the body is not JSON"]
+    name = str(document.get("type")) if isinstance(document, dict) else None
+    key = asyncapi.message_key(str(name), form)
+    message = asyncapi.document()["channels"][channel]["messages"].get(key)
+    if message is None:
+        return [f"no {form} message for type {name!r} on channel {channel}"]
+    base = f"/channels/{channel}/messages/{key}"
+    checks = [("payload", _validator(f"{base}/payload"), document)]
+    if message["payload"]["$ref"].endswith("/" + asyncapi.schema_key(str(name), form)):
+        checks.append(("schema", _standalone(str(name), form), document))
+    if "headers" in message:
+        checks.append(("headers", _validator(f"{base}/headers"), headers))
+    return [
+        f"{name} {what}: {'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}"
+        for what, validator, instance in checks
+        for e in validator.iter_errors(instance)
+    ]
+
+
+def document_problems(document: Any, form: str = eventschema.ENVELOPE) -> list[str]:
+    """What in one event document (an envelope, or a CloudEvents one) breaks its schema."""
+    name = document.get("type") if isinstance(document, dict) else None
+    if name not in {t.name for t in eventschema.event_types()}:
+        return [f"unknown event type {name!r}"]
+    return [
+        f"{name} {document.get('id')}: {'/'.join(map(str, e.absolute_path)) or '(root)'}: "
+        f"{e.message}"
+        for e in _standalone(name, form).iter_errors(document)
+    ]
+
+
+def recorded_problems(engine: Any) -> list[str]:
+    """What in the events a store recorded breaks their schemas, as sinks would send them."""
+    import sqlalchemy as sa
+
+    from poller.sinks.base import dumps
+    from poller.store.feed import Feed
+
+    if "events" not in sa.inspect(engine).get_table_names():
+        return []
+    feed, seq, problems = Feed(engine), 0, []
+    while rows := feed.after(seq, limit=1000):
+        for _seq, event in rows:
+            problems.extend(document_problems(json.loads(dumps(event.envelope()))))
+        seq = rows[-1][0]
+    return problems
+
+
+def _jsonschema_installed() -> bool:
+    try:
+        import jsonschema  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 class WebhookReceiver:
     """A local HTTP endpoint that records deliveries; use as a context manager.
 
     ``respond`` decides each answer from the request (default 200); ``delay`` slows every
-    answer. Requests are recorded whatever the answer, with the status given.
+    answer. Requests are recorded whatever the answer, with the status given. Every
+    request carrying a ``webhook-id`` is checked with ``event_problems`` (when ``validate``
+    is on, the default wherever ``jsonschema`` is installed); leaving the ``with`` block
+    raises ``AssertionError`` naming what did not match.
     """
 
-    def __init__(self, respond: Responder | None = None, *, delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        respond: Responder | None = None,
+        *,
+        delay: float = 0.0,
+        validate: bool | None = None,
+    ) -> None:
         self.respond: Responder = respond or (lambda _r: 200)
         self.delay = delay
+        self.validate = _jsonschema_installed() if validate is None else validate
         self.requests: list[Received] = []
+        self.problems: list[str] = []
         self._lock = threading.Condition()
         receiver = self
 
@@ -93,6 +210,10 @@ class WebhookReceiver:
                     0,
                     time.time(),
                 )
+                if receiver.validate and "webhook-id" in draft.headers:
+                    found = event_problems(draft.headers, body)
+                    with receiver._lock:
+                        receiver.problems.extend(found)
                 answer = receiver.respond(draft)
                 status, headers = answer if isinstance(answer, tuple) else (answer, {})
                 record = dataclasses.replace(draft, status=status)
@@ -132,6 +253,11 @@ class WebhookReceiver:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+        if exc_type is None and self.problems:
+            shown = "; ".join(self.problems[:5])
+            raise AssertionError(
+                f"{len(self.problems)} received event(s) do not match poller's schemas: {shown}"
+            )
 
     def close(self) -> None:
         if self._thread.is_alive():  # shutdown() waits forever for a loop that never ran

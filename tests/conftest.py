@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pathlib
 import uuid
 from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
+
+from poller import testing
 
 POSTGRES_URL = os.environ.get(
     "POLLER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -31,7 +35,7 @@ def postgres_reason() -> str | None:
 
 
 @pytest.fixture
-def postgres_url(postgres_reason: str | None) -> Iterator[str]:
+def postgres_url(request: pytest.FixtureRequest, postgres_reason: str | None) -> Iterator[str]:
     """A PostgreSQL URL whose search_path is a fresh schema, dropped afterwards."""
     if postgres_reason is not None:
         if os.environ.get("POLLER_REQUIRE_POSTGRES") == "1":
@@ -42,12 +46,16 @@ def postgres_url(postgres_reason: str | None) -> Iterator[str]:
     with admin.begin() as conn:
         conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
     url = sa.engine.make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    problems: list[str] = []
     try:
         yield url.render_as_string(hide_password=False)
+        if not request.node.get_closest_marker("foreign_events"):
+            problems = _recorded_problems(url.render_as_string(hide_password=False))
     finally:
         with admin.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+    assert not problems, f"events recorded off their schemas: {problems[:5]}"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -56,3 +64,30 @@ def store_url(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> str
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/poller.db"
     return str(request.getfixturevalue("postgres_url"))
+
+
+def _recorded_problems(url: str) -> list[str]:
+    """The schema problems of the events a store recorded (none when it cannot be read)."""
+    engine = sa.create_engine(url)
+    try:
+        with contextlib.suppress(sa.exc.SQLAlchemyError):
+            return testing.recorded_problems(engine)
+        return []
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def recorded_events_match_their_schemas(
+    request: pytest.FixtureRequest, tmp_path: pathlib.Path
+) -> Iterator[None]:
+    """After each test, every event a SQLite store under its tmp_path recorded matches its
+    published schema (docs/events); the PostgreSQL fixture checks its schema the same way.
+    A test that records events of its own making on purpose is marked ``foreign_events``."""
+    yield
+    if request.node.get_closest_marker("foreign_events"):
+        return
+    problems = [
+        p for db in sorted(tmp_path.rglob("*.db")) for p in _recorded_problems(f"sqlite:///{db}")
+    ]
+    assert not problems, f"events recorded off their schemas: {problems[:5]}"

@@ -4,7 +4,8 @@ The file as written (see ``docs/configuration.md``) is validated by :class:`Conf
 its ``*Section`` models; :func:`parse` then normalises it into :class:`Config`, whose values
 are effective: every workspace carries its merged ``poll`` and ``sources``, defaults are
 filled in, and nothing is left for callers to merge. Every problem becomes one
-:class:`~poller.exceptions.ConfigError` line ``<file>:<line>: <key>: <what to change>``.
+:class:`~poller.exceptions.ConfigError` line ``<file>:<line>: <key>: <what to change>``, and
+every problem found is reported at once (a file that is not YAML stops at its first).
 
 The parts, each importable on its own: ``fields`` (field types and value checks), ``models``
 (the pydantic models), ``reader`` (YAML with line numbers, ``${VAR}``), ``errors`` (pydantic
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import os
 import pathlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from poller.config.build import build
@@ -48,8 +49,11 @@ from poller.config.fields import (
 )
 from poller.config.models import (
     DEFAULT_STORE_URL,
+    SINK_EXTRAS,
     SINK_TYPES,
     SOURCE_NAMES,
+    AmqpSinkConfig,
+    BrokerSinkConfig,
     Config,
     ConfigFile,
     FileSinkConfig,
@@ -58,11 +62,14 @@ from poller.config.models import (
     LogConfig,
     LogSinkConfig,
     MistralSection,
+    MqttSinkConfig,
+    NatsSinkConfig,
     OpsConfig,
     PollConfig,
     PollOverrides,
     ProxyConfig,
     ProxySection,
+    RedisSinkConfig,
     RetryConfig,
     ShutdownConfig,
     SinkConfig,
@@ -85,11 +92,14 @@ __all__ = [
     "DEFAULT_STORE_URL",
     "EXAMPLE_PATH",
     "RESERVED_HEADERS",
+    "SINK_EXTRAS",
     "SINK_TYPES",
     "SOURCE_NAMES",
     "STORE_SCHEMES",
     "URL_PLACEHOLDERS",
+    "AmqpSinkConfig",
     "BaseUrl",
+    "BrokerSinkConfig",
     "Concurrency",
     "Config",
     "ConfigFile",
@@ -104,6 +114,8 @@ __all__ = [
     "LogConfig",
     "LogSinkConfig",
     "MistralSection",
+    "MqttSinkConfig",
+    "NatsSinkConfig",
     "OneLine",
     "OpsConfig",
     "OptionalSecret",
@@ -115,6 +127,7 @@ __all__ = [
     "PositiveInt",
     "ProxyConfig",
     "ProxySection",
+    "RedisSinkConfig",
     "RetryConfig",
     "ShutdownConfig",
     "SinkConfig",
@@ -152,8 +165,17 @@ def resolve_path(cli_value: str | None, environ: Mapping[str, str] | None = None
     return pathlib.Path(cli_value or env.get("POLLER_CONFIG") or DEFAULT_CONFIG_PATH)
 
 
-def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
-    """Read and validate the config file at ``path``."""
+def load(
+    path: str | os.PathLike[str],
+    environ: Mapping[str, str] | None = None,
+    *,
+    directory_exists: Callable[[str], bool] | None = None,
+) -> Config:
+    """Read and validate the config file at ``path``.
+
+    ``directory_exists`` (e.g. ``os.path.isdir``) makes a SQLite store whose directory is
+    missing one of the problems; without it the filesystem is not looked at.
+    """
     source = os.fspath(path)
     try:
         text = pathlib.Path(source).read_text(encoding="utf-8")
@@ -167,16 +189,20 @@ def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None)
         raise ConfigError(
             f"cannot read the config file: it is not UTF-8 text (byte {exc.start})", path=source
         ) from None
-    return parse(text, source=source, environ=environ)
+    return parse(text, source=source, environ=environ, directory_exists=directory_exists)
 
 
 def parse(
-    text: str, *, source: str = "<config>", environ: Mapping[str, str] | None = None
+    text: str,
+    *,
+    source: str = "<config>",
+    environ: Mapping[str, str] | None = None,
+    directory_exists: Callable[[str], bool] | None = None,
 ) -> Config:
     """Validate YAML ``text``; ``source`` names it in errors."""
     env = os.environ if environ is None else environ
     where = Where(source)
-    return build(read_yaml(text, where, env), where, env)
+    return build(read_yaml(text, where, env), where, env, directory_exists)
 
 
 def from_mapping(data: Mapping[str, Any], *, source: str = "<config>") -> Config:

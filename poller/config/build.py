@@ -2,11 +2,15 @@
 
 Every workspace gets its merged ``poll`` and ``sources``; sinks and the proxy are checked
 against the workspace names; the store URL falls back to systemd's ``$STATE_DIRECTORY``.
+Every problem found is reported, not only the first.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import importlib
+import math
+import os
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -15,7 +19,7 @@ from poller.config.errors import kind_of, translate
 from poller.config.fields import is_loopback, split_listen
 from poller.config.models import (
     DEFAULT_STORE_URL,
-    FILE,
+    SINK_EXTRAS,
     SOURCE_NAMES,
     Config,
     ConfigFile,
@@ -35,17 +39,26 @@ from poller.config.models import (
     SourceSection,
     SourcesSection,
     StoreConfig,
-    StoreSection,
     Workspace,
     WorkspaceFields,
     default_sinks,
+    file_context,
 )
 from poller.config.reader import EXAMPLE_PATH, Path, Where, dotted
 from poller.exceptions import ConfigError
 
 
-def build(data: Any, where: Where, environ: Mapping[str, str]) -> Config:
-    """The effective Config of ``data`` (shaped like the file), or its first problem."""
+def build(
+    data: Any,
+    where: Where,
+    environ: Mapping[str, str],
+    directory_exists: Callable[[str], bool] | None = None,
+) -> Config:
+    """The effective Config of ``data`` (shaped like the file), or every problem found in it.
+
+    ``directory_exists``, when given, is asked whether the directory of a SQLite store
+    exists: the daemon creates the database file but never its directory.
+    """
     if not isinstance(data, Mapping):
         raise ConfigError(
             "the file must be a mapping of sections (mistral, store, poll, sinks, ...), "
@@ -53,29 +66,49 @@ def build(data: Any, where: Where, environ: Mapping[str, str]) -> Config:
             path=where.source,
             line=where.line(()),
         )
+    written = data.get("store")
+    written = written.get("url") if isinstance(written, Mapping) else None
+    store = _store_default(written if isinstance(written, str) else None, environ)
+    # the bare default is left to the daemon: systemd's StateDirectory= or a package makes
+    # /var/lib/poller when the service starts, not before check-config runs
+    checked = written is not None or store != DEFAULT_STORE_URL
+    if directory_exists is not None and checked and not where.is_broken(("store", "url")):
+        _check_store_directory(store, written is not None, where, directory_exists)
+    context = file_context()
     try:
-        raw = ConfigFile.model_validate(data, context=FILE)
+        raw = ConfigFile.model_validate(data, context=context)
     except ValidationError as exc:
-        raise translate(exc, data, where) from None
+        raise _refused(where, translate(exc, data, where, context["unknown"])) from None
     workspaces = _workspaces(raw, where)
     names = [workspace.name for workspace in workspaces]
-    store_url = _store_default(raw.store, environ)
+    sinks = _sinks(raw.sinks, names, where)
+    proxy = _proxy(raw.proxy, workspaces, where)
+    ha = _ha(raw.ha, store, where)
+    if where.problems:
+        raise _refused(where)
     return Config(
         workspaces=workspaces,
-        store=StoreConfig(url=store_url),
-        ha=_ha(raw.ha, store_url, where),
-        sinks=_sinks(raw.sinks, names, where),
+        store=StoreConfig(url=store),
+        ha=ha,
+        sinks=sinks,
         ops=raw.ops or OpsConfig(),
         log=raw.log or LogConfig(),
         shutdown=raw.shutdown or ShutdownConfig(),
-        proxy=_proxy(raw.proxy, workspaces, where),
+        proxy=proxy,
         source=where.source,
     )
 
 
+def _refused(where: Where, more: list[ConfigError] | None = None) -> ConfigError:
+    """Every problem found, in file order (those without a line last), as one error."""
+    problems = [*where.problems, *(more or [])]
+    ordered = sorted(problems, key=lambda p: math.inf if p.line is None else p.line)
+    return ConfigError.several(ordered)
+
+
 def _workspaces(raw: ConfigFile, where: Where) -> tuple[Workspace, ...]:
     if raw.mistral is not None and raw.workspaces is not None:
-        raise where.error(
+        where.note(
             ("workspaces",),
             "give either mistral: (one workspace) or workspaces: (a list), not both",
             at="key",
@@ -89,11 +122,12 @@ def _workspaces(raw: ConfigFile, where: Where) -> tuple[Workspace, ...]:
     out = []
     for path, entry in entries:
         if entry.name in seen:
-            raise where.error(
+            where.note(
                 (*path, "name"),
                 f"duplicate workspace name '{entry.name}' (also {dotted(seen[entry.name])}); "
                 "give each workspace its own name",
             )
+            continue
         seen[entry.name] = path
         fields = {name: getattr(entry, name) for name in WorkspaceFields.model_fields}
         effective = _merge_poll(poll, entry.poll)
@@ -135,9 +169,9 @@ def _merge_sources(
     return SourcesConfig(**merged)
 
 
-def _store_default(raw: StoreSection | None, environ: Mapping[str, str]) -> str:
-    if raw is not None and raw.url is not None:
-        return raw.url
+def _store_default(written: str | None, environ: Mapping[str, str]) -> str:
+    if written is not None:
+        return written
     # systemd's StateDirectory= may list several directories, separated by ':'.
     state = environ.get("STATE_DIRECTORY", "").split(":")[0].rstrip("/")
     return f"sqlite:///{state}/poller.db" if state else DEFAULT_STORE_URL
@@ -147,7 +181,7 @@ def _ha(raw: HaConfig | None, store_url: str, where: Where) -> HaConfig:
     if raw is None:
         return HaConfig()
     if not store_url.startswith("postgresql"):
-        raise where.error(
+        where.note(
             ("ha",),
             "HA needs a PostgreSQL store shared by the replicas; set store.url to "
             "postgresql+psycopg://… "
@@ -155,6 +189,26 @@ def _ha(raw: HaConfig | None, store_url: str, where: Where) -> HaConfig:
             at="key",
         )
     return raw
+
+
+def _check_store_directory(
+    url: str, written: bool, where: Where, exists: Callable[[str], bool]
+) -> None:
+    """Note a SQLite store whose directory is missing: the daemon would not create it."""
+    scheme, _, rest = url.partition("://")
+    if not scheme.lower().startswith("sqlite") or not rest.startswith("/"):
+        return  # not SQLite, or not a file: the URL's own check reports it
+    database = rest[1:].partition("?")[0]
+    directory = os.path.dirname(database) or "."
+    if exists(directory):
+        return
+    if written:
+        message = f"the directory {directory} does not exist; create it "
+        change = "or change store.url"
+    else:
+        message = f"not set, so the store is {database}, but {directory} does not exist; create it "
+        change = "or set store.url"
+    where.note(("store", "url"), f"{message}(install -d -m 0700 {directory}) {change}")
 
 
 def _sinks(
@@ -165,19 +219,33 @@ def _sinks(
     seen: dict[str, int] = {}
     for i, sink in enumerate(raw):
         if sink.name in seen:
-            raise where.error(
+            where.note(
                 ("sinks", i, "name"),
                 f"duplicate sink name '{sink.name}' (also sinks[{seen[sink.name]}]); "
                 "give each sink its own name",
             )
-        seen[sink.name] = i
+        seen.setdefault(sink.name, i)
+        if sink.type in SINK_EXTRAS and not _importable(SINK_EXTRAS[sink.type]):
+            where.note(
+                ("sinks", i, "type"),
+                f"{sink.type} needs the {sink.type} extra: pip install 'poller[{sink.type}]'",
+            )
         for j, name in enumerate(sink.workspaces or ()):
             if name not in workspaces:
-                raise where.error(
+                where.note(
                     ("sinks", i, "workspaces", j),
                     f"unknown workspace '{name}'; known: {', '.join(workspaces)}",
                 )
     return raw
+
+
+def _importable(module: str) -> bool:
+    """Whether ``module`` (a broker sink's client library) can be imported here."""
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
 
 
 def _proxy(
@@ -187,31 +255,32 @@ def _proxy(
         return None
     names = [ws.name for ws in workspaces]
     if raw.workspace is not None and raw.workspace not in names:
-        raise where.error(
+        where.note(
             ("proxy", "workspace"),
             f"unknown workspace '{raw.workspace}'; known: {', '.join(names)}",
         )
     if raw.token is not None and not raw.inject_key:
-        raise where.error(
+        where.note(
             ("proxy", "token"),
             "a token is only used with inject_key: true (clients then send it instead of an "
             "API key); remove it or set inject_key: true",
         )
     if raw.inject_key and raw.token is None:
-        raise where.error(
+        where.note(
             ("proxy", "inject_key"),
             "inject_key: true needs a token that local clients must send; "
             "set proxy.token, e.g. token: ${POLLER_PROXY_TOKEN}",
         )
     if raw.inject_key and not is_loopback(split_listen(raw.listen)[0]):
-        raise where.error(
+        where.note(
             ("proxy", "listen"),
             f"'{raw.listen}' is not a loopback address; with inject_key: true the proxy must "
             "listen on 127.0.0.1, ::1 or localhost",
         )
-    upstream = workspaces[names.index(raw.workspace or names[0])]
-    if raw.inject_key and upstream.api_key is None:
-        raise where.error(
+    known = raw.workspace is None or raw.workspace in names
+    upstream = workspaces[names.index(raw.workspace or names[0])] if known else None
+    if raw.inject_key and upstream is not None and upstream.api_key is None:
+        where.note(
             ("proxy", "inject_key"),
             f"workspace '{upstream.name}' has no api_key to inject; set its api_key, "
             "or let clients send their own key (inject_key: false)",

@@ -1,7 +1,9 @@
-"""Translating pydantic's ``ValidationError`` into one ``ConfigError`` line.
+"""Translating pydantic's ``ValidationError`` into ``ConfigError`` lines, one per problem.
 
-Of all the errors pydantic reports, the first in file order wins; its message names the
-key and says what to change, never showing the value itself (it may be a secret).
+Every key pydantic finds at fault gets one line, in file order; its message names the key
+and says what to change, never showing the value itself (it may be a secret). Where
+pydantic reports a key and also something inside it (the members of a union), the deeper
+report says more and the outer one is dropped.
 """
 
 from __future__ import annotations
@@ -24,6 +26,14 @@ _MISSING = {
     "path": "missing; a file sink needs the file to append events to, "
     "e.g. path: /var/log/poller/events.jsonl",
     "name": "missing; every entry here needs a name",
+    "exchange": "missing; an amqp sink needs the exchange to publish to, e.g. exchange: poller",
+    "stream": "missing; a redis sink needs the stream to append to, e.g. stream: poller:events",
+}
+_MISSING_BROKER_URL = {
+    "nats": "nats://127.0.0.1:4222",
+    "amqp": "amqp://guest:guest@127.0.0.1:5672/",
+    "redis": "redis://127.0.0.1:6379/0",
+    "mqtt": "mqtt://127.0.0.1:1883",
 }
 _PATTERN_HINTS = {
     WORKSPACE_NAME: "is not a valid workspace name; use lowercase letters, digits, _ and - "
@@ -58,7 +68,9 @@ def kind_of(value: Any) -> str:
     return type(value).__name__
 
 
-def _describe(error: Mapping[str, Any], data: Any) -> tuple[Path, str, str]:
+def _describe(
+    error: Mapping[str, Any], data: Any, unknown: Mapping[str, str]
+) -> tuple[Path, str, str]:
     """(key path, where on the line map, message) of one pydantic error."""
     kind: str = error["type"]
     path = _data_path(error["loc"], data, missing=kind == "missing")
@@ -66,8 +78,11 @@ def _describe(error: Mapping[str, Any], data: Any) -> tuple[Path, str, str]:
     value = error.get("input")
     if kind == "poller":
         return (*path, *ctx["suffix"]), ctx["at"], ctx["message"]
+    if kind == "extra_forbidden":
+        key = str(error["loc"][-1])
+        return path, "key", unknown.get(key, f"unknown key '{key}'")
     if kind == "missing":
-        return path, "parent", _MISSING.get(str(path[-1]), "missing; this key is required")
+        return path, "parent", _missing(path, data)
     if kind == "union_tag_invalid":
         message = f"unknown sink type '{ctx.get('tag')}'; use one of: {_SINK_TYPES}"
         return (*path, "type"), "value", message
@@ -77,6 +92,17 @@ def _describe(error: Mapping[str, Any], data: Any) -> tuple[Path, str, str]:
         if kind in kinds:
             return path, "value", f"expected {expected}, got {kind_of(value)}"
     return path, "value", _constraint(kind, ctx, value)
+
+
+def _missing(path: Path, data: Any) -> str:
+    node = data
+    for part in path[:-1]:
+        node = node[part]
+    kind = node.get("type") if isinstance(node, Mapping) else None
+    if path[-1] == "url" and kind in _MISSING_BROKER_URL:
+        example = _MISSING_BROKER_URL[kind]
+        return f"missing; a {kind} sink needs the broker's URL, e.g. url: {example}"
+    return _MISSING.get(str(path[-1]), "missing; this key is required")
 
 
 def _constraint(kind: str, ctx: Mapping[str, Any], value: Any) -> str:
@@ -126,17 +152,32 @@ def _is_echo(error: Mapping[str, Any]) -> bool:
     )
 
 
-def translate(exc: ValidationError, data: Any, where: Where) -> ConfigError:
-    """The first problem in file order, as one ConfigError line."""
-    best: tuple[float, int, Path, str, str] | None = None
+def translate(
+    exc: ValidationError, data: Any, where: Where, unknown: Mapping[str, str] | None = None
+) -> list[ConfigError]:
+    """Every problem pydantic found, one ConfigError each, in file order.
+
+    Values ``where`` already reported (a ``${VAR}`` that is not set) are left out;
+    ``unknown`` gives the line of each unknown key (see ``models.file_context``).
+    """
+    found: dict[Path, tuple[float, int, str, str]] = {}
+    echoes: dict[Path, tuple[float, int, str, str]] = {}
     for index, error in enumerate(exc.errors(include_url=False)):
-        path, at, message = _describe(error, data)
-        line = where.line(path, at)
+        path, at, message = _describe(error, data, unknown or {})
+        if where.is_broken(path) or path in found:
+            continue
         if _is_echo(error):
-            line = None
-        rank = (math.inf if line is None else line, index, path, at, message)
-        if best is None or rank[:2] < best[:2]:
-            best = rank
-    assert best is not None
-    _, _, path, at, message = best
-    return where.error(path, message, at)
+            echoes.setdefault(path, (math.inf, index, at, message))
+            continue
+        line = where.line(path, at)
+        found[path] = (math.inf if line is None else line, index, at, message)
+    if not found and not where.problems:
+        found = echoes  # nothing says more than the list's own complaint
+    # a key reported along with something inside it: the inner problem is the one to fix
+    kept = [
+        path
+        for path in found
+        if not any(other[: len(path)] == path and other != path for other in found)
+    ]
+    kept.sort(key=lambda path: found[path][:2])
+    return [where.error(path, found[path][3], found[path][2]) for path in kept]

@@ -14,7 +14,7 @@ import math
 import re
 import urllib.parse
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, WithJsonSchema
 from pydantic_core import PydanticCustomError
@@ -23,6 +23,7 @@ from poller.utils import parse_duration
 
 DEFAULT_BASE_URL = "https://api.mistral.ai/v1"
 URL_PLACEHOLDERS = ("resource", "action")
+TARGET_PLACEHOLDERS = ("resource", "action", "type", "workspace")
 STORE_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg")
 RESERVED_HEADERS = frozenset(
     {
@@ -165,6 +166,61 @@ def _sink_url(value: str) -> str:
     if "{" in bare or "}" in bare:
         raise fail("the URL has an unmatched { or }; placeholders look like {resource}")
     _http_url(bare, example)
+    return value
+
+
+def _broker_url(schemes: tuple[str, ...], example: str) -> AfterValidator:
+    """A check that a URL has one of ``schemes`` and a host; credentials are allowed."""
+
+    def check(value: str) -> str:
+        if any(c.isspace() for c in value):
+            raise fail(f"the URL contains whitespace; use e.g. {example}")
+        try:
+            parts = urllib.parse.urlsplit(value)
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError:
+            raise fail(f"the URL cannot be parsed; use e.g. {example}") from None
+        if parts.scheme.lower() not in schemes:
+            scheme = f"scheme '{parts.scheme}'" if parts.scheme else "no scheme"
+            allowed = " or ".join(f"{s}://" for s in schemes)
+            raise fail(f"the URL has {scheme}; use a {allowed} URL, e.g. {example}")
+        if not parts.hostname:
+            raise fail(f"the URL has no host; use e.g. {example}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _target(forbidden: str, example: str) -> AfterValidator:
+    """A check of a subject, routing key or topic template: known placeholders only,
+    none of the characters in ``forbidden`` (wildcards, separators) and no whitespace."""
+
+    def check(value: str) -> str:
+        for name in _PLACEHOLDER.findall(value):
+            if name not in TARGET_PLACEHOLDERS:
+                known = ", ".join(f"{{{p}}}" for p in TARGET_PLACEHOLDERS)
+                raise fail(f"unknown placeholder {{{name}}}; use {known}")
+        bare = _PLACEHOLDER.sub("x", value)
+        if "{" in bare or "}" in bare:
+            raise fail("unmatched { or }; placeholders look like {resource}")
+        bad = sorted({c for c in bare if c in forbidden or c.isspace()})
+        if bad:
+            shown = " ".join(repr(c) for c in bad)
+            raise fail(f"{shown} cannot appear here; use e.g. {example}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _stream_key(value: str) -> str:
+    if "{" in value or "}" in value or any(c.isspace() for c in value):
+        raise fail("a stream is one key without placeholders or whitespace, e.g. poller:events")
+    return value
+
+
+def _qos(value: Any) -> Any:
+    if value not in (0, 1, 2) or isinstance(value, bool):
+        raise fail("qos is 0 (at most once), 1 (at least once, the default) or 2 (exactly once)")
     return value
 
 
@@ -328,6 +384,17 @@ HostName = Annotated[str, AfterValidator(_host_name)]
 OneLine = Annotated[str, AfterValidator(_no_newline)]
 Headers = Annotated[dict[str, str], BeforeValidator(_headers)]
 OptionalSecret = Annotated[SecretStr | None, BeforeValidator(_blank_is_none)]
+NatsUrl = Annotated[str, _broker_url(("nats", "tls"), "nats://127.0.0.1:4222")]
+AmqpUrl = Annotated[str, _broker_url(("amqp", "amqps"), "amqp://guest:guest@127.0.0.1:5672/")]
+RedisUrl = Annotated[str, _broker_url(("redis", "rediss"), "redis://127.0.0.1:6379/0")]
+MqttUrl = Annotated[str, _broker_url(("mqtt", "mqtts"), "mqtt://127.0.0.1:1883")]
+NatsSubject = Annotated[
+    str, Field(min_length=1), _target("*>", "poller.{workspace}.{resource}.{action}")
+]
+RoutingKey = Annotated[str, Field(max_length=255), _target("", "{workspace}.{type}")]
+StreamKey = Annotated[str, Field(min_length=1), AfterValidator(_stream_key)]
+MqttTopic = Annotated[str, Field(min_length=1), _target("+#", "poller/{workspace}/{type}")]
+Qos = Annotated[Literal[0, 1, 2], BeforeValidator(_qos)]
 WebhookSecrets = Annotated[
     tuple[Annotated[SecretStr, AfterValidator(_webhook_secret)], ...],
     BeforeValidator(_one_or_many),

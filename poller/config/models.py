@@ -23,6 +23,7 @@ from pydantic import (
 
 from poller.config.fields import (
     DEFAULT_BASE_URL,
+    AmqpUrl,
     BaseUrl,
     Concurrency,
     Duration,
@@ -31,15 +32,23 @@ from poller.config.fields import (
     HostName,
     LeaseTtl,
     Listen,
+    MqttTopic,
+    MqttUrl,
+    NatsSubject,
+    NatsUrl,
     OneLine,
     OptionalSecret,
     PageSize,
     PositiveDuration,
     PositiveInt,
+    Qos,
+    RedisUrl,
+    RoutingKey,
     SinkName,
     SinkUrl,
     Size,
     StoreUrl,
+    StreamKey,
     Threshold,
     WebhookSecrets,
     WorkspaceName,
@@ -49,7 +58,7 @@ from poller.config.fields import (
 
 DEFAULT_STORE_URL = "sqlite:////var/lib/poller/poller.db"
 SOURCE_NAMES = ("batch_jobs", "fine_tuning_jobs", "files", "models")
-SINK_TYPES = ("file", "http", "log")
+SINK_TYPES = ("file", "http", "log", "nats", "amqp", "redis", "mqtt")
 
 
 def _keys_of(model: type[BaseModel]) -> list[str]:
@@ -66,7 +75,13 @@ def _unknown_key(key: object, allowed: list[str]) -> str:
     return f"unknown key '{key}'; valid keys: {', '.join(allowed)}"
 
 
-FILE = {"file": True}  # validation context: the data is the file as written
+def file_context() -> dict[str, Any]:
+    """The validation context of the file as written.
+
+    ``unknown`` collects, per unknown key, the line that names it (with a suggestion), so
+    that pydantic goes on and reports every unknown key and every bad value at once.
+    """
+    return {"file": True, "unknown": {}}
 
 
 class _Section(BaseModel):
@@ -79,11 +94,16 @@ class _Section(BaseModel):
     def _known_keys(cls, data: Any, info: ValidationInfo) -> Any:
         if isinstance(data, Mapping):
             allowed = _keys_of(cls)
+            context = info.context if isinstance(info.context, dict) else {}
             # Python callers may also use attribute names (HttpSinkConfig(secrets=...)).
-            spelled = allowed if info.context == FILE else [*allowed, *cls.model_fields]
+            spelled = allowed if context.get("file") else [*allowed, *cls.model_fields]
             for key in data:
                 if key not in spelled:
-                    raise fail(_unknown_key(key, allowed), str(key), at="key")
+                    # an attribute name passes extra="forbid": refused here, alone
+                    if "unknown" not in context or key in cls.model_fields:
+                        raise fail(_unknown_key(key, allowed), str(key), at="key")
+                    # extra="forbid" reports it where it is; this says what was meant
+                    context["unknown"].setdefault(str(key), _unknown_key(key, allowed))
         return data
 
 
@@ -97,6 +117,7 @@ class PollConfig(_Section):
     reconcile_interval: PositiveDuration = 600.0
     max_backoff: PositiveDuration = 300.0
     mass_delete_threshold: Threshold = 0.5
+    mass_delete_min: PositiveInt = 10
 
 
 class PollOverrides(_Section):
@@ -109,6 +130,7 @@ class PollOverrides(_Section):
     reconcile_interval: PositiveDuration | None = None
     max_backoff: PositiveDuration | None = None
     mass_delete_threshold: Threshold | None = None
+    mass_delete_min: PositiveInt | None = None
 
 
 class SourceConfig(_Section):
@@ -230,7 +252,7 @@ class RetryConfig(_Section):
     """When a sink's deliveries are retried and when they are given up."""
 
     schedule: Annotated[tuple[Duration, ...], Field(min_length=1)] = (
-        0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0,
+        5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0,
     )  # fmt: skip
     max_age: PositiveDuration = 3 * 86400.0
     probe_interval: PositiveDuration = 30.0
@@ -295,7 +317,67 @@ class FileSinkConfig(_SinkBase):
     path: Annotated[str, Field(min_length=1)]
 
 
-SinkConfig = Annotated[HttpSinkConfig | LogSinkConfig | FileSinkConfig, Field(discriminator="type")]
+class _BrokerSink(_SinkBase):
+    """What the message-broker sinks share: a broker URL (credentials allowed, masked
+    when shown), the body format and how long to wait for the broker's acknowledgement."""
+
+    url: str
+    format: Literal["standard", "cloudevents"] = "standard"
+    timeout: PositiveDuration = 15.0
+
+    def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            yield name, mask_url(value) if name == "url" else value
+
+
+class NatsSinkConfig(_BrokerSink):
+    """Events published to NATS JetStream (the ``nats`` extra)."""
+
+    type: Literal["nats"] = "nats"
+    url: NatsUrl
+    subject: NatsSubject = "poller.{resource}.{action}"
+
+
+class AmqpSinkConfig(_BrokerSink):
+    """Events published to a RabbitMQ (AMQP 0-9-1) exchange (the ``amqp`` extra)."""
+
+    type: Literal["amqp"] = "amqp"
+    url: AmqpUrl
+    exchange: Annotated[str, Field(min_length=1, max_length=255)]
+    routing_key: RoutingKey = "{resource}.{action}"
+
+
+class RedisSinkConfig(_BrokerSink):
+    """Events appended to a Redis stream (the ``redis`` extra)."""
+
+    type: Literal["redis"] = "redis"
+    url: RedisUrl
+    stream: StreamKey
+    maxlen: PositiveInt | None = None
+
+
+class MqttSinkConfig(_BrokerSink):
+    """Events published to an MQTT broker (the ``mqtt`` extra)."""
+
+    type: Literal["mqtt"] = "mqtt"
+    url: MqttUrl
+    topic: MqttTopic = "poller/{resource}/{action}"
+    qos: Qos = 1
+
+
+BrokerSinkConfig = NatsSinkConfig | AmqpSinkConfig | RedisSinkConfig | MqttSinkConfig
+SinkConfig = Annotated[
+    HttpSinkConfig
+    | LogSinkConfig
+    | FileSinkConfig
+    | NatsSinkConfig
+    | AmqpSinkConfig
+    | RedisSinkConfig
+    | MqttSinkConfig,
+    Field(discriminator="type"),
+]
+SINK_EXTRAS = {"nats": "nats", "amqp": "aio_pika", "redis": "redis.asyncio", "mqtt": "aiomqtt"}
+"""The module each broker sink type needs, installed by the extra of the type's name."""
 
 
 class OpsConfig(_Section):
@@ -337,6 +419,7 @@ class ProxyFields(_Section):
     max_body_ocr: Size = 100 * 1024**2
     read_timeout: PositiveDuration = 600.0
     hosts: tuple[HostName, ...] = ()
+    queue_size: PositiveInt = 10_000
 
 
 class ProxySection(ProxyFields):

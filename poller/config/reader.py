@@ -1,7 +1,9 @@
 """Reading the YAML file into plain data: line numbers of every key, ``${VAR}`` expansion.
 
 :class:`Where` remembers on which line each key and value of the document sits, so that
-any later problem can be reported as ``<file>:<line>: <key>: <what to change>``.
+any later problem can be reported as ``<file>:<line>: <key>: <what to change>``. Problems
+that do not stop the reading (a ``${VAR}`` that is not set, a duplicate key) are noted in
+it and reading goes on, so that every one of them is reported at once.
 """
 
 from __future__ import annotations
@@ -34,6 +36,19 @@ class Where:
         self.source = source
         self.keys: dict[Path, int] = {}
         self.values: dict[Path, int] = {}
+        self.problems: list[ConfigError] = []
+        """Problems found so far, reported together once the whole file has been read."""
+        self.broken: set[Path] = set()
+        """Values left as written because of a noted problem: their checks would only echo it."""
+
+    def note(self, path: Path, message: str, at: str = "value") -> None:
+        """Record a problem at ``path`` and go on reading."""
+        self.problems.append(self.error(path, message, at))
+        self.broken.add(path)
+
+    def is_broken(self, path: Path) -> bool:
+        """Whether ``path`` lies in a value already reported as a problem."""
+        return any(path[: len(b)] == b for b in self.broken)
 
     def line(self, path: Path, at: str = "value") -> int | None:
         if at == "key" and path in self.keys:
@@ -124,9 +139,7 @@ class _Reader:
             key = self._key(key_node, path)
             if key in seen:
                 self.where.keys[(*path, key)] = key_node.start_mark.line + 1
-                raise self.where.error(
-                    (*path, key), f"duplicate key '{key}'; give each key once", at="key"
-                )
+                self.where.note((*path, key), f"duplicate key '{key}'; give each key once", "key")
             seen.add(key)
         # Merged keys (<<: *anchor) come first so the mapping's own keys override them.
         self.loader.flatten_mapping(node)
@@ -143,24 +156,27 @@ class _Reader:
                 return "${"
             body = match.group(1)
             if body is None:
-                raise self.where.error(
+                self.where.note(
                     path, "unterminated ${; close it with } or write $${ for a literal ${"
                 )
+                return match.group(0)
             ref = _REFERENCE.match(body)
             if ref is None:
-                raise self.where.error(
+                self.where.note(
                     path,
                     f"'${{{body}}}' is not a valid reference; use ${{NAME}} or ${{NAME:-default}}",
                 )
+                return match.group(0)
             name, default = ref.group(1), ref.group(2)
             value = self.environ.get(name)
             if value is None or (value == "" and default is not None):
                 if default is None:
-                    raise self.where.error(
+                    self.where.note(
                         path,
                         f"environment variable {name} is not set; "
                         "export it or write the value in the file",
                     )
+                    return match.group(0)
                 return default
             return value
 

@@ -5,12 +5,14 @@ another sink. Within a sink, up to ``concurrency`` deliveries are in flight, and
 resource's later event never overtakes its earlier one (the outbox only offers the first
 pending delivery of each resource).
 
-A failing sink is one circuit. The first failure opens it; while open, nothing is sent
-but a probe — the sink's oldest pending delivery — soon after the failure and then every
-``probe_interval``. The first success closes it and everything that waited goes out at
-once, in order. A receiver that refuses one payload (a 4xx) leaves the circuit closed;
-that delivery alone follows the retry schedule. Retry state lives in the database, so a
-process killed at any instant resumes every pending delivery on restart, under the same id.
+A failing sink is one circuit. The first failure opens it and sets the first probe, soon
+after; failures of deliveries that were already in flight do not move it. While open,
+nothing is sent but a probe — the sink's oldest pending delivery — and then one every
+``probe_interval``. Only a success closes it, and everything that waited goes out at once,
+in order. A receiver that refuses one payload (a 4xx) leaves the circuit as it was (a
+refused probe counts as a failed one); that delivery alone follows the retry schedule.
+Retry state lives in the database, so a process killed at any instant resumes every
+pending delivery on restart, under the same id.
 
 A finished attempt frees its slot at once; its record is written in the next batch,
 while the next deliveries are already on the wire. Until written, its delivery is still
@@ -43,6 +45,8 @@ log = structlog.get_logger("poller.delivery")
 
 ResultHook = Callable[[str, Delivery, Outcome, str], None]
 """Called with (sink, delivery, outcome, status afterwards) for every finished attempt."""
+ExpiredHook = Callable[[str, int], None]
+"""Called with (sink, count) when pending deliveries passed ``max_age`` and became dead."""
 
 
 class SinkWorker:
@@ -58,6 +62,7 @@ class SinkWorker:
         clock: Callable[[], dt.datetime] = utils.utcnow,
         rand: Callable[[], float] = random.random,
         on_result: ResultHook | None = None,
+        on_expired: ExpiredHook | None = None,
         idle_check: float = 1.0,
         window: int = 64,
         batch_delay: float = 0.02,
@@ -70,6 +75,7 @@ class SinkWorker:
         self.clock = clock
         self.rand = rand
         self.on_result = on_result
+        self.on_expired = on_expired
         self.idle_check = idle_check
         self.window = window
         self.batch_delay = batch_delay
@@ -85,6 +91,7 @@ class SinkWorker:
         self._state = SinkState(name=sink.name)
         self._saved_state = self._state
         self._state_read_at: dt.datetime | None = None
+        self._probe_id: int | None = None
         self.alive_at = time.monotonic()
         """Monotonic time of the loop's last turn (the watchdog tells a stuck loop by it)."""
 
@@ -210,12 +217,15 @@ class SinkWorker:
         cutoff = now - dt.timedelta(seconds=self.policy.max_age)
         if expired := await asyncio.to_thread(self.outbox.expire, self.name, cutoff):
             self.log.error("deliveries_dead", count=expired, reason="max_age")
+            if self.on_expired:
+                self.on_expired(self.name, expired)
         candidate = await asyncio.to_thread(self.outbox.probe_candidate, self.name, now)
         if candidate is None:
             self._state = dataclasses.replace(self._state, failing_since=None, next_probe_at=None)
             await self._write()
             return 0.0
         self.log.info("sink_probe", event_id=candidate.event.id)
+        self._probe_id = candidate.id
         self._start(candidate)
         return self.idle_check
 
@@ -264,6 +274,9 @@ class SinkWorker:
     def _finished(self, task: asyncio.Task[Outcome]) -> None:
         """An attempt ended: judge it, free its slot, queue its record, move the circuit."""
         delivery = self._inflight.pop(task)
+        probe = delivery.id == self._probe_id
+        if probe:
+            self._probe_id = None
         if task.cancelled():
             return  # stopped mid-flight: still pending in the store, resent under its id
         outcome = task.result()
@@ -271,7 +284,7 @@ class SinkWorker:
         record = self._judge(delivery, outcome, now)
         self._records.append(record)
         self._unrecorded.add(delivery.id)
-        self._state = self._transition(self._state, outcome, now)
+        self._state = self._transition(self._state, outcome, now, probe=probe)
         if self.on_result:
             self.on_result(self.name, delivery, outcome, record.status)
         self.wake.set()
@@ -377,8 +390,16 @@ class SinkWorker:
         )
         return record(kind, PENDING, nxt)
 
-    def _transition(self, state: SinkState, outcome: Outcome, now: dt.datetime) -> SinkState:
-        """The sink's state after one attempt: circuit closes on an answer, opens on a failure."""
+    def _transition(
+        self, state: SinkState, outcome: Outcome, now: dt.datetime, *, probe: bool = False
+    ) -> SinkState:
+        """The sink's state after one attempt: the circuit opens on a failure, closes on a success.
+
+        ``probe``: the attempt was the open circuit's probe, so its failure (or refusal) sets
+        the next probe. Other failures while open are deliveries sent before it opened: the
+        first failure has set the probe and they leave it, unless a ``Retry-After`` asks for
+        longer.
+        """
         if outcome.gone:
             self.log.error(
                 "sink_disabled",
@@ -392,18 +413,33 @@ class SinkWorker:
                 failing_since=None,
                 next_probe_at=None,
             )
-        if outcome.ok or outcome.rejected:
+        if outcome.ok:
             if state.circuit_open:
                 return dataclasses.replace(state, failing_since=None, next_probe_at=None)
             return state
-        first = not state.circuit_open
-        return dataclasses.replace(
-            state,
-            failing_since=state.failing_since or now,
-            next_probe_at=retry.next_probe(
-                self.policy, now=now, first=first, retry_after=outcome.retry_after
-            ),
-        )
+        if not state.circuit_open:
+            if outcome.rejected:
+                return state
+            return dataclasses.replace(
+                state,
+                failing_since=now,
+                next_probe_at=retry.next_probe(
+                    self.policy, now=now, first=True, retry_after=outcome.retry_after
+                ),
+            )
+        if probe:
+            return dataclasses.replace(
+                state,
+                next_probe_at=retry.next_probe(
+                    self.policy, now=now, first=False, retry_after=outcome.retry_after
+                ),
+            )
+        if outcome.retry_after is None:
+            return state
+        later = now + dt.timedelta(seconds=outcome.retry_after)
+        if state.next_probe_at is not None and state.next_probe_at >= later:
+            return state
+        return dataclasses.replace(state, next_probe_at=later)
 
     async def _drain(self, grace: float) -> None:
         if self._inflight:

@@ -1,8 +1,9 @@
 """The retry policy, as pure functions: when a failed delivery goes again, or never.
 
-Default schedule like Svix's: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h, each
-delay with ±10 % jitter, bounded by a maximum age (3 days). A failing sink is one circuit:
-``next_probe`` says when it is tried again.
+A delivery's first attempt goes at once; the schedule is the delay before each retry. The
+default is Svix's: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h after the first attempt failed,
+each delay with ±10 % jitter, bounded by a maximum age (3 days). A failing sink is one
+circuit: ``next_probe`` says when it is tried again.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
-DEFAULT_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+DEFAULT_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -18,7 +19,7 @@ class RetryPolicy:
     """How one sink retries."""
 
     schedule: tuple[float, ...] = DEFAULT_SCHEDULE
-    """Delay before attempt 1, 2, …; when it is spent the delivery is dead."""
+    """Delay before retry 1, 2, … (the first attempt goes at once); spent, a refusal is dead."""
     max_age: float = 3 * 86400.0
     probe_interval: float = 30.0
     jitter: float = 0.1
@@ -65,11 +66,12 @@ def next_attempt(
     it refused this payload. The circuit paces those, so they never spend the schedule: past
     its last step the delivery keeps that step's delay, until ``max_age``.
     """
-    if attempts >= len(policy.schedule):
+    step = attempts - 1
+    if step >= len(policy.schedule):
         if not sink_failing:
             return None
-        attempts = len(policy.schedule) - 1
-    delay = _jittered(policy.schedule[attempts], policy.jitter, rand)
+        step = len(policy.schedule) - 1
+    delay = _jittered(policy.schedule[max(step, 0)], policy.jitter, rand)
     if retry_after is not None:
         delay = max(delay, retry_after)
     at = now + dt.timedelta(seconds=delay)
@@ -87,12 +89,12 @@ def next_probe(
 ) -> dt.datetime:
     """When a failing sink is tried again.
 
-    The first probe after the circuit opens comes as soon as the schedule's second step
+    The first probe after the circuit opens comes as soon as the schedule's first retry
     (5 s by default), so a blip costs seconds; later ones every ``probe_interval``.
     """
     delay = policy.probe_interval
-    if first and len(policy.schedule) > 1:
-        delay = min(delay, policy.schedule[1])
+    if first and policy.schedule:
+        delay = min(delay, policy.schedule[0])
     if retry_after is not None:
         delay = max(delay, retry_after)
     return now + dt.timedelta(seconds=delay)

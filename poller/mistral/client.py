@@ -232,6 +232,17 @@ class MistralClient:
             raise GarbledError("the answer is not an object with an id", method="GET", path=path)
         return body
 
+    async def list_page(
+        self, path: str, *, page: int, page_size: int, params: Params | None = None
+    ) -> Listing:
+        """One page of a paged list endpoint, with the ``total`` it answered (or None)."""
+        query = {**(params or {}), "page": page, "page_size": page_size, "include_total": "true"}
+        body = await self.request("GET", path, query)
+        items = _items(body, path)
+        total = _total(body)
+        complete = total is not None and page == 0 and len(items) >= total
+        return Listing(items=items, complete=complete, total=total)
+
     def pages(self, path: str, *, params: Params | None = None, paged: bool = True) -> Pages:
         """The pages of a list endpoint, one at a time (``async for items in ...``)."""
         return Pages(self, path, dict(params or {}), paged)
@@ -259,6 +270,8 @@ class Pages:
         self.params = params
         self.paged = paged
         self.total: int | None = None
+        self.size = client.page_size
+        """The page size pages are read at (smaller when the API caps it)."""
         self.count = 0
         self.seen: set[str] = set()
         self.complete = False
@@ -267,7 +280,7 @@ class Pages:
         return self._iterate()
 
     async def _iterate(self) -> AsyncIterator[list[dict[str, Any]]]:
-        size = self.client.page_size
+        size = self.size
         while True:
             params = dict(self.params)
             if self.paged:
@@ -275,9 +288,7 @@ class Pages:
             body = await self.client.request("GET", self.path, params)
             items = _items(body, self.path)
             if self.count == 0 and self.paged:
-                raw_total = body.get("total")
-                if isinstance(raw_total, int) and not isinstance(raw_total, bool):
-                    self.total = raw_total if raw_total >= 0 else None
+                self.total = _total(body)
             self.count += 1
             fresh = [item for item in items if item["id"] not in self.seen]
             self.seen.update(item["id"] for item in fresh)
@@ -290,7 +301,7 @@ class Pages:
                 and len(items) < self.total
             ):
                 # the API serves smaller pages than asked for: page on at its size
-                size = len(items)
+                size = self.size = len(items)
                 continue
             if not self.paged or len(items) < size:
                 break
@@ -301,6 +312,14 @@ class Pages:
                     f"more than {self.client.max_pages} pages", method="GET", path=self.path
                 )
         self.complete = self.total is None or len(self.seen) >= self.total
+
+
+def _total(body: Any) -> int | None:
+    """The ``total`` a list answer announced, if it is a count."""
+    raw = body.get("total") if isinstance(body, dict) else None
+    if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0:
+        return raw
+    return None
 
 
 def _items(body: Any, path: str) -> list[dict[str, Any]]:

@@ -1,12 +1,14 @@
-"""The proxy as an ASGI application: forward every ``/v1`` call, record the five triggers.
+"""The proxy as an ASGI application: forward every ``/v1`` call, record what it triggers.
 
 A request passes ``guard`` (Host, browsers, the local token), its body is read up to
 the cap, and it goes upstream through the one shared ``httpx.AsyncClient``. The answer
 comes back as it arrives — status, headers (hop-by-hop ones dropped) and body chunks —
 with nothing added before the first byte. Only once the answer is complete is the call
 handed to the ``Recorder``; a client that hangs up first closes the upstream call and
-records nothing. A connection failure upstream answers 502 (504 for a timeout) in
-Mistral's error shape.
+records nothing. A call that changes a polled resource (``poller.hints``) is handed over
+with the workspace its key belongs to; with a key poller does not know, it records
+nothing. A connection failure upstream answers 502 (504 for a timeout) in Mistral's
+error shape.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import httpx
 import structlog
 from starlette.types import Message, Receive, Scope, Send
 
-from poller import synchronous
+from poller import hints, synchronous
 from poller.proxy import guard
 from poller.proxy.recorder import Recorder
 
@@ -44,6 +46,8 @@ class Settings:
     """With ``inject_key``: the token local clients must present."""
     inject: tuple[str, str] | None = dataclasses.field(default=None, repr=False)
     """With ``inject_key``: the header and value that carry the workspace's key upstream."""
+    accounts: tuple[guard.Account, ...] = dataclasses.field(default=(), repr=False)
+    """The keys of the workspaces served by this upstream: a call's key names its workspace."""
 
 
 class _Gone(Exception):
@@ -88,15 +92,17 @@ class ProxyApp:
         headers = scope["headers"]
         refusal = guard.refuse(headers, hosts=self.settings.hosts, token=self.settings.token)
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
-        if refusal is None and not (raw_path == PREFIX or raw_path.startswith(PREFIX + b"/")):
-            refusal = guard.Refusal(404, "poller proxy: only /v1/... is forwarded to Mistral")
+        if refusal is None:
+            refusal = guard.refuse_path(raw_path)
         if refusal is not None:
             log.warning("proxy_refused", status=refusal.status, reason=refusal.message)
             await _answer(send, refusal.status, refusal.body())
             return
-        path = scope["path"][len("/v1") :] or "/"
+        # as sent upstream (still percent-encoded): an id may hold an encoded "/" or "?"
+        path = raw_path[len(PREFIX) :].decode("latin-1") or "/"
         method = scope["method"]
         event_type = synchronous.trigger(method, path)
+        account = self._account(headers) if hints.route(method, path) else None
         limit = (
             self.settings.max_body_ocr if event_type == "ocr.completed" else self.settings.max_body
         )
@@ -125,7 +131,9 @@ class ProxyApp:
         )
         answer = _Answer()
         exchange = asyncio.create_task(
-            self._exchange(request, send, answer, record=event_type is not None)
+            self._exchange(
+                request, send, answer, record=event_type is not None or account is not None
+            )
         )
         hangup = asyncio.create_task(_disconnected(receive))
         await asyncio.wait({exchange, hangup}, return_when=asyncio.FIRST_COMPLETED)
@@ -146,14 +154,16 @@ class ProxyApp:
                 synchronous.Call(
                     method=method,
                     path=path,
-                    request_body=body,
+                    # a hint reads the answer only: an upload's body is not kept for it
+                    request_body=body if event_type is not None else b"",
                     status=answer.status,
                     content_type=answer.content_type,
                     content_encoding=answer.content_encoding,
                     body=b"".join(answer.chunks or ()),
                     started_at=started,
                     finished_at=self.clock(),
-                )
+                ),
+                workspace=account,
             )
         log.debug(
             "proxy_call",
@@ -163,6 +173,12 @@ class ProxyApp:
             ms=round((time.perf_counter() - began) * 1000, 2),
             recorded=recorded,
         )
+
+    def _account(self, headers: guard.Headers) -> str | None:
+        """The workspace whose key goes upstream with this call, or ``None`` for a stranger's."""
+        if self.settings.inject is not None:
+            return self.settings.workspace
+        return guard.workspace_of(headers, self.settings.accounts)
 
     async def _exchange(
         self, request: httpx.Request, send: Send, answer: _Answer, *, record: bool

@@ -6,6 +6,10 @@
 - **Browsers** are refused: a request carrying ``Origin`` or ``Sec-Fetch-Site`` (other
   than a typed-in navigation) comes from a web page, and no page may use the proxy.
 - **The local token** (``inject_key``) is compared in constant time.
+- **Paths** stay under ``/v1/``: one with a dot segment or a backslash, at any depth of
+  percent-encoding, could be read upstream as a path outside the API (``/v1/../x``,
+  ``/v1/%2e%2e/x``, ``/v1/..%252fx``) and is refused before it is sent. An encoded slash
+  alone moves nothing (a model id may hold one) and passes.
 - **Hop-by-hop headers** (``Connection`` and those it names, ``Keep-Alive``,
   ``Transfer-Encoding``…) are dropped both ways; ``Host`` and ``Content-Length`` are
   set anew for the upstream request.
@@ -17,6 +21,7 @@ import dataclasses
 import hmac
 import ipaddress
 import json
+import urllib.parse
 from collections.abc import Iterable, Sequence
 
 Headers = Sequence[tuple[bytes, bytes]]
@@ -97,10 +102,68 @@ def from_browser(headers: Headers) -> bool:
     return site is not None and site.strip().lower() != b"none"
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Account:
+    """A workspace's credential as a request carries it: the header and its whole value."""
+
+    workspace: str
+    header: bytes
+    """Lower case, e.g. ``authorization``."""
+    value: bytes = dataclasses.field(repr=False)
+
+
+def workspace_of(headers: Headers, accounts: Iterable[Account]) -> str | None:
+    """The workspace whose key ``headers`` carry, each compared in constant time; or ``None``."""
+    found: str | None = None
+    for account in accounts:
+        sent = header(headers, account.header)
+        if sent is not None and hmac.compare_digest(sent.strip(), account.value):
+            found = found or account.workspace
+    return found
+
+
 def token_matches(authorization: bytes | None, token: str) -> bool:
     """Whether ``Authorization`` is ``Bearer <token>``, compared in constant time."""
     expected = f"Bearer {token}".encode()
     return authorization is not None and hmac.compare_digest(authorization.strip(), expected)
+
+
+MAX_DECODES = 8
+"""Rounds of percent-decoding a path is checked through; one still encoded after is refused."""
+
+
+def plain_api_path(raw_path: bytes) -> bool:
+    """Whether ``raw_path`` is under ``/v1/`` however many times a server decodes it.
+
+    Each round of percent-decoding must leave a path under ``/v1`` with no ``.`` or ``..``
+    segment (slashes that decoding added split segments too) and no backslash: then no
+    normalization, by this proxy or upstream, decoding it any number of times, can take
+    it elsewhere.
+    """
+    text = raw_path.decode("latin-1")
+    for _ in range(MAX_DECODES):
+        if "\\" in text or not (text == "/v1" or text.startswith("/v1/")):
+            return False
+        if any(segment in (".", "..") for segment in text.split("/")):
+            return False
+        decoded = urllib.parse.unquote(text, encoding="latin-1")
+        if decoded == text:
+            return True
+        text = decoded
+    return False
+
+
+def refuse_path(raw_path: bytes) -> Refusal | None:
+    """Why the proxy must not forward a request for ``raw_path``, or ``None``."""
+    if not (raw_path == b"/v1" or raw_path.startswith(b"/v1/")):
+        return Refusal(404, "poller proxy: only /v1/... is forwarded to Mistral")
+    if not plain_api_path(raw_path):
+        return Refusal(
+            400,
+            "poller proxy: the path has a dot segment or a backslash (perhaps "
+            "percent-encoded), which could leave /v1; send the path as the API documents it",
+        )
+    return None
 
 
 def refuse(headers: Headers, *, hosts: Iterable[str], token: str | None) -> Refusal | None:

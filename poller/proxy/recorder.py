@@ -2,28 +2,63 @@
 
 The proxy hands each finished call to ``Recorder.submit`` and returns; a background
 task then parses the answers, builds the events (``poller.synchronous``) and enqueues
-them, in a worker thread so the event loop keeps serving, and in batches. A failed write is retried
-with backoff and logged at error each time; nothing is dropped without an error line.
-On shutdown ``aclose`` waits for the writes still pending.
+them, in worker threads so the event loop keeps serving, and in batches. A call that
+changed a polled resource (``poller.hints``) is written with its snapshot row instead,
+and a job it started wakes its source's polling (``wake``).
+
+- A failed write is retried with tenacity (exponential backoff, capped at 30 s) and
+  logged at error each time, for as long as the store refuses it.
+- At most ``queue_size`` calls wait meanwhile; a call that finds the queue full is not
+  recorded: counted (``on_drop``, a metric) and logged once per episode.
+- On shutdown ``aclose`` waits ``grace`` seconds for what is pending. A write already in
+  its worker thread is then waited for: it is either written or logged lost, never both.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 import structlog
+import tenacity
 
-from poller import synchronous
+from poller import hints, synchronous
 from poller.model import Event
 
 log = structlog.get_logger("poller.proxy")
 
 Enqueue = Callable[[Sequence[Event], dt.datetime], Sequence[Event]]
-RETRY_DELAYS = (0.2, 1.0, 2.0, 5.0, 10.0, 30.0)
+Builder = Callable[[synchronous.Call], synchronous.Outcome]
+"""Turns one finished call into its events (run in a worker thread)."""
+Hinter = Callable[[synchronous.Call, str], "hints.Hint | None"]
+"""The hint of a finished call made with the key of a workspace, if it gives one."""
+Apply = Callable[["hints.Hint"], Sequence[Event]]
+"""Writes a hint's snapshot rows and events; returns the events new to the outbox."""
+
+QUEUE_SIZE = 10_000
+RETRY_WAIT: tenacity.wait.wait_base = tenacity.wait_exponential(
+    multiplier=0.2, max=30
+) + tenacity.wait_random(0, 0.2)
+
+
+@dataclasses.dataclass(eq=False)
+class _Batch:
+    """What one flush writes; parts leave ``events``/``hints`` as they are written."""
+
+    events: tuple[Event, ...] = ()
+    hints: list[hints.Hint] = dataclasses.field(default_factory=list)
+    new: list[Event] = dataclasses.field(default_factory=list)
+    """Events the outbox did not have yet, from the parts written so far."""
+    enqueued: bool = False
+
+    @property
+    def pending(self) -> int:
+        return (0 if self.enqueued else len(self.events)) + len(self.hints)
 
 
 def describe(exc: BaseException) -> str:
@@ -39,6 +74,8 @@ class Recorder:
 
     Calls that finish within ``linger`` seconds of each other are written in one
     transaction: under load the outbox sees a few writes a second, not one per call.
+    ``build`` replaces the event builder (``synchronous.events``) and ``retry_wait`` the
+    backoff between failed writes.
     """
 
     def __init__(
@@ -49,7 +86,13 @@ class Recorder:
         workspace: str,
         record_content: bool,
         clock: Callable[[], dt.datetime],
-        retry_delays: Sequence[float] = RETRY_DELAYS,
+        queue_size: int = QUEUE_SIZE,
+        on_drop: Callable[[], None] = lambda: None,
+        build: Builder | None = None,
+        hint: Hinter | None = None,
+        apply: Apply | None = None,
+        wake: Callable[[str, str], None] = lambda workspace, source: None,
+        retry_wait: tenacity.wait.wait_base = RETRY_WAIT,
         linger: float = 0.05,
     ) -> None:
         self._enqueue = enqueue
@@ -57,32 +100,68 @@ class Recorder:
         self.workspace = workspace
         self.record_content = record_content
         self._clock = clock
-        self._delays = tuple(retry_delays)
+        self.queue_size = queue_size
+        self._on_drop = on_drop
+        self._builder = build or functools.partial(
+            synchronous.events, workspace=workspace, record_content=record_content
+        )
+        self._hinter = hint
+        self._apply = apply
+        self._wake = wake
+        self._retry_wait = retry_wait
         self._linger = linger
-        self._queue: list[synchronous.Call] = []
-        self._writing: tuple[Event, ...] = ()
+        self._queue: list[tuple[synchronous.Call, str | None]] = []
+        self._writing: _Batch | None = None
         self._building = 0
         self._flusher: asyncio.Task[None] | None = None
+        self._woken: set[tuple[str, str]] = set()
         self.recorded = 0
+        self.dropped = 0
+        self._dropping = 0
+        """Calls dropped since the queue last had room to spare (0: not in an episode)."""
 
     @property
     def pending(self) -> int:
         """Calls handed over whose events are not written yet."""
-        return len(self._queue) + self._building + len(self._writing)
+        writing = self._writing.pending if self._writing is not None else 0
+        return len(self._queue) + self._building + writing
 
-    def submit(self, call: synchronous.Call) -> None:
-        """Record ``call`` in the background; returns at once."""
-        self._queue.append(call)
+    def submit(self, call: synchronous.Call, *, workspace: str | None = None) -> None:
+        """Record ``call`` in the background; returns at once (drops it if the queue is full).
+
+        ``workspace`` is the workspace whose key the call carried: only then can a call
+        that changed a polled resource be recorded as that resource's event.
+        """
+        if len(self._queue) >= self.queue_size:
+            self._drop(call)
+            return
+        self._queue.append((call, workspace))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="proxy-record")
 
-    def _build(self, calls: Sequence[synchronous.Call]) -> list[Event]:
+    def _drop(self, call: synchronous.Call) -> None:
+        self.dropped += 1
+        self._on_drop()
+        if not self._dropping:
+            log.error(
+                "proxy_queue_full",
+                path=call.path,
+                queue_size=self.queue_size,
+                consequence="calls are passed on but not recorded until the store takes writes",
+            )
+        self._dropping += 1
+
+    def _build(self, calls: Sequence[tuple[synchronous.Call, str | None]]) -> _Batch:
         events: list[Event] = []
-        for call in calls:
+        found: list[hints.Hint] = []
+        for call, workspace in calls:
+            if synchronous.trigger(call.method, call.path) is None:
+                if workspace is not None and self._hinter is not None:
+                    hint = self._hint(call, workspace)
+                    found.extend([hint] if hint is not None else [])
+                continue
             try:
-                outcome = synchronous.events(
-                    call, workspace=self.workspace, record_content=self.record_content
-                )
+                outcome = self._builder(call)
             except Exception as exc:  # one unreadable answer must not sink the whole batch
                 log.error(
                     "proxy_call_not_recorded",
@@ -100,7 +179,20 @@ class Recorder:
                     reason=outcome.skipped,
                 )
             events.extend(outcome.events)
-        return events
+        return _Batch(tuple(events), found)
+
+    def _hint(self, call: synchronous.Call, workspace: str) -> hints.Hint | None:
+        assert self._hinter is not None
+        try:
+            return self._hinter(call, workspace)
+        except Exception as exc:  # a hint is an early word; polling still finds the change
+            log.error(
+                "proxy_call_not_recorded",
+                path=call.path,
+                status=call.status,
+                reason=f"cannot read the hint: {type(exc).__name__}",
+            )
+            return None
 
     async def _flush(self) -> None:
         try:
@@ -108,48 +200,99 @@ class Recorder:
                 await asyncio.sleep(self._linger)
                 calls, self._queue = self._queue, []
                 self._building = len(calls)
-                events = await asyncio.to_thread(self._build, calls)
+                batch = await asyncio.to_thread(self._build, calls)
                 self._building = 0
-                if events:
-                    self._writing = tuple(events)
-                    await self._write(self._writing)
-                    self._writing = ()
+                if batch.pending:
+                    self._writing = batch
+                    await self._write(batch)
+                    self._writing = None
         except asyncio.CancelledError:
             unbuilt = len(self._queue) + self._building
-            if self._writing or unbuilt:
-                log.error("proxy_record_lost", **_ids(self._writing), calls_not_built=unbuilt)
+            writing = self._writing
+            if (writing is not None and writing.pending) or unbuilt:
+                log.error(
+                    "proxy_record_lost",
+                    **_ids(writing.events if writing and not writing.enqueued else ()),
+                    hints=[_named(h) for h in writing.hints] if writing else [],
+                    calls_not_built=unbuilt,
+                )
             raise
 
-    async def _write(self, events: Sequence[Event]) -> None:
-        attempt = 0
-        while True:
-            try:
-                new = await asyncio.to_thread(self._enqueue, events, self._clock())
-            except Exception as exc:
-                delay = self._delays[min(attempt, len(self._delays) - 1)]
-                attempt += 1
-                log.error(
-                    "proxy_record_failed",
-                    **_ids(events),
-                    attempt=attempt,
-                    retry_in=delay,
-                    error=describe(exc),
-                )
-                await asyncio.sleep(delay)
-                continue
-            break
-        self.recorded += len(events)
-        if new:
+    async def _write(self, batch: _Batch) -> None:
+        retrying = tenacity.AsyncRetrying(
+            retry=tenacity.retry_if_exception_type(Exception),
+            wait=self._retry_wait,
+            before_sleep=functools.partial(self._log_failure, batch),
+        )
+        async for attempt in retrying:
+            with attempt:
+                number = attempt.retry_state.attempt_number
+                await self._settled(batch, number)
+        self._written(batch, attempts=number)
+
+    def _store(self, batch: _Batch, now: dt.datetime) -> None:
+        """Write what of ``batch`` is not written yet (in a worker thread)."""
+        if batch.events and not batch.enqueued:
+            batch.new.extend(self._enqueue(batch.events, now))
+        batch.enqueued = True
+        while batch.hints:
+            assert self._apply is not None
+            batch.new.extend(self._apply(batch.hints[0]))
+            applied = batch.hints.pop(0)
+            if applied.joins_active_set:
+                self._woken.add((applied.workspace, applied.spec.name))
+
+    async def _settled(self, batch: _Batch, attempt: int) -> None:
+        """One write in a worker thread; if cancelled meanwhile, its end is waited for.
+
+        A thread cannot be stopped: once it runs, the write commits or fails whatever
+        the caller does. Waiting for it tells which, so that a write that committed is
+        reported written (and not lost) before the cancellation goes on.
+        """
+        work = asyncio.ensure_future(asyncio.to_thread(self._store, batch, self._clock()))
+        try:
+            await asyncio.shield(work)
+        except asyncio.CancelledError:
+            await asyncio.wait([work])
+            if work.exception() is None:
+                self._written(batch, attempts=attempt)
+                self._writing = None
+            raise
+
+    def _written(self, batch: _Batch, *, attempts: int) -> None:
+        fresh = {e.id for e in batch.new}
+        own = {e.id for e in batch.events}
+        hinted = [e for e in batch.new if e.id not in own]
+        self.recorded += len(batch.events) + len(hinted)
+        if self._dropping:
+            log.warning("proxy_queue_recovered", dropped=self._dropping)
+            self._dropping = 0
+        if batch.new:
             self._notify()
-        fresh = {e.id for e in new}
-        for event in events:
+        for workspace, source in sorted(self._woken):
+            self._wake(workspace, source)
+        self._woken.clear()
+        for event in [*batch.events, *hinted]:
             log.info(
                 "proxy_event_recorded",
                 type=event.type,
                 event_id=event.id,
+                workspace=event.workspace,
                 new=event.id in fresh,
-                attempts=attempt + 1,
+                attempts=attempts,
             )
+
+    @staticmethod
+    def _log_failure(batch: _Batch, state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        log.error(
+            "proxy_record_failed",
+            **_ids(batch.events if not batch.enqueued else ()),
+            hints=[_named(h) for h in batch.hints],
+            attempt=state.attempt_number,
+            retry_in=round(state.upcoming_sleep, 3),
+            error=describe(exc) if exc is not None else None,
+        )
 
     async def aclose(self, grace: float = 10.0) -> None:
         """Wait up to ``grace`` seconds for pending records; what still fails is logged lost."""
@@ -164,3 +307,7 @@ class Recorder:
 
 def _ids(events: Sequence[Event]) -> dict[str, Any]:
     return {"event_ids": [e.id for e in events], "types": sorted({e.type for e in events})}
+
+
+def _named(hint: hints.Hint) -> str:
+    return f"{hint.workspace}/{hint.spec.resource}/{hint.resource_id}"

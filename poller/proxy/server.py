@@ -9,15 +9,19 @@ stopped, then waits for the events still being recorded.
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 import structlog
 
-from poller import serving
+from poller import config as config_mod
+from poller import hints, serving
 from poller.app import auth_headers
 from poller.config.fields import mask_url, split_listen
 from poller.exceptions import ConfigError
+from poller.proxy import guard
 from poller.proxy.app import ProxyApp, Settings
 from poller.proxy.recorder import Recorder
 
@@ -25,6 +29,18 @@ if TYPE_CHECKING:
     from poller.app import App
 
 log = structlog.get_logger("poller.proxy")
+
+
+def same_api(url: str, other: str) -> bool:
+    """Whether two base URLs name the same API (a trailing slash aside)."""
+    return url.rstrip("/") == other.rstrip("/")
+
+
+def accounts(workspaces: Iterable[config_mod.Workspace]) -> Iterator[guard.Account]:
+    """How the key of each workspace appears in a request (workspaces without one: none)."""
+    for ws in workspaces:
+        for name, value in auth_headers(ws).items():
+            yield guard.Account(ws.name, name.lower().encode("latin-1"), value.encode("latin-1"))
 
 
 def listen_socket(host: str, port: int) -> socket.socket:
@@ -59,6 +75,8 @@ class ProxyService:
         assert cfg is not None
         ws = app.config.workspace(cfg.workspace)
         inject = next(iter(auth_headers(ws).items())) if cfg.inject_key else None
+        served = [w for w in app.config.workspaces if same_api(w.base_url, ws.base_url)]
+        polled = {w.name: frozenset(w.sources.enabled()) for w in served}
         settings = Settings(
             workspace=ws.name,
             base_url=ws.base_url,
@@ -68,6 +86,7 @@ class ProxyService:
             hosts=frozenset(cfg.hosts),
             token=cfg.token.get_secret_value() if cfg.inject_key and cfg.token else None,
             inject=inject,
+            accounts=tuple(accounts(served)),
         )
         recorder = Recorder(
             enqueue=app.store.enqueue,
@@ -75,6 +94,11 @@ class ProxyService:
             workspace=ws.name,
             record_content=cfg.record_content,
             clock=app.clock,
+            queue_size=cfg.queue_size,
+            on_drop=app.metrics.proxy_dropped.inc,
+            hint=lambda call, workspace: hints.read(call, workspace, polled=polled[workspace]),
+            apply=functools.partial(hints.record, app.store),
+            wake=app.wake,
         )
         client = app.api_client(ws, read_timeout=cfg.read_timeout)
         proxy = ProxyApp(settings, client=client, recorder=recorder, clock=app.clock)

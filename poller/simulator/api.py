@@ -175,8 +175,9 @@ def routes(sim: Simulator) -> list[Route]:
         Route("/v1/files/{id}", get_file, methods=["GET"]),
         Route("/v1/files/{id}", delete_file, methods=["DELETE"]),
         Route("/v1/models", list_models, methods=["GET"]),
-        Route("/v1/models/{id}", get_model, methods=["GET"]),
-        Route("/v1/models/{id}", delete_model, methods=["DELETE"]),
+        # a model id is free text: ``{id:path}`` keeps a ``/`` in it
+        Route("/v1/models/{id:path}", get_model, methods=["GET"]),
+        Route("/v1/models/{id:path}", delete_model, methods=["DELETE"]),
     ]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import Any
 
 from starlette.applications import Starlette
@@ -23,6 +24,9 @@ from poller.simulator import api, control, inference
 from poller.simulator.errors import InvalidRequest, NotFound, Unprocessable
 from poller.simulator.faults import EMPTY_LIST, GARBLED_BODY, Fault, error_body
 from poller.simulator.state import Simulator
+
+_CONVERTOR = re.compile(r"\{(\w+):\w+\}")
+"""A path parameter's convertor (``{id:path}``), left out of the stats' route names."""
 
 
 def build_app(sim: Simulator) -> Starlette:
@@ -80,7 +84,7 @@ class _SimulatorApp(Starlette):
         for route in self._api_routes:
             match, _ = route.matches(scope)
             if match is not Match.NONE:
-                return route.path
+                return _CONVERTOR.sub(r"{\1}", route.path)
         return str(scope["path"])
 
     async def _gate(self, scope: Scope, receive: Receive, send: Send) -> Send | None:

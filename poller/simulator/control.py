@@ -57,6 +57,13 @@ def routes(sim: Simulator) -> list[Route]:
     async def bulk(request: Request) -> Response:
         return JSONResponse(sim.bulk(**await _args(request, schemas.SimBulk)))
 
+    async def get_order(request: Request) -> Response:
+        return JSONResponse({"files": sim.files_order})
+
+    async def set_order(request: Request) -> Response:
+        body = schemas.parse_body(schemas.SimOrder, await request.body())
+        return JSONResponse(sim.set_files_order(body.files))
+
     async def advance(request: Request) -> Response:
         args = await _args(request, schemas.SimAdvance)
         kind, id = request.path_params["kind"], request.path_params["id"]
@@ -106,6 +113,8 @@ def routes(sim: Simulator) -> list[Route]:
         Route("/_sim/files", create_file, methods=["POST"]),
         Route("/_sim/models", create_model, methods=["POST"]),
         Route("/_sim/bulk", bulk, methods=["POST"]),
+        Route("/_sim/order", get_order, methods=["GET"]),
+        Route("/_sim/order", set_order, methods=["POST"]),
         Route("/_sim/clock", get_clock, methods=["GET"]),
         Route("/_sim/clock", move_clock, methods=["POST"]),
         Route("/_sim/faults", list_faults, methods=["GET"]),

@@ -225,6 +225,10 @@ class SimBulk(Control):
     span: float | None = None
 
 
+class SimOrder(Control):
+    files: str
+
+
 class SimAdvance(Control):
     status: str | None = None
 

@@ -32,6 +32,9 @@ from poller.simulator.world import (
 
 __all__ = ["BATCH_JOBS", "FILES", "FINE_TUNING_JOBS", "KINDS", "MODELS", "Simulator"]
 
+FILE_ORDERS = ("newest", "oldest", "none")
+"""How ``GET /v1/files`` orders its answer; ``none`` is stable but unrelated to creation."""
+
 _DELETED_OBJECT = {BATCH_JOBS: "batch", FINE_TUNING_JOBS: "job", FILES: "file", MODELS: "model"}
 
 
@@ -45,6 +48,12 @@ def _page_args(page: int, page_size: int) -> tuple[int, int]:
 
 def _listing(data: list[Json], total: int | None) -> Json:
     return {"data": data, "object": "list", "total": total}
+
+
+def _file_order(order: str) -> str:
+    if order not in FILE_ORDERS:
+        raise InvalidRequest(f"files order {order!r} is unknown; use {', '.join(FILE_ORDERS)}")
+    return order
 
 
 def _one(value: str | None) -> list[str] | None:
@@ -88,6 +97,8 @@ class Simulator:
     ``<auth_header>: Bearer <api_key>``. ``fine_tuning=False`` answers 404 on
     ``/v1/fine_tuning/...`` as the deprecated upstream will. ``activity`` keeps the
     workspace busy by itself; ``scenario="demo"`` starts it with some history.
+    ``files_order`` is how the files list is ordered (Mistral documents none): ``newest``
+    first, ``oldest`` first, or ``none`` (by id, unrelated to creation).
     """
 
     def __init__(
@@ -101,9 +112,11 @@ class Simulator:
         activity: bool = False,
         activity_every: float = act.DEFAULT_EVERY,
         scenario: str | None = None,
+        files_order: str = "newest",
     ) -> None:
         if scenario not in (None, "demo"):
             raise InvalidRequest(f"scenario {scenario!r} is unknown; use 'demo'")
+        self.files_order = _file_order(files_order)
         self.api_key = api_key
         self.auth_header = auth_header
         self.fine_tuning = fine_tuning
@@ -321,7 +334,7 @@ class Simulator:
         mimetypes: Collection[str] | None = None,
         include_total: bool = True,
     ) -> Json:
-        """``GET /v1/files``: a ``ListFilesResponse``, newest first."""
+        """``GET /v1/files``: a ``ListFilesResponse``, in the order ``files_order`` says."""
         offset, limit = _page_args(page, page_size)
         with self._moment():
             table = self._world.files
@@ -332,20 +345,34 @@ class Simulator:
                 def keep(id: str) -> bool:
                     return needle in table.records[id].body["filename"].lower()
 
-            found = _select(
-                table,
-                offset=offset,
-                limit=limit,
-                facets={
-                    "purpose": _one(purpose),
-                    "sample_type": sample_type or None,
-                    "source": source or None,
-                    "mimetype": mimetypes or None,
-                },
-                keep=keep,
-            )
+            facets = {
+                "purpose": _one(purpose),
+                "sample_type": sample_type or None,
+                "source": source or None,
+                "mimetype": mimetypes or None,
+            }
+            if self.files_order == "none":
+                # every match, then a page of them by id: stable, and blind to creation
+                every = _select(table, offset=0, limit=len(table) or 1, facets=facets, keep=keep)
+                ids = sorted(every.ids)[offset : offset + limit]
+                found = Page(ids, every.total)
+            else:
+                found = _select(
+                    table,
+                    offset=offset,
+                    limit=limit,
+                    newest_first=self.files_order == "newest",
+                    facets=facets,
+                    keep=keep,
+                )
             data = [dict(table.records[id].body) for id in found.ids]
             return _listing(data, found.total if include_total else None)
+
+    def set_files_order(self, order: str) -> Json:
+        """Order the files list ``newest`` first, ``oldest`` first or by ``none``."""
+        with self._lock:
+            self.files_order = _file_order(order)
+            return {"files": self.files_order}
 
     def get_file(self, id: str) -> Json:
         """``GET /v1/files/{id}``: a ``GetFileResponse``."""

@@ -9,30 +9,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
 import httpx
 
-from poller import utils
+from poller import __version__, utils
 from poller.delivery import retry, signing
 from poller.model import Event, Outcome
-from poller.sinks.base import dumps
+from poller.sinks import base
 
-USER_AGENT = "poller-webhooks/1"
-
-
-def cloudevent(event: Event) -> dict[str, Any]:
-    """The CloudEvents 1.0 structured-mode form of an event."""
-    return {
-        "specversion": "1.0",
-        "id": event.id,
-        "source": f"poller/{event.workspace}",
-        "type": event.type,
-        "subject": event.resource_id,
-        "time": utils.isoformat(event.timestamp),
-        "datacontenttype": "application/json",
-        "data": dict(event.data),
-    }
+USER_AGENT = f"poller-webhooks/{__version__}"
 
 
 class HttpSink:
@@ -62,9 +47,7 @@ class HttpSink:
 
     def render(self, event: Event) -> tuple[bytes, str]:
         """The body and its content type."""
-        if self.format == "cloudevents":
-            return dumps(cloudevent(event)), "application/cloudevents+json"
-        return dumps(event.envelope()), "application/json"
+        return base.render(event, self.format)
 
     def request_headers(self, event: Event, body: bytes, content_type: str) -> dict[str, str]:
         headers = {**self.headers, "content-type": content_type, "user-agent": USER_AGENT}
@@ -78,16 +61,17 @@ class HttpSink:
         try:
             response = await self.client.post(self.target(event), content=body, headers=headers)
         except httpx.TimeoutException:
-            return Outcome(ok=False, error="timed out", duration_ms=_ms(started))
+            return Outcome(ok=False, error="timed out", duration_ms=base.elapsed_ms(started))
         except httpx.TransportError as exc:
-            return Outcome(
-                ok=False, error=f"{type(exc).__name__}: {exc}"[:300], duration_ms=_ms(started)
-            )
-        duration = _ms(started)
+            error = f"{type(exc).__name__}: {exc}"[:300]
+            return Outcome(ok=False, error=error, duration_ms=base.elapsed_ms(started))
+        duration = base.elapsed_ms(started)
         code = response.status_code
         kind = retry.classify(code)
         if kind == "delivered":
-            return Outcome(ok=True, status_code=code, duration_ms=duration)
+            return Outcome(
+                ok=True, status_code=code, duration_ms=duration, detail=response.text[:200] or None
+            )
         retry_after = None
         if code in (429, 503):
             retry_after = utils.parse_retry_after(response.headers.get("retry-after"))
@@ -103,7 +87,3 @@ class HttpSink:
 
     async def aclose(self) -> None:
         return None
-
-
-def _ms(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000.0, 3)

@@ -15,7 +15,7 @@ from poller.sinks.base import Sink
 
 
 class Redacted:
-    """Delegates to ``inner``; an outcome's ``error`` passes through ``redact``."""
+    """Delegates to ``inner``; an outcome's ``error`` and ``detail`` pass through ``redact``."""
 
     def __init__(self, inner: Sink, redact: Callable[[str], str]) -> None:
         self.inner = inner
@@ -24,8 +24,12 @@ class Redacted:
 
     async def deliver(self, event: Event) -> Outcome:
         outcome = await self.inner.deliver(event)
-        if outcome.error:
-            return dataclasses.replace(outcome, error=self.redact(outcome.error))
+        if outcome.error or outcome.detail:
+            return dataclasses.replace(
+                outcome,
+                error=self.redact(outcome.error) if outcome.error else outcome.error,
+                detail=self.redact(outcome.detail) if outcome.detail else outcome.detail,
+            )
         return outcome
 
     async def aclose(self) -> None:

@@ -10,6 +10,12 @@ import sqlalchemy as sa
 _CHUNK = 500
 
 
+def like_glob(column: sa.ColumnElement[str], glob: str) -> sa.ColumnElement[bool]:
+    """``column`` matches ``glob``, where ``*`` matches anything (``batch_job.*``)."""
+    pattern = glob.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return column.like(pattern.replace("*", "%"), escape="\\")
+
+
 def chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]

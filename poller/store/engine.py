@@ -1,17 +1,18 @@
-"""Opening the database: URL checks, SQLite pragmas and file mode, schema and its version."""
+"""Opening the database: URL checks, SQLite pragmas and file mode, then its schema."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
+from collections.abc import Iterator
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
-from sqlmodel import Session, SQLModel, select
 
-from poller.exceptions import SchemaVersionError, StoreError
-from poller.store import tables
+from poller.exceptions import StoreError
+from poller.store import migrate
 
 SUPPORTED = ("sqlite", "postgresql")
 
@@ -35,9 +36,18 @@ def _sqlite_file(url: sa.URL) -> pathlib.Path:
 
 
 def _prepare_sqlite_file(path: pathlib.Path) -> None:
-    """Create the database file readable by its owner only, before SQLite opens it."""
+    """Create the database file readable by its owner only, before SQLite opens it.
+
+    Its directory must exist: creating it would hide a mistyped path, and the directory's
+    owner and mode are the installer's choice (systemd's StateDirectory=, a volume).
+    """
+    directory = path.parent
+    if not directory.is_dir():
+        raise StoreError(
+            f"store.url: the directory {directory} does not exist; create it "
+            f"(install -d -m 0700 {directory}) or change store.url"
+        )
     try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         os.close(fd)
     except OSError as exc:
@@ -55,8 +65,8 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_engine(url: str, *, create: bool = True) -> sa.Engine:
-    """An engine for ``url`` (SQLite file or PostgreSQL), with the schema created and checked.
+def open_engine(url: str, *, create: bool = True) -> sa.Engine:
+    """An engine for ``url`` (SQLite file or PostgreSQL), its schema neither made nor checked.
 
     With ``create=False`` (operator commands) a SQLite file that does not exist yet is an
     error rather than a new file: the daemon creates its store, owned by its own user.
@@ -86,8 +96,29 @@ def create_engine(url: str, *, create: bool = True) -> sa.Engine:
             f"store.url: unsupported store URL {safe_url(url)!r}; "
             "use sqlite:///PATH or postgresql://USER@HOST/DB"
         )
+    return engine
+
+
+def create_engine(url: str, *, create: bool = True) -> sa.Engine:
+    """An engine for ``url`` with its schema at this poller's revision.
+
+    The daemon (``create=True``) creates or upgrades the schema, under a lock; operator
+    commands (``create=False``) only check it, and never create a store.
+    """
+    engine = open_engine(url, create=create)
+    with opening(engine, url):
+        if create:
+            migrate.upgrade(engine)
+        else:
+            migrate.check(engine, where=safe_url(url))
+    return engine
+
+
+@contextlib.contextmanager
+def opening(engine: sa.Engine, url: str) -> Iterator[None]:
+    """Turn a failure to reach the database into one line naming it; dispose on any error."""
     try:
-        init_schema(engine)
+        yield
     except sa.exc.OperationalError as exc:
         engine.dispose()
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "cannot connect"
@@ -95,38 +126,3 @@ def create_engine(url: str, *, create: bool = True) -> sa.Engine:
     except BaseException:
         engine.dispose()
         raise
-    return engine
-
-
-def init_schema(engine: sa.Engine) -> None:
-    """Create missing tables and record (or check) the schema version."""
-    SQLModel.metadata.create_all(engine, tables=[_table(t) for t in _TABLES])
-    with Session(engine) as session:
-        row = session.exec(
-            select(tables.MetaRow).where(tables.MetaRow.key == "schema_version")
-        ).first()
-        if row is None:
-            session.add(tables.MetaRow(key="schema_version", value=str(tables.SCHEMA_VERSION)))
-            session.commit()
-        elif int(row.value) > tables.SCHEMA_VERSION:
-            raise SchemaVersionError(
-                f"the store has schema version {row.value}, newer than this poller's "
-                f"{tables.SCHEMA_VERSION}; upgrade poller or point store.url at another database"
-            )
-
-
-def _table(model: type[SQLModel]) -> sa.Table:
-    return model.__table__  # type: ignore[attr-defined,no-any-return]
-
-
-_TABLES: tuple[type[SQLModel], ...] = (
-    tables.MetaRow,
-    tables.ResourceRow,
-    tables.SourceStateRow,
-    tables.EventRow,
-    tables.DeliveryRow,
-    tables.AttemptRow,
-    tables.SinkStateRow,
-    tables.LeaseRow,
-    tables.ReplicaRow,
-)

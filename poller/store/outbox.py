@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from poller.model import Delivery, Event
 from poller.store import tables
-from poller.store.dialect import upsert
+from poller.store.dialect import like_glob, upsert
 
 _EVENTS: sa.Table = tables.EventRow.__table__  # type: ignore[attr-defined]
 _DELIVERIES: sa.Table = tables.DeliveryRow.__table__  # type: ignore[attr-defined]
@@ -400,8 +400,7 @@ class Outbox:
         if sink is not None:
             query = query.where(d.c.sink == sink)
         if event_type is not None:
-            pattern = event_type.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            query = query.where(e.c.type.like(pattern.replace("*", "%"), escape="\\"))
+            query = query.where(like_glob(e.c.type, event_type))
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 
@@ -430,7 +429,9 @@ class Outbox:
                     {
                         "sink": drow.sink,
                         "status": drow.status,
-                        "attempts": drow.attempts,
+                        # every attempt in the log, before a replay too (the row's own
+                        # count restarts at a replay, for the retry schedule)
+                        "attempts": len(attempts),
                         "next_attempt_at": drow.next_attempt_at,
                         "delivered_at": drow.delivered_at,
                         "log": attempts,

@@ -139,12 +139,20 @@ class Store:
         commit: PollCommit,
         *,
         active: Callable[[Resource], bool],
+        staged: Iterable[Sequence[Resource]] = (),
         fence: Fence | None = None,
     ) -> list[Event]:
-        """Write one poll in one transaction; return the events that were new to the outbox."""
+        """Write one poll in one transaction; return the events that were new to the outbox.
+
+        ``staged``, chunks of snapshot rows a listing staged while it paged, is written
+        first, inside the same transaction. ``fence``, when given, is the transaction's
+        first call (a replica's lease check).
+        """
         with self.writer(
             commit.workspace, commit.source, commit.now, active=active, fence=fence
         ) as writer:
+            for chunk in staged:
+                writer.write(chunk)
             writer.write(commit.result.upserts, commit.result.removals)
             return writer.commit(
                 commit.result.events,
@@ -153,6 +161,28 @@ class Store:
                 held_since=commit.held_since,
                 held_count=commit.held_count,
             )
+
+    def commit_hint(
+        self,
+        workspace: str,
+        source: str,
+        ids: Collection[str],
+        plan: Callable[[dict[str, Resource]], DiffResult],
+        now: dt.datetime,
+        *,
+        active: Callable[[Resource], bool],
+    ) -> list[Event]:
+        """Write what ``plan`` makes of the rows of ``ids``, and its events, in one transaction.
+
+        For what a call that passed through poller showed (``poller.hints``): the snapshot
+        rows and the events land together, so the next poll announces none of them again.
+        The source's state (baseline, cursor, last poll) is left alone: this is no poll.
+        Returns the events that were new to the outbox.
+        """
+        with self.writer(workspace, source, now, active=active) as writer:
+            result = plan(writer.read(ids))
+            writer.write(result.upserts, result.removals)
+            return writer.finish(result.events)
 
     def writer(
         self,
@@ -163,7 +193,7 @@ class Store:
         active: Callable[[Resource], bool],
         fence: Fence | None = None,
     ) -> PollWriter:
-        """The one transaction of a poll, fed as the poll goes (for listings too big to hold).
+        """The one transaction of a poll; it begins at its first write and ends at ``commit``.
 
         ``fence``, when given, is the transaction's first call (a replica's lease check).
         """
@@ -210,9 +240,10 @@ class Store:
 class PollWriter:
     """One poll's transaction, opened at its first write and committed by ``commit``.
 
-    A poll that streams a large listing writes snapshot rows as it goes; the transaction
-    stays open until ``commit`` writes the events and the source's state, so everything the
-    poll changes becomes visible at once — or, if anything fails first, not at all.
+    Rows may be written in several calls (a large listing's, chunk by chunk); the
+    transaction stays open until ``commit`` writes the events and the source's state, so
+    everything the poll changes becomes visible at once — or, if anything fails first, not
+    at all. The poll has fetched everything before it begins: no API call waits inside.
     """
 
     def __init__(
@@ -251,6 +282,20 @@ class PollWriter:
                 self.fence(self._conn)
         return self._conn
 
+    def read(self, ids: Collection[str]) -> dict[str, Resource]:
+        """The remembered rows of ``ids``, read on this transaction's connection."""
+        conn = self._connection()
+        found: dict[str, Resource] = {}
+        for part in chunks(sorted(ids)):
+            query = sa.select(_RESOURCES).where(
+                _RESOURCES.c.workspace == self.workspace,
+                _RESOURCES.c.source == self.source,
+                _RESOURCES.c.resource_id.in_(part),
+            )
+            for row in conn.execute(query):
+                found[row.resource_id] = _resource(row)
+        return found
+
     def write(self, upserts: Sequence[Resource] = (), removals: Sequence[str] = ()) -> None:
         """Write snapshot rows (uncommitted until ``commit``)."""
         if not upserts and not removals:
@@ -285,6 +330,13 @@ class PollWriter:
                     _RESOURCES.c.resource_id.in_(part),
                 )
             )
+
+    def finish(self, events: Sequence[Event]) -> list[Event]:
+        """Record the events and commit everything, leaving the source's state as it is."""
+        recorded = outbox.add_events(self._connection(), events, self.store.route, self.now)
+        assert self._txn is not None
+        self._txn.commit()
+        return recorded
 
     def commit(
         self,

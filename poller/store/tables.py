@@ -13,6 +13,7 @@ from sqlalchemy.dialects import postgresql
 from sqlmodel import Field, SQLModel
 
 SCHEMA_VERSION = 1
+"""``meta.schema_version``: raised by a revision that older releases must not run beside."""
 
 
 class UTCDateTime(sa.types.TypeDecorator[dt.datetime]):

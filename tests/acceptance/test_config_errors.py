@@ -1,4 +1,4 @@
-"""`poller check-config` and `poller run` refuse a bad config with one line and exit 2."""
+"""`poller check-config` and `poller run` refuse a bad config with one line per problem, exit 2."""
 
 from __future__ import annotations
 
@@ -86,3 +86,71 @@ def test_schema_command() -> None:
     result = poller("config", "schema")
     assert result.returncode == 0
     assert json.loads(result.stdout)["$schema"].endswith("2020-12/schema")
+
+
+SEVERAL = """\
+mistral:
+  api_key: ${POLLER_TEST_UNSET_KEY}
+poll:
+  intervall: 30s
+  timeout: soon
+sinks:
+  - name: hook
+    type: http
+    url: https://hooks.example.com/x
+    secret: ${POLLER_TEST_UNSET_SECRET}
+  - name: archive
+    type: file
+    path: /var/log/poller/events.jsonl
+    concurrency: lots
+"""
+
+
+@pytest.mark.parametrize("command", ["check-config", "run"])
+def test_every_problem_is_reported_at_once(
+    write: Callable[[str], pathlib.Path], command: str
+) -> None:
+    """A config with several problems gets one line for each, in file order, and exit 2."""
+    path = write(SEVERAL)
+    result = poller(command, "--config", str(path))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        f"poller: config error: {path}:2: mistral.api_key: environment variable "
+        "POLLER_TEST_UNSET_KEY is not set; export it or write the value in the file",
+        f"poller: config error: {path}:4: poll.intervall: unknown key 'intervall'; "
+        "did you mean 'interval'?",
+        f"poller: config error: {path}:5: poll.timeout: 'soon' is not a duration; "
+        "use e.g. 30, '500ms', '30s', '5m'",
+        f"poller: config error: {path}:10: sinks[0].secret: environment variable "
+        "POLLER_TEST_UNSET_SECRET is not set; export it or write the value in the file",
+        f"poller: config error: {path}:14: sinks[1].concurrency: expected a whole number, "
+        "got a string",
+    ]
+
+
+@pytest.mark.parametrize("command", ["check-config", "run", "once"])
+def test_missing_store_directory_is_named(
+    write: Callable[[str], pathlib.Path], tmp_path: pathlib.Path, command: str
+) -> None:
+    """A SQLite store in a directory that does not exist is refused; nothing is created."""
+    missing = tmp_path / "state"
+    path = write(GOOD_SINK + f"store:\n  url: sqlite:///{missing}/poller.db\n")
+    result = poller(command, "--config", str(path))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        f"poller: config error: {path}:5: store.url: the directory {missing} does not exist; "
+        f"create it (install -d -m 0700 {missing}) or change store.url"
+    ]
+    assert not missing.exists()
+
+
+def test_default_store_directory_is_named(write: Callable[[str], pathlib.Path]) -> None:
+    """Without store.url the default store's directory must exist too; the line says so."""
+    path = write(GOOD_SINK)
+    result = poller("check-config", "--config", str(path), STATE_DIRECTORY="/nonexistent/poller")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        f"poller: config error: {path}:1: store.url: not set, so the store is "
+        "/nonexistent/poller/poller.db, but /nonexistent/poller does not exist; create it "
+        "(install -d -m 0700 /nonexistent/poller) or set store.url"
+    ]

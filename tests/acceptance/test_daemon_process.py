@@ -54,8 +54,23 @@ def test_once_prints_events_and_exits(
     simulator.create_file(filename="new.jsonl")
     second = poller("once", "--config", str(path))
     assert second.returncode == 0, second.stderr
-    lines = [json.loads(x) for x in second.stdout.splitlines() if x.startswith("{")]
+    lines = [json.loads(x) for x in second.stdout.splitlines()]
     assert [(x["type"], x["data"]["filename"]) for x in lines] == [("file.uploaded", "new.jsonl")]
+    assert "OUTCOME" in second.stderr and "OUTCOME" not in second.stdout
+
+
+def test_once_exits_non_zero_when_a_poll_fails(
+    write: Callable[[str], pathlib.Path], tmp_path: pathlib.Path
+) -> None:
+    """`poller once` against an API refusing its key (401) exits 1 and says which polls failed."""
+    with SimulatorServer(Simulator(seed=3, api_key="sk-right")) as server:
+        text = config_text(server.url, str(tmp_path / "p.db"))
+        path = write(text.replace("mistral:\n", "mistral:\n  api_key: sk-wrong\n", 1))
+        result = poller("once", "--json", "--config", str(path))
+    assert result.returncode == 1
+    rows = json.loads(result.stdout)
+    assert {r["outcome"] for r in rows} == {"error"}
+    assert "4 poll(s) failed: default/batch_jobs" in result.stderr
 
 
 def test_sigterm_stops_cleanly(
@@ -71,7 +86,10 @@ def test_sigterm_stops_cleanly(
     wait_until(lambda: "baseline_recorded" in log.read_text())
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=20) == 0
-    assert '"stopped"' in log.read_text()
+    lines = log.read_text().splitlines()
+    # poller's lines, the libraries' and the log sink's: each one a JSON object
+    assert all(isinstance(json.loads(line), dict) for line in lines), lines
+    assert any(json.loads(line)["event"] == "stopped" for line in lines)
 
 
 def test_kill_9_and_restart_lose_nothing_and_invent_nothing(
@@ -148,6 +166,13 @@ def test_operator_commands_over_a_live_store(
             poller("events", "show", event["id"], "--json", "--config", str(path)).stdout
         )
         assert shown["event"]["data"]["filename"] == "x.jsonl"
+        # tables write their moments in UTC with the zone: the same moment as the JSON
+        stamp = event["timestamp"]
+        listed = poller("events", "list", "--sink", "hook", "--config", str(path)).stdout
+        assert f"{stamp[:10]} {stamp[11:19]}Z" in listed
+        attempted = shown["deliveries"][0]["log"][0]["attempted_at"]
+        detail = poller("events", "show", event["id"], "--config", str(path)).stdout
+        assert f"{attempted[:10]} {attempted[11:19]}Z" in detail
         assert poller("sinks", "enable", "hook", "--config", str(path)).returncode == 0
         replay = poller("events", "replay", event["id"], "--config", str(path))
         assert replay.returncode == 0 and "queued 2 deliveries" in replay.stdout

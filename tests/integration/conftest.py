@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -14,6 +15,16 @@ from poller.simulator import Simulator, SimulatorServer
 from poller.testing import WebhookReceiver
 
 SECRET = "whsec_" + base64.b64encode(b"integration-secret-32-bytes-long").decode()
+
+
+async def eventually(check: Callable[[], object], limit: float = 20.0) -> None:
+    """Wait (the loop runs on) until ``check()`` holds; ``TimeoutError`` after ``limit``."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + limit
+    while not check():
+        if loop.time() > end:
+            raise TimeoutError("condition not met")
+        await asyncio.sleep(0.02)
 
 
 @pytest.fixture

@@ -208,9 +208,10 @@ async def test_listing_absence_needs_a_404(
 async def test_empty_listing_holds_deletions(
     sim: Simulator, server: SimulatorServer, receiver: WebhookReceiver, store_file: str
 ) -> None:
-    """An empty listing while files are remembered deletes nothing until confirmed later."""
+    """An empty listing deleting poll.mass_delete_min files deletes nothing until confirmed."""
     files = [sim.create_file() for _ in range(2)]
-    config = make_config(server.url, receiver.url, store_file, poll={"reconcile_interval": "0.5s"})
+    poll = {"reconcile_interval": "0.5s", "mass_delete_min": 2}
+    config = make_config(server.url, receiver.url, store_file, poll=poll)
     async with App(config) as app:
         runner = Runner(app)
         await runner.once()

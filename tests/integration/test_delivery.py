@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime as dt
+import itertools
 import json
 import os
 import pathlib
+import threading
 from collections.abc import AsyncIterator, Sequence
 
 import httpx
@@ -15,11 +18,14 @@ import pytest
 import sqlalchemy as sa
 from freezegun import freeze_time
 from standardwebhooks.webhooks import Webhook
+from structlog.testing import capture_logs
 
+import poller
 from poller import store as store_mod
 from poller.delivery.dispatcher import SinkWorker
 from poller.delivery.retry import RetryPolicy
 from poller.diff import DiffResult, event_for
+from poller.metrics import Metrics
 from poller.model import Event
 from poller.sinks.file import FileSink
 from poller.sinks.http import HttpSink
@@ -29,7 +35,7 @@ from poller.testing import Received, WebhookReceiver, failing_for
 
 SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
 SECRET_2 = "whsec_" + base64.b64encode(b"j" * 32).decode()
-FAST = RetryPolicy(schedule=(0, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05), probe_interval=0.2)
+FAST = RetryPolicy(schedule=(0.05, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05), probe_interval=0.2)
 
 
 @pytest.fixture
@@ -136,7 +142,7 @@ async def test_circuit_probes_with_one_delivery(engine: sa.Engine, http: httpx.A
     """While the sink fails only probes go out, one at a time, not one per delivery."""
     record_jobs(engine, 10, transitions=False)
     with WebhookReceiver(lambda _r: 500) as receiver:
-        policy = RetryPolicy(schedule=(0, 0.1) + (3600,) * 6, probe_interval=0.3)
+        policy = RetryPolicy(schedule=(0.1,) + (3600,) * 6, probe_interval=0.3)
         worker = SinkWorker(
             HttpSink("hook", receiver.url, client=http),
             Outbox(engine),
@@ -153,12 +159,52 @@ async def test_circuit_probes_with_one_delivery(engine: sa.Engine, http: httpx.A
     assert Outbox(engine).sink_state("hook").circuit_open
 
 
+async def test_concurrent_failures_keep_the_first_probe(
+    engine: sa.Engine, http: httpx.AsyncClient
+) -> None:
+    """Failures of deliveries in flight when the circuit opened do not push the first probe."""
+    record_jobs(engine, 4, transitions=False)
+    together = threading.Barrier(4)
+    calls = itertools.count()
+
+    def respond(_r: Received) -> int:
+        if next(calls) < 4:  # the first four fail at once: the circuit opens on one of them
+            with contextlib.suppress(threading.BrokenBarrierError):
+                together.wait(timeout=5)
+        return 503
+
+    policy = RetryPolicy(schedule=(0.1,) + (3600,) * 6, probe_interval=3600)
+    with WebhookReceiver(respond) as receiver:
+        worker = SinkWorker(
+            HttpSink("hook", receiver.url, client=http), Outbox(engine), policy=policy
+        )
+        await run_until(worker, lambda: len(receiver.requests) >= 5)
+    assert Outbox(engine).sink_state("hook").circuit_open
+
+
+async def test_refused_probe_keeps_circuit_open(engine: sa.Engine, http: httpx.AsyncClient) -> None:
+    """A probe answered 400 leaves the circuit open: nothing that waited is released."""
+    record_jobs(engine, 3, transitions=False)
+    answers = iter([503, 400])
+    policy = RetryPolicy(schedule=(0.05,) + (3600,) * 6, probe_interval=3600)
+    outbox = Outbox(engine)
+    with WebhookReceiver(lambda _r: next(answers, 503)) as receiver, capture_logs() as logs:
+        worker = SinkWorker(
+            HttpSink("hook", receiver.url, client=http), outbox, policy=policy, concurrency=1
+        )
+        await run_until(worker, lambda: len(receiver.requests) >= 2)
+        statuses = [r.status for r in receiver.requests]
+    assert "sink_recovered" not in [line["event"] for line in logs]
+    assert statuses == [503, 400]
+    assert outbox.sink_state("hook").circuit_open
+
+
 async def test_outage_longer_than_the_schedule_kills_nothing(
     engine: sa.Engine, http: httpx.AsyncClient
 ) -> None:
     """Probes of a failing sink do not spend a payload's schedule: all arrive after recovery."""
     events = record_jobs(engine, 3, transitions=False)
-    policy = RetryPolicy(schedule=(0, 0.05), probe_interval=0.05)
+    policy = RetryPolicy(schedule=(0.05,), probe_interval=0.05)
     with WebhookReceiver(failing_for(8, 503)) as receiver:
         outbox = Outbox(engine)
         worker = SinkWorker(HttpSink("hook", receiver.url, client=http), outbox, policy=policy)
@@ -166,6 +212,25 @@ async def test_outage_longer_than_the_schedule_kills_nothing(
         got = {r.headers["webhook-id"] for r in receiver.delivered()}
     assert got == {e.id for e in events}
     assert outbox.sink_stats()["hook"].dead == 0
+
+
+async def test_every_dead_delivery_is_counted(engine: sa.Engine, http: httpx.AsyncClient) -> None:
+    """Deliveries of a failing sink given up at max_age all count in poller_deliveries_dead."""
+    record_jobs(engine, 3, transitions=False)
+    metrics = Metrics()
+    metrics.track_sink("hook")
+    policy = RetryPolicy(schedule=(0.05,), probe_interval=0.05, max_age=0.5)
+    outbox = Outbox(engine)
+    with WebhookReceiver(lambda _r: 503) as receiver:
+        worker = SinkWorker(
+            HttpSink("hook", receiver.url, client=http),
+            outbox,
+            policy=policy,
+            on_result=metrics.observe_delivery,
+            on_expired=metrics.observe_expired,
+        )
+        await run_until(worker, lambda: outbox.sink_stats()["hook"].dead == 3)
+    assert metrics.registry.get_sample_value("poller_deliveries_dead_total", {"sink": "hook"}) == 3
 
 
 async def test_gone_disables_sink_until_enabled(engine: sa.Engine, http: httpx.AsyncClient) -> None:
@@ -207,7 +272,7 @@ async def test_rejection_keeps_circuit_closed(engine: sa.Engine, http: httpx.Asy
         worker = SinkWorker(
             HttpSink("hook", receiver.url, client=http),
             outbox,
-            policy=RetryPolicy(schedule=(0, 3600)),
+            policy=RetryPolicy(schedule=(3600,)),
             concurrency=2,
         )
         await run_until(worker, lambda: len(receiver.delivered()) == 4)
@@ -237,6 +302,16 @@ async def test_dead_after_schedule_spent_with_time_travel(
     stats = outbox.sink_stats()["hook"]
     assert stats.dead == 1 and stats.pending == 0
     assert outbox.list_deliveries(status="dead")[0]["attempts"] == 8
+
+
+async def test_user_agent_names_the_version(engine: sa.Engine, http: httpx.AsyncClient) -> None:
+    """A webhook's User-Agent carries poller's version."""
+    record_jobs(engine, 1, transitions=False)
+    with WebhookReceiver() as receiver:
+        sink = HttpSink("hook", receiver.url, client=http)
+        await SinkWorker(sink, Outbox(engine), policy=FAST).flush()
+        (got,) = receiver.delivered()
+    assert got.headers["user-agent"] == f"poller-webhooks/{poller.__version__}"
 
 
 async def test_rotation_signs_with_both_secrets(engine: sa.Engine, http: httpx.AsyncClient) -> None:
@@ -367,7 +442,7 @@ async def test_store_error_while_releasing_still_releases(
         return real(sink, now)
 
     monkeypatch.setattr(outbox, "release", flaky)
-    policy = RetryPolicy(schedule=(0, 3600), probe_interval=0.1)
+    policy = RetryPolicy(schedule=(3600,), probe_interval=0.1)
     with WebhookReceiver(failing_for(3, 503)) as receiver:
         worker = SinkWorker(
             HttpSink("hook", receiver.url, client=http), outbox, policy=policy, concurrency=3

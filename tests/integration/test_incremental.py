@@ -130,7 +130,7 @@ async def test_mass_deletion_is_held_until_confirmed(world: World) -> None:
     """Losing most files in one listing holds the deletions until a reconcile interval later."""
     from poller.sources import FILES
 
-    poller = world.poller(FILES, reconcile_interval=600)
+    poller = world.poller(FILES, reconcile_interval=600, mass_delete_min=2)
     files = [world.sim.create_file() for _ in range(4)]
     await poller.poll()
     for f in files[:3]:

@@ -5,25 +5,28 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
 import pytest
 import structlog
+import tenacity
 from standardwebhooks.webhooks import Webhook
 
 from poller import config as config_mod
-from poller import synchronous
+from poller import serving, synchronous
 from poller.app import App
 from poller.exceptions import ConfigError
 from poller.proxy.recorder import Recorder
 from poller.proxy.server import ProxyService
 from poller.runner import Runner
 from poller.simulator import Simulator, SimulatorServer
+from poller.simulator.app import build_app
 from poller.testing import WebhookReceiver, free_port
 
-from .conftest import SECRET, make_config
+from .conftest import SECRET, eventually, make_config
 
 sdk = pytest.importorskip("mistralai.client")
 
@@ -44,15 +47,6 @@ def proxy_config(api_url: str, store_url: str, **proxy: Any) -> config_mod.Confi
             "log": {"level": "debug"},
         }
     )
-
-
-async def eventually(predicate: Callable[[], bool], within: float = 5.0) -> None:
-    """Wait until ``predicate()`` holds; fail after ``within`` seconds."""
-    for _ in range(int(within / 0.01)):
-        if predicate():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition not met in time")
 
 
 class Running:
@@ -326,6 +320,89 @@ async def test_refusals_are_mistral_errors(
     assert sim.stats()["total"] == 0
 
 
+@pytest.fixture
+async def noted(sim: Simulator) -> AsyncIterator[tuple[str, list[str]]]:
+    """The simulator served over HTTP behind a layer noting every path asked of it."""
+    paths: list[str] = []
+    app = build_app(sim)
+
+    async def noting(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            paths.append(scope["path"])
+        await app(scope, receive, send)
+
+    sock = serving.listen_socket(("127.0.0.1", 0), backlog=16)
+    port = sock.getsockname()[1]
+    stop = asyncio.Event()
+    ready = asyncio.Event()
+    task = asyncio.create_task(
+        serving.serve(serving.Server(serving.config(noting), ready.set), sock, stop)
+    )
+    await asyncio.wait_for(ready.wait(), 5)
+    yield f"http://127.0.0.1:{port}/v1", paths
+    stop.set()
+    await task
+
+
+async def raw_get(url: str, target: str, key: str = WORKSPACE_KEY) -> tuple[int, bytes]:
+    """GET ``target`` exactly as written (no client normalizes it): (status, body)."""
+    host, port = httpx.URL(url).host, httpx.URL(url).port
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(
+        f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer "
+        f"{key}\r\nConnection: close\r\n\r\n".encode("latin-1")
+    )
+    await writer.drain()
+    answer = await reader.read()
+    writer.close()
+    await writer.wait_closed()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
+ESCAPES = [
+    "/v1/../_sim",
+    "/v1/%2e%2e/_sim",
+    "/v1/%2E%2E/_sim/stats",
+    "/v1/.%2e/_sim",
+    "/v1/models/../../_sim",
+    "/v1/..%2f_sim",
+    "/v1/..%2F_sim",
+    "/v1/%2e%2e%2f_sim",
+    "/v1/%252e%252e/_sim",
+    "/v1/..%252f_sim",
+    "/v1/..\\_sim",
+    "/v1/..%5c_sim",
+    "/v1/./models",
+    "/v1/models/a%2F..%2F..%2F_sim",
+]
+
+
+@pytest.mark.parametrize("target", ESCAPES)
+async def test_a_path_that_could_leave_v1_is_refused_before_upstream(
+    target: str, start: Start, noted: tuple[str, list[str]]
+) -> None:
+    """Dot segments, encoded dots and slashes, double encoding, backslashes: 400, nothing sent."""
+    upstream, paths = noted
+    proxy = await start(
+        api_url=upstream, inject_key=True, token=TOKEN, mistral={"api_key": WORKSPACE_KEY}
+    )
+    status, body = await raw_get(proxy.url, target, key=TOKEN)
+    assert status == 400
+    assert json.loads(body)["message"].startswith("poller proxy: the path")
+    assert paths == []
+
+
+async def test_plain_paths_still_reach_upstream(start: Start, noted: tuple[str, list[str]]) -> None:
+    """Plain /v1 calls pass, an id with an encoded slash too: the refusals are not vacuous."""
+    upstream, paths = noted
+    proxy = await start(api_url=upstream)
+    status, _ = await raw_get(proxy.url, "/v1/models")
+    missing, _ = await raw_get(proxy.url, "/v1/models/ft%3Aa%2Fb")
+    assert (status, missing) == (200, 404)
+    assert paths == ["/v1/models", "/v1/models/ft:a/b"]
+
+
 async def test_localhost_and_listed_hosts_pass(start: Start) -> None:
     """Host localhost, an IP literal and a name in proxy.hosts are all served."""
     proxy = await start(hosts=["poller.internal"])
@@ -475,9 +552,35 @@ async def test_daemon_delivers_each_trigger_once_signed(
     }
 
 
-async def test_record_retries_until_the_store_takes_it(store_file: str) -> None:
+def embeddings_call(app: App, answer_id: str = "e1") -> synchronous.Call:
+    answer = {"id": answer_id, "object": "list", "model": "m", "data": []}
+    return synchronous.Call(
+        method="POST",
+        path="/embeddings",
+        request_body=b"{}",
+        status=200,
+        content_type="application/json",
+        content_encoding=None,
+        body=json.dumps(answer).encode(),
+        started_at=app.clock(),
+        finished_at=app.clock(),
+    )
+
+
+def recorder_of(app: App, enqueue: Any = None, **options: Any) -> Recorder:
+    return Recorder(
+        enqueue=enqueue or app.store.enqueue,
+        notify=app.notify,
+        workspace="default",
+        record_content=True,
+        clock=app.clock,
+        **options,
+    )
+
+
+async def test_record_retries_until_the_store_takes_it(store_url: str) -> None:
     """A failed write is logged at error and retried; the event lands once."""
-    config = config_mod.from_mapping({"store": {"url": store_file}})
+    config = config_mod.from_mapping({"store": {"url": store_url}})
     async with App(config) as app:
         failures = iter([True, True])
 
@@ -486,27 +589,9 @@ async def test_record_retries_until_the_store_takes_it(store_file: str) -> None:
                 raise OSError("disk unplugged")
             return app.store.enqueue(events, now)
 
-        recorder = Recorder(
-            enqueue=flaky,
-            notify=app.notify,
-            workspace="default",
-            record_content=True,
-            clock=app.clock,
-            retry_delays=(0.01,),
-        )
-        call = synchronous.Call(
-            method="POST",
-            path="/embeddings",
-            request_body=b"{}",
-            status=200,
-            content_type="application/json",
-            content_encoding=None,
-            body=json.dumps({"id": "e1", "object": "list", "model": "m", "data": []}).encode(),
-            started_at=app.clock(),
-            finished_at=app.clock(),
-        )
+        recorder = recorder_of(app, flaky, retry_wait=tenacity.wait_none())
         with structlog.testing.capture_logs() as logs:
-            recorder.submit(call)
+            recorder.submit(embeddings_call(app))
             await recorder.aclose(5)
         failed = [x for x in logs if x["event"] == "proxy_record_failed"]
         assert [x["log_level"] for x in failed] == ["error", "error"]
@@ -519,34 +604,83 @@ async def test_a_call_cut_off_while_its_event_is_built_is_logged_lost(store_file
     """Shutdown cutting off a call whose event is still being built logs it as lost."""
     config = config_mod.from_mapping({"store": {"url": store_file}})
     async with App(config) as app:
-        recorder = Recorder(
-            enqueue=app.store.enqueue,
-            notify=app.notify,
-            workspace="default",
-            record_content=True,
-            clock=app.clock,
-            linger=0,
-        )
-        huge = {
-            "id": "e1",
-            "object": "list",
-            "model": "m",
-            "data": [{"embedding": [0.5] * 4_000_000}],
-        }
-        call = synchronous.Call(
-            method="POST",
-            path="/embeddings",
-            request_body=b"{}",
-            status=200,
-            content_type="application/json",
-            content_encoding=None,
-            body=json.dumps(huge).encode(),  # takes a good while to parse
-            started_at=app.clock(),
-            finished_at=app.clock(),
-        )
-        with structlog.testing.capture_logs() as logs:
-            recorder.submit(call)
-            await asyncio.sleep(0.02)
-            await recorder.aclose(0.05)
+        building, release = threading.Event(), threading.Event()
+
+        def blocked(call: synchronous.Call) -> synchronous.Outcome:
+            building.set()
+            release.wait(30)
+            return synchronous.events(call, workspace="default")
+
+        recorder = recorder_of(app, build=blocked, linger=0)
+        try:
+            with structlog.testing.capture_logs() as logs:
+                recorder.submit(embeddings_call(app))
+                await asyncio.to_thread(building.wait, 30)
+                await recorder.aclose(0)
+        finally:
+            release.set()
         lost = [x for x in logs if x["event"] == "proxy_record_lost"]
         assert [(x["log_level"], x["calls_not_built"]) for x in lost] == [("error", 1)]
+        assert app.outbox.list_deliveries() == []
+
+
+async def cut_off_in_its_thread(app: App, fail: bool) -> list[dict[str, Any]]:
+    """Shut a recorder down while its write is in the store's thread; that write then ends."""
+    writing, release = threading.Event(), threading.Event()
+
+    def blocked(events: Any, now: Any) -> Any:
+        writing.set()
+        release.wait(30)
+        if fail:
+            raise OSError("disk unplugged")
+        return app.store.enqueue(events, now)
+
+    recorder = recorder_of(app, blocked, linger=0)
+    with structlog.testing.capture_logs() as logs:
+        recorder.submit(embeddings_call(app))
+        await asyncio.to_thread(writing.wait, 30)
+        closing = asyncio.create_task(recorder.aclose(0))
+        flusher = recorder._flusher
+        assert flusher is not None
+        await eventually(lambda: flusher.cancelling() > 0)
+        release.set()
+        await closing
+    return logs
+
+
+async def test_a_write_cut_off_in_its_thread_that_commits_is_written_not_lost(
+    store_url: str,
+) -> None:
+    """Shutdown during a write already in its thread: it commits, and is logged written only."""
+    async with App(config_mod.from_mapping({"store": {"url": store_url}})) as app:
+        logs = await cut_off_in_its_thread(app, fail=False)
+        assert [r["type"] for r in app.outbox.list_deliveries()] == ["embeddings.generated"]
+    assert [x["event"] for x in logs if x["event"].startswith("proxy_")] == ["proxy_event_recorded"]
+
+
+async def test_a_write_cut_off_in_its_thread_that_fails_is_lost_not_written(
+    store_url: str,
+) -> None:
+    """Shutdown during a write that then fails: logged lost once, nothing in the outbox."""
+    async with App(config_mod.from_mapping({"store": {"url": store_url}})) as app:
+        logs = await cut_off_in_its_thread(app, fail=True)
+        assert app.outbox.list_deliveries() == []
+    lost = [x for x in logs if x["event"] == "proxy_record_lost"]
+    assert [(x["log_level"], x["types"]) for x in lost] == [("error", ["embeddings.generated"])]
+    assert not [x for x in logs if x["event"] == "proxy_event_recorded"]
+
+
+async def test_calls_beyond_the_queue_size_are_counted_in_the_metric(
+    server: SimulatorServer, store_file: str
+) -> None:
+    """With proxy.queue_size calls waiting, the next is dropped and counted in /metrics."""
+    async with App(proxy_config(server.url, store_file, queue_size=1)) as app:
+        service = app.services[0]
+        assert isinstance(service, ProxyService)
+        recorder = service.app.recorder
+        recorder.submit(embeddings_call(app, "kept"))
+        recorder.submit(embeddings_call(app, "dropped"))
+        await recorder.aclose(5)
+        exposed = app.metrics.registry.get_sample_value("poller_proxy_calls_dropped_total")
+        assert (recorder.dropped, exposed) == (1, 1.0)
+        assert [r["type"] for r in app.outbox.list_deliveries()] == ["embeddings.generated"]

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import structlog
 
-from poller import logs
+from poller import logs, sinkcheck, utils
 from poller.app import App, secrets_of
 from poller.runner import Runner
 from poller.simulator import Simulator, SimulatorServer
@@ -31,7 +31,7 @@ SINK_PASSWORD = "receiver-password-1357924680"
 class EchoingReceiver:
     """A receiver that answers 500 with its path and every header, as careless servers do."""
 
-    def __init__(self) -> None:
+    def __init__(self, status: int = 500) -> None:
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, format: str, *args: Any) -> None:
                 return None
@@ -39,7 +39,7 @@ class EchoingReceiver:
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("content-length") or 0))
                 body = json.dumps({"path": self.path, **self.headers}).encode()
-                self.send_response(500)
+                self.send_response(status)
                 self.send_header("content-length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -152,3 +152,22 @@ def test_library_tracebacks_are_masked(rendered: io.StringIO, fmt: str) -> None:
     _library_exception(f"refused {API_KEY}")
     assert "RuntimeError: refused ***" in rendered.getvalue()
     assert API_KEY not in rendered.getvalue()
+
+
+@pytest.mark.parametrize("status", [200, 500])
+async def test_sinks_test_shows_no_echoed_secret(status: int, store_file: str) -> None:
+    """`poller sinks test` prints a receiver's answer with the sink's credentials masked."""
+    with EchoingReceiver(status) as receiver:
+        url = receiver.url + f"?token={SINK_TOKEN}"
+        hook = {
+            "name": "hook",
+            "type": "http",
+            "url": url,
+            "headers": {"X-Receiver-Token": SINK_TOKEN},
+        }
+        config = make_config("http://127.0.0.1:9/v1", None, store_file, sinks=[hook])
+        event, outcome = await sinkcheck.send(config, config.sinks[0], now=utils.utcnow())
+    line = sinkcheck.describe("hook", event, outcome)
+    assert outcome.ok is (status == 200)
+    assert "/hook?token=***" in line
+    assert SINK_TOKEN not in line

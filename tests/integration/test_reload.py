@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import pathlib
-from collections.abc import Callable
 
 import structlog
 
@@ -14,6 +13,8 @@ from poller.app import App
 from poller.reload import Reloader
 from poller.runner import Runner
 from poller.simulator import Simulator, SimulatorServer
+
+from .conftest import eventually
 
 
 def text(api: str, store: str, sinks: str, interval: str = "0.3s") -> str:
@@ -25,15 +26,6 @@ def text(api: str, store: str, sinks: str, interval: str = "0.3s") -> str:
 
 def file_sink(name: str, path: pathlib.Path, events: str = '["*"]') -> str:
     return f"  - name: {name}\n    type: file\n    path: {path}\n    events: {events}\n"
-
-
-async def eventually(check: Callable[[], bool], limit: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + limit
-    while not check():
-        if loop.time() > end:
-            raise TimeoutError("condition not met")
-        await asyncio.sleep(0.05)
 
 
 def types(path: pathlib.Path) -> list[str]:
@@ -104,6 +96,7 @@ async def test_an_invalid_file_is_refused_and_the_running_config_stays(
     (refused,) = [e for e in captured if e["event"] == "config_reload_refused"]
     assert refused["log_level"] == "error"
     assert refused["reason"].startswith(f"{path}:6: poll.interval: 'often' is not a duration")
+    assert refused["problems"] == [refused["reason"]]
 
 
 async def test_what_cannot_change_live_is_named_in_a_warning(

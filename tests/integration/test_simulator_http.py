@@ -453,3 +453,28 @@ async def test_serve_stops_when_cancelled() -> None:
         await task
     with SimulatorServer(port=port) as again:
         assert again.port == port
+
+
+def test_files_list_order_is_chosen_over_the_control_api(
+    client: httpx.Client, control_client: httpx.Client, sim: Simulator
+) -> None:
+    """The files list answers newest first, oldest first or by id, with its total, as asked."""
+    made = [sim.create_file(created_at=T0 - 60 * n)["id"] for n in range(5)]
+
+    def listed() -> list[str]:
+        answer = client.get("/files", params={"page_size": 3, "page": 0}).json()
+        rest = client.get("/files", params={"page_size": 3, "page": 1}).json()
+        assert answer["total"] == rest["total"] == 5
+        return [f["id"] for f in answer["data"] + rest["data"]]
+
+    try:
+        assert control_client.get("/_sim/order").json() == {"files": "newest"}
+        assert listed() == made
+        assert control_client.post("/_sim/order", json={"files": "oldest"}).status_code == 200
+        assert listed() == made[::-1]
+        control_client.post("/_sim/order", json={"files": "none"}).raise_for_status()
+        assert listed() == sorted(made)
+        refused = control_client.post("/_sim/order", json={"files": "random"})
+        assert refused.status_code == 400 and "newest, oldest, none" in refused.json()["message"]
+    finally:
+        sim.set_files_order("newest")

@@ -3,8 +3,8 @@
 The specs are OpenAPI 3.1, so their schemas are JSON Schema 2020-12; each answer is
 validated against the response schema of its operation, with ``$ref`` resolved
 through a registry over the whole spec. Answers must also not invent fields the
-schema does not name. The reference folder is ``$POLLER_REFERENCE_DIR`` or
-``<repo>/../shared/reference``.
+schema does not name. The specs are kept in ``tests/data/openapi`` (see its README);
+``$POLLER_REFERENCE_DIR`` points the tests at another folder holding newer copies.
 """
 
 from __future__ import annotations
@@ -55,12 +55,11 @@ _Loader.add_implicit_resolver(
 )
 
 
+SPECS = Path(__file__).resolve().parents[1] / "data" / "openapi"
+
+
 def _reference_dir() -> Path:
-    if env := os.environ.get("POLLER_REFERENCE_DIR"):
-        return Path(env)
-    here = Path(__file__).resolve()
-    root = next((p for p in here.parents if (p / "pyproject.toml").exists()), here.parents[2])
-    return root.parent / "shared" / "reference"
+    return Path(os.environ.get("POLLER_REFERENCE_DIR") or SPECS)
 
 
 class Spec:
@@ -99,9 +98,6 @@ class Spec:
 @pytest.fixture(scope="module")
 def specs() -> dict[str, Spec]:
     folder = _reference_dir()
-    missing = [folder / name for name in (CURRENT, FINE_TUNING) if not (folder / name).exists()]
-    if missing:
-        pytest.skip(f"Mistral's OpenAPI reference is missing: {', '.join(map(str, missing))}")
     return {"current": Spec(folder / CURRENT), "fine_tuning": Spec(folder / FINE_TUNING)}
 
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import pathlib
 import stat
 from collections.abc import Iterator, Sequence
 
 import pytest
 import sqlalchemy as sa
 
+from poller import hints
 from poller import store as store_mod
-from poller.diff import DiffResult, event_for
+from poller.diff import DiffResult, diff, event_for
 from poller.exceptions import SchemaVersionError, StoreError
 from poller.model import Event, Resource
 from poller.sources import BATCH_JOBS, FILES
@@ -217,6 +219,21 @@ def test_event_detail_has_attempt_log(store: Store, outbox: Outbox) -> None:
     assert outbox.event_detail("evt_missing") is None
 
 
+def test_event_detail_counts_attempts_before_a_replay(store: Store, outbox: Outbox) -> None:
+    """After a replay, events show counts every attempt in its log, not those since the replay."""
+    a = job("ja")
+    (event,) = commit(store, DiffResult(upserts=(a,), events=events_for(a)))
+    (d,) = outbox.due("a", T0, 10)
+    outbox.record([AttemptRecord(d.id, T0, True, "delivered", "delivered", T0, 200)])
+    assert outbox.replay(T0, ids=[event.id], sink="a") == 1
+    (again,) = outbox.due("a", T0, 10)
+    outbox.record([AttemptRecord(again.id, T0, True, "delivered", "delivered", T0, 200)])
+    detail = outbox.event_detail(event.id)
+    assert detail is not None
+    (delivery,) = [x for x in detail["deliveries"] if x["sink"] == "a"]
+    assert delivery["attempts"] == len(delivery["log"]) == 2
+
+
 def test_list_deliveries_filters(store: Store, outbox: Outbox) -> None:
     """events list filters by status (failed = pending with attempts), sink and type glob."""
     a = job("ja")
@@ -259,7 +276,7 @@ def test_schema_version_recorded_and_newer_refused(engine: sa.Engine, store_url:
 
 def test_sqlite_file_is_private(tmp_path: os.PathLike[str]) -> None:
     """The SQLite file is created readable by its owner only, in WAL mode."""
-    path = f"{tmp_path}/sub/poller.db"
+    path = f"{tmp_path}/poller.db"
     engine = store_mod.create_engine(f"sqlite:///{path}")
     with engine.connect() as conn:
         assert conn.execute(sa.text("pragma journal_mode")).scalar() == "wal"
@@ -272,13 +289,26 @@ def test_sqlite_file_is_private(tmp_path: os.PathLike[str]) -> None:
     [
         ("mysql://root@localhost/db", "unsupported store URL"),
         ("sqlite:///:memory:", "not a file"),
-        ("sqlite:////proc/nope/poller.db", "cannot create"),
+        ("sqlite:////proc/poller.db", "cannot create"),
+        ("sqlite:////proc/nope/poller.db", "the directory /proc/nope does not exist"),
     ],
 )
 def test_bad_store_urls(url: str, message: str) -> None:
-    """Unsupported, in-memory and unwritable stores are refused with one line."""
+    """Unsupported, in-memory, unwritable and directory-less stores are refused with one line."""
     with pytest.raises(StoreError, match=message):
         store_mod.create_engine(url)
+
+
+def test_missing_store_directory_is_named_not_created(tmp_path: pathlib.Path) -> None:
+    """A SQLite store in a directory that does not exist is refused; nothing is created."""
+    missing = tmp_path / "state"
+    with pytest.raises(StoreError) as info:
+        store_mod.create_engine(f"sqlite:///{missing}/poller.db")
+    assert str(info.value) == (
+        f"store.url: the directory {missing} does not exist; create it "
+        f"(install -d -m 0700 {missing}) or change store.url"
+    )
+    assert not missing.exists()
 
 
 def test_password_is_masked() -> None:
@@ -329,6 +359,7 @@ def test_delivered_time_is_recorded(store: Store, outbox: Outbox) -> None:
     assert stamps == {"a": T0, "b": None}
 
 
+@pytest.mark.foreign_events  # a type with another character where the glob has `_`
 def test_type_filter_takes_underscore_literally(store: Store, outbox: Outbox) -> None:
     """`--type batch_job.*` matches batch_job.created, not a type with another character there."""
     a = job("ja")
@@ -393,3 +424,54 @@ def test_a_refusing_fence_writes_nothing_of_the_poll(store: Store) -> None:
         fence=passed.append,
     )
     assert len(passed) == 1 and store.ids("w", "batch_jobs") == {"j1"}
+
+
+def hint_of(resource: Resource, kind: str = "created") -> hints.Hint:
+    return hints.Hint("w", BATCH_JOBS, kind, resource.id, T0, resource)
+
+
+def test_a_hint_writes_its_row_and_event_once_and_leaves_the_state(
+    store: Store, outbox: Outbox
+) -> None:
+    """A created job: snapshot row (active) and event together; again, nothing new; no baseline."""
+    hint = hint_of(job("j1", "QUEUED"))
+    first = hints.record(store, hint)
+    again = hints.record(store, hint)
+    assert [e.type for e in first] == ["batch_job.created"] and again == []
+    assert [e.id for e in outbox.events()] == [first[0].id]
+    assert store.active_ids("w", "batch_jobs") == ["j1"]
+    assert store.load_resources("w", "batch_jobs")["j1"].status == "QUEUED"
+    assert not store.source_state("w", "batch_jobs").baselined
+
+
+def test_a_hint_then_a_poll_of_the_same_job_announces_it_once(store: Store, outbox: Outbox) -> None:
+    """The poll after a hint sees the job in the snapshot: no second event."""
+    hinted = hints.record(store, hint_of(job("j1", "QUEUED")))
+    listing = [job("j1", "RUNNING")]
+    before = store.load_resources("w", "batch_jobs", ["j1"])
+    polled = commit(store, diff(BATCH_JOBS, before, listing, workspace="w", now=T0))
+    assert len(hinted) == 1 and polled == []
+    assert len(outbox.events()) == 1
+
+
+def test_a_failed_hint_leaves_neither_row_nor_event(engine: sa.Engine, outbox: Outbox) -> None:
+    """A failure after the snapshot row was written rolls the row back with the event."""
+
+    def broken(_e: Event) -> Sequence[str]:
+        raise RuntimeError("boom")
+
+    store = Store(engine, broken)
+    with pytest.raises(RuntimeError):
+        hints.record(store, hint_of(job("j1", "QUEUED")))
+    assert store.load_resources("w", "batch_jobs") == {}
+    assert outbox.events() == []
+
+
+def test_a_cancel_hint_moves_a_known_job_out_of_the_active_set(
+    store: Store, outbox: Outbox
+) -> None:
+    """A job the snapshot holds as RUNNING, cancelled: its event, and no longer active."""
+    commit(store, DiffResult(upserts=(job("j1", "RUNNING"),)))
+    recorded = hints.record(store, hint_of(job("j1", "CANCELLED"), "changed"))
+    assert [e.type for e in recorded] == ["batch_job.cancelled"]
+    assert store.active_ids("w", "batch_jobs") == []

@@ -232,3 +232,18 @@ async def test_pages_at_the_size_the_api_caps() -> None:
     listing = await client.list_all("/files")
     assert [i["id"] for i in listing.items] == [f"i{n}" for n in range(7)]
     assert listing.complete
+
+
+@pytest.mark.parametrize(("total", "expected"), [(7, 7), (None, None), (-1, None), (True, None)])
+async def test_one_page_with_its_total(total: Any, expected: int | None) -> None:
+    """list_page asks for one page with its total and keeps the total only when it is a count."""
+    asked: list[dict[str, str]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(dict(request.url.params))
+        return httpx.Response(200, json={"data": [{"id": "a"}], "object": "list", "total": total})
+
+    client, _ = make(handler)
+    listing = await client.list_page("/files", page=3, page_size=5)
+    assert asked == [{"page": "3", "page_size": "5", "include_total": "true"}]
+    assert [i["id"] for i in listing.items] == ["a"] and listing.total == expected

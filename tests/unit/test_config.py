@@ -24,6 +24,7 @@ EXAMPLE_ENV = {
     "MISTRAL_RESEARCH_API_KEY": "sk-research-0987654321",
     "WEBHOOK_SECRET": SECRET,
     "POLLER_PROXY_TOKEN": "proxy-token-abcdef",
+    "RABBITMQ_PASSWORD": "rabbit-password-123",
 }
 
 
@@ -145,6 +146,11 @@ ERRORS = [
         "poller.yaml:2: poll.mass_delete_threshold: 0 is too small; it must be more than 0",
     ),
     (
+        "mass deletion minimum not a count",
+        "poll:\n  mass_delete_min: 0\n",
+        "poller.yaml:2: poll.mass_delete_min: 0 is too small; use 1 or more",
+    ),
+    (
         "bad size",
         "proxy:\n  max_body: 20 megs\n",
         "poller.yaml:2: proxy.max_body: '20 megs' is not a size; "
@@ -201,12 +207,25 @@ ERRORS = [
     (
         "sink without type",
         "sinks:\n  - name: ops\n",
-        "poller.yaml:2: sinks[0].type: missing; use one of: file, http, log",
+        "poller.yaml:2: sinks[0].type: missing; use one of: "
+        "file, http, log, nats, amqp, redis, mqtt",
     ),
     (
         "unknown sink type",
         "sinks:\n  - {name: a, type: log}\n  - {name: b, type: log}\n  - name: c\n    type: x\n",
-        "poller.yaml:5: sinks[2].type: unknown sink type 'x'; use one of: file, http, log",
+        "poller.yaml:5: sinks[2].type: unknown sink type 'x'; use one of: "
+        "file, http, log, nats, amqp, redis, mqtt",
+    ),
+    (
+        "broker url of another scheme",
+        "sinks:\n  - {name: n, type: nats, url: 'http://127.0.0.1:4222'}\n",
+        "poller.yaml:2: sinks[0].url: the URL has scheme 'http'; use a nats:// or tls:// URL, "
+        "e.g. nats://127.0.0.1:4222",
+    ),
+    (
+        "wildcard in an mqtt topic",
+        "sinks:\n  - {name: m, type: mqtt, url: 'mqtt://h', topic: 'poller/#'}\n",
+        "poller.yaml:2: sinks[0].topic: '#' cannot appear here; use e.g. poller/{workspace}/{type}",
     ),
     (
         "key of another sink type",
@@ -393,14 +412,15 @@ ERRORS = [
     ),
     (
         "proxy inject_key without token",
-        "proxy:\n  inject_key: true\n",
-        "poller.yaml:2: proxy.inject_key: inject_key: true needs a token that local clients must "
+        "mistral:\n  api_key: sk-test\nproxy:\n  inject_key: true\n",
+        "poller.yaml:4: proxy.inject_key: inject_key: true needs a token that local clients must "
         "send; set proxy.token, e.g. token: ${POLLER_PROXY_TOKEN}",
     ),
     (
         "proxy inject_key on a public address",
-        "proxy:\n  inject_key: true\n  token: t0ken\n  listen: 0.0.0.0:8787\n",
-        "poller.yaml:4: proxy.listen: '0.0.0.0:8787' is not a loopback address; with "
+        "mistral:\n  api_key: sk-test\nproxy:\n  inject_key: true\n  token: t0ken\n"
+        "  listen: 0.0.0.0:8787\n",
+        "poller.yaml:6: proxy.listen: '0.0.0.0:8787' is not a loopback address; with "
         "inject_key: true the proxy must listen on 127.0.0.1, ::1 or localhost",
     ),
     (
@@ -779,6 +799,7 @@ workspaces:
     poll:
       interval: 1m
       mass_delete_threshold: 0.2
+      mass_delete_min: 3
     sources:
       files:
         active_interval: 1s
@@ -798,6 +819,8 @@ workspaces:
         ("tuned", "poll.active_interval", 4.0),
         ("tuned", "poll.emit_existing", True),
         ("tuned", "poll.mass_delete_threshold", 0.2),
+        ("plain", "poll.mass_delete_min", 10),
+        ("tuned", "poll.mass_delete_min", 3),
         ("plain", "sources.batch_jobs.interval", 20.0),
         ("plain", "sources.files.interval", 120.0),
         ("plain", "sources.files.active_interval", 4.0),
@@ -914,6 +937,15 @@ def test_proxy_defaults_to_first_workspace() -> None:
     )
 
 
+def test_proxy_queue_size() -> None:
+    """proxy.queue_size defaults to 10000, takes a positive integer and refuses 0."""
+    assert (proxy := parse("proxy: {}\n").proxy) is not None and proxy.queue_size == 10_000
+    assert (proxy := parse("proxy: {queue_size: 5}\n").proxy) is not None and proxy.queue_size == 5
+    message = str(error("proxy:\n  queue_size: 0\n"))
+    assert message.startswith("poller.yaml:2: proxy.queue_size: ")
+    assert "\n" not in message
+
+
 def test_models_are_frozen() -> None:
     """Config objects cannot be changed after loading."""
     loaded = parse("log: {}\n")
@@ -1013,7 +1045,15 @@ def test_example_loads() -> None:
     """config/poller.example.yaml is valid once its environment variables are set."""
     loaded = config.load(EXAMPLE, environ=EXAMPLE_ENV)
     assert [w.name for w in loaded.workspaces] == ["prod", "research"]
-    assert [s.type for s in loaded.sinks] == ["http", "file", "log"]
+    assert [s.type for s in loaded.sinks] == [
+        "http",
+        "file",
+        "log",
+        "nats",
+        "amqp",
+        "redis",
+        "mqtt",
+    ]
     assert loaded.proxy is not None and loaded.proxy.inject_key
 
 
@@ -1153,3 +1193,119 @@ def test_ha_section_errors(text: str, expected: str) -> None:
     with pytest.raises(ConfigError) as caught:
         parse(text)
     assert str(caught.value).startswith(expected)
+
+
+def lines(text: str, environ: dict[str, str] | None = None) -> list[str]:
+    return str(error(text, environ)).splitlines()
+
+
+def test_every_problem_is_reported_in_file_order() -> None:
+    """Unset variables, unknown keys and bad values anywhere are all reported, one line each."""
+    text = (
+        "mistral:\n  api_key: ${KEY_ONE}\n  timeoutt: 5s\n"
+        "poll:\n  interval: soon\n  intervall: 5s\n"
+        "sinks:\n  - name: a\n    type: log\n    concurrency: -1\n"
+        "ops:\n  listen: ${LISTEN}\n"
+    )
+    assert lines(text) == [
+        "poller.yaml:2: mistral.api_key: environment variable KEY_ONE is not set; "
+        "export it or write the value in the file",
+        "poller.yaml:3: mistral.timeoutt: unknown key 'timeoutt'; did you mean 'timeout'?",
+        "poller.yaml:5: poll.interval: 'soon' is not a duration; use e.g. 30, '500ms', '30s', '5m'",
+        "poller.yaml:6: poll.intervall: unknown key 'intervall'; did you mean 'interval'?",
+        "poller.yaml:10: sinks[0].concurrency: -1 is too small; use 1 or more",
+        "poller.yaml:12: ops.listen: environment variable LISTEN is not set; "
+        "export it or write the value in the file",
+    ]
+    assert [p.line for p in error(text).problems] == [2, 3, 5, 6, 10, 12]
+
+
+def test_an_unset_variable_is_its_only_problem() -> None:
+    """A value left unexpanded is not also reported as malformed (it is not a duration)."""
+    assert lines("poll:\n  interval: ${POLL_INTERVAL}\n") == [
+        "poller.yaml:2: poll.interval: environment variable POLL_INTERVAL is not set; "
+        "export it or write the value in the file"
+    ]
+
+
+def test_checks_across_sections_are_all_reported() -> None:
+    """Duplicate names and unknown references are reported together."""
+    text = (
+        "workspaces:\n  - name: prod\n  - name: prod\n"
+        "sinks:\n  - name: a\n    type: log\n    workspaces: [staging]\n"
+        "  - name: a\n    type: log\n"
+        "proxy:\n  token: t0ken\n"
+    )
+    assert lines(text) == [
+        "poller.yaml:3: workspaces[1].name: duplicate workspace name 'prod' (also workspaces[0]); "
+        "give each workspace its own name",
+        "poller.yaml:7: sinks[0].workspaces[0]: unknown workspace 'staging'; known: prod",
+        "poller.yaml:8: sinks[1].name: duplicate sink name 'a' (also sinks[0]); "
+        "give each sink its own name",
+        "poller.yaml:11: proxy.token: a token is only used with inject_key: true (clients then "
+        "send it instead of an API key); remove it or set inject_key: true",
+    ]
+
+
+def test_every_duplicate_key_is_reported() -> None:
+    """Each key given twice gets its line."""
+    assert lines(
+        "poll:\n  interval: 5s\n  interval: 6s\nlog:\n  level: info\n  level: debug\n"
+    ) == [
+        "poller.yaml:3: poll.interval: duplicate key 'interval'; give each key once",
+        "poller.yaml:6: log.level: duplicate key 'level'; give each key once",
+    ]
+
+
+def checked(text: str, missing: set[str], environ: dict[str, str] | None = None) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        config.parse(
+            text,
+            source="poller.yaml",
+            environ=environ or {},
+            directory_exists=lambda d: d not in missing,
+        )
+    return info.value
+
+
+def test_store_directory_that_does_not_exist_is_a_problem() -> None:
+    """With the filesystem asked, a SQLite store.url in a missing directory is one line."""
+    text = "store:\n  url: sqlite:////srv/poller/state/poller.db\npoll:\n  interval: x\n"
+    assert str(checked(text, {"/srv/poller/state"})).splitlines() == [
+        "poller.yaml:2: store.url: the directory /srv/poller/state does not exist; create it "
+        "(install -d -m 0700 /srv/poller/state) or change store.url",
+        "poller.yaml:4: poll.interval: 'x' is not a duration; use e.g. 30, '500ms', '30s', '5m'",
+    ]
+
+
+def test_default_store_directory_is_checked_too() -> None:
+    """Without store.url, the default store's directory (here systemd's) must exist."""
+    exc = checked("log:\n  level: info\n", {"/run/state"}, {"STATE_DIRECTORY": "/run/state"})
+    assert str(exc) == (
+        "poller.yaml:1: store.url: not set, so the store is /run/state/poller.db, but "
+        "/run/state does not exist; create it (install -d -m 0700 /run/state) or set store.url"
+    )
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["sqlite:////srv/poller/poller.db", "sqlite:///poller.db", "postgresql://u@h/db"],
+    ids=["existing directory", "relative to the working directory", "postgresql"],
+)
+def test_store_directory_that_exists_passes(url: str) -> None:
+    """A SQLite store in an existing directory, or a PostgreSQL one, passes the check."""
+    loaded = config.parse(
+        f"store:\n  url: {url}\n", environ={}, directory_exists=lambda d: d in ("/srv/poller", ".")
+    )
+    assert loaded.store.url == url
+
+
+def test_bare_default_store_is_left_to_the_daemon() -> None:
+    """Without store.url or $STATE_DIRECTORY, /var/lib/poller is not checked ahead."""
+    loaded = config.parse("log:\n  level: info\n", environ={}, directory_exists=lambda d: False)
+    assert loaded.store.url == "sqlite:////var/lib/poller/poller.db"
+
+
+def test_without_the_filesystem_the_directory_is_not_checked() -> None:
+    """Parsing alone (reload, tests, tools) never looks at the disk."""
+    assert config.parse("store:\n  url: sqlite:////nonexistent/x/poller.db\n", environ={})

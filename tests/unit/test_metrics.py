@@ -18,7 +18,7 @@ from poller.exceptions import (
     UnreachableError,
 )
 from poller.metrics import Metrics, api_outcome, delivery_outcome
-from poller.model import Event, Outcome
+from poller.model import Delivery, Event, Outcome
 
 
 @pytest.mark.parametrize(
@@ -118,3 +118,15 @@ def test_two_registries_do_not_share_series() -> None:
     first, second = Metrics(), Metrics()
     first.observe_poll("prod", "batch_jobs", Result(last_success_at=WHEN))
     assert ("poller_polls_total", (("outcome", "ok"), *SRC)) not in samples(second)
+
+
+def test_dead_deliveries_are_counted() -> None:
+    """A delivery given up (schedule spent, or past max_age) counts in its sink's dead counter."""
+    metrics = Metrics()
+    metrics.track_sink("hook")
+    event = Event("evt_1", "batch_job.created", "prod", "j1", WHEN, {})
+    delivery = Delivery(1, "hook", event, attempts=7, created_at=WHEN, next_attempt_at=WHEN)
+    metrics.observe_delivery("hook", delivery, Outcome(ok=False, status_code=422), "dead")
+    metrics.observe_delivery("hook", delivery, Outcome(ok=False, status_code=422), "pending")
+    metrics.observe_expired("hook", 2)
+    assert samples(metrics)[("poller_deliveries_dead_total", (("sink", "hook"),))] == 3

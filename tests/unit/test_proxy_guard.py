@@ -100,3 +100,60 @@ def test_downstream_headers_keep_the_answer_as_it_is() -> None:
 def test_accept_encoding_is_cut_to_what_can_be_decoded(value: bytes, kept: bytes) -> None:
     """Encodings the recorder cannot undo are not offered upstream."""
     assert guard.accept_encoding(value) == kept
+
+
+@pytest.mark.parametrize(
+    ("path", "plain"),
+    [(b"/v1/models", True), (b"/v1", True), (b"/v1/files/f%20x", True),
+     (b"/v1/models/ft%3Aopen-mistral-7b%3Aabc", True), (b"/v1/a..b/c.", True),
+     (b"/v1/../_sim", False), (b"/v1/./models", False), (b"/v1/models/..", False),
+     (b"/v1/%2e%2e/_sim", False), (b"/v1/%2E%2e/_sim", False), (b"/v1/.%2e/_sim", False),
+     (b"/v1/..%2f_sim", False), (b"/v1/..%2F_sim", False), (b"/v1/models/a%2Fb", True),
+     (b"/v1/models/a%252Fb%23c", True), (b"/v1/a%2f..%2f..%2f_sim", False),
+     (b"/v1/%252e%252e/_sim", False), (b"/v1/..%252f_sim", False),
+     (b"/v1/%25252e%25252e/_sim", False), (b"/v1/..\\_sim", False), (b"/v1/..%5c_sim", False),
+     (b"/v1/..%255C_sim", False), (b"/v1%2f..%2f_sim", False), (b"/_sim", False)],
+)  # fmt: skip
+def test_paths_that_could_leave_v1_are_not_plain(path: bytes, plain: bool) -> None:
+    """Dot segments and backslashes, at any encoding depth, are not plain; a bare %2F is."""
+    assert guard.plain_api_path(path) is plain
+
+
+def test_a_path_encoded_deeper_than_the_check_goes_is_not_plain() -> None:
+    """A path still percent-encoded after every round of decoding is refused too."""
+    path = b"/v1/" + b"%" + b"25" * guard.MAX_DECODES + b"2e"
+    assert not guard.plain_api_path(path)
+
+
+def test_escaping_paths_are_refused_with_400_others_outside_v1_with_404() -> None:
+    """A path that may leave /v1 gets 400; one that never was under /v1 gets 404."""
+    escaping = guard.refuse_path(b"/v1/%2e%2e/_sim")
+    outside = guard.refuse_path(b"/_sim")
+    assert escaping is not None and escaping.status == 400
+    assert outside is not None and outside.status == 404
+    assert guard.refuse_path(b"/v1/models") is None
+
+
+ACCOUNTS = (
+    guard.Account("a", b"authorization", b"Bearer key-a"),
+    guard.Account("b", b"authorization", b"Bearer key-b"),
+    guard.Account("c", b"x-api-key", b"key-c"),
+)
+
+
+@pytest.mark.parametrize(
+    ("headers", "workspace"),
+    [([(b"authorization", b"Bearer key-b")], "b"), ([(b"Authorization", b"Bearer key-a ")], "a"),
+     ([(b"x-api-key", b"key-c")], "c"), ([(b"authorization", b"Bearer key-")], None),
+     ([(b"authorization", b"key-a")], None), ([], None)],
+)  # fmt: skip
+def test_a_call_belongs_to_the_workspace_of_its_key(
+    headers: guard.Headers, workspace: str | None
+) -> None:
+    """The key a call carries names its workspace; an unknown or partial key names none."""
+    assert guard.workspace_of(headers, ACCOUNTS) == workspace
+
+
+def test_accounts_keep_their_keys_out_of_repr() -> None:
+    """An account's key never shows in its repr (logs, tracebacks)."""
+    assert "key-a" not in repr(ACCOUNTS[0])

@@ -47,8 +47,16 @@ def test_schedule_without_jitter(attempts: int, delay: float) -> None:
     assert at == T0 + dt.timedelta(seconds=delay)
 
 
+def test_schedule_first_entry_is_the_first_retry() -> None:
+    """The schedule's first entry is the delay after the first failed attempt."""
+    policy = RetryPolicy(schedule=(10.0, 20.0))
+    at = retry.next_attempt(policy, attempts=1, created_at=T0, now=T0)
+    assert at == T0 + dt.timedelta(seconds=10)
+
+
 def test_schedule_spent_is_dead() -> None:
-    """After as many failures as the schedule has steps, the delivery is dead."""
+    """After one more failure than the schedule has retries, the delivery is dead."""
+    assert retry.next_attempt(RetryPolicy(), attempts=7, created_at=T0, now=T0) is not None
     assert retry.next_attempt(RetryPolicy(), attempts=8, created_at=T0, now=T0) is None
 
 
@@ -92,6 +100,6 @@ def test_retry_after_wins_when_longer() -> None:
     [(True, None, 5.0), (False, None, 30.0), (True, 120.0, 120.0), (False, 10.0, 30.0)],
 )
 def test_probe_timing(first: bool, retry_after: float | None, seconds: float) -> None:
-    """The first probe comes after the schedule's second step, later ones every probe_interval."""
+    """The first probe comes after the schedule's first retry, later ones every probe_interval."""
     at = retry.next_probe(RetryPolicy(), now=T0, first=first, retry_after=retry_after)
     assert at == T0 + dt.timedelta(seconds=seconds)

@@ -1,0 +1,82 @@
+"""The ``nats`` sink: publishes each event to NATS JetStream, acknowledged by the stream.
+
+The event id travels as the ``Nats-Msg-Id`` header, so a message sent again within the
+stream's duplicate window (a retry after a lost acknowledgement) is dropped by the server:
+JetStream stores each event once. A subject no stream covers is a refusal.
+"""
+
+from __future__ import annotations
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+
+from poller.model import Event
+from poller.sinks import base
+from poller.sinks.broker import BrokerSink, Refused
+
+
+async def _ignore(_error: Exception) -> None:
+    """nats-py's error callback: failures reach poller as the outcome of each publish."""
+
+
+class NatsSink(BrokerSink[Client]):
+    """Publishes to ``subject`` (a template) on the NATS server at ``url``."""
+
+    kind = "nats"
+
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        *,
+        subject: str,
+        format: str = "standard",
+        timeout: float = 15.0,
+    ) -> None:
+        super().__init__(name, format=format, timeout=timeout)
+        self.url = url
+        self.subject = subject
+
+    async def connect(self) -> Client:
+        # poller keeps the connection itself: a dropped one is replaced on the next attempt
+        # rather than buffering publishes in the client while it reconnects
+        return await nats.connect(
+            self.url,
+            name=f"poller-{self.name}",
+            allow_reconnect=False,
+            # one attempt (a second at once), not nats-py's default of minutes of retries
+            max_reconnect_attempts=1,
+            reconnect_time_wait=0,
+            connect_timeout=max(1, round(self.timeout)),
+            error_cb=_ignore,
+        )
+
+    def alive(self, client: Client) -> bool:
+        return client.is_connected
+
+    async def publish(
+        self, client: Client, event: Event, body: bytes, content_type: str
+    ) -> str | None:
+        subject = base.expand(self.subject, event)
+        headers = {"Nats-Msg-Id": event.id, "Content-Type": content_type}
+        try:
+            ack = await client.jetstream().publish(
+                subject, body, timeout=self.timeout, headers=headers
+            )
+        except nats.js.errors.NoStreamResponseError:
+            raise Refused(
+                f"no JetStream stream takes subject '{subject}' (the server answered: "
+                "503 no responders); add the subject to a stream or change the sink's subject"
+            ) from None
+        except nats.js.errors.APIError as exc:
+            raise Refused(
+                f"JetStream refused the message on '{subject}': {exc.description} "
+                f"(code {exc.code}, error {exc.err_code})"
+            ) from None
+        duplicate = ", a duplicate it already had" if ack.duplicate else ""
+        return f"stored by stream {ack.stream} as message {ack.seq}{duplicate}"
+
+    async def disconnect(self, client: Client) -> None:
+        await client.close()

@@ -1,0 +1,99 @@
+"""``poller events tail``: follow events as they are recorded, like ``journalctl -f``.
+
+It reads the store by event ``seq`` at a short interval, so it works beside a running
+daemon on SQLite and PostgreSQL alike. On PostgreSQL a transaction that took a lower
+``seq`` can commit after a higher one is already visible; such a gap is looked for again
+for ``hold`` seconds before it is taken for a rolled-back transaction, so a late commit
+is still shown.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+import sqlalchemy as sa
+
+from poller import utils
+from poller.model import Event
+from poller.store.feed import Feed
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Cursor:
+    """Where a tail stands: the highest ``seq`` shown and the lower ones still missing."""
+
+    seq: int
+    missing: Mapping[int, float] = dataclasses.field(default_factory=dict)
+    """A missing ``seq`` → until when (monotonic seconds) to look for it."""
+
+
+def advance(
+    cursor: Cursor, seqs: Sequence[int], now: float, hold: float
+) -> tuple[Cursor, frozenset[int]]:
+    """The cursor after reading ``seqs`` (ascending), and which of them are new to show."""
+    new = frozenset(s for s in seqs if s > cursor.seq or s in cursor.missing)
+    missing = {s: until for s, until in cursor.missing.items() if s not in new and until > now}
+    top = max([cursor.seq, *new])
+    missing.update((s, now + hold) for s in range(cursor.seq + 1, top) if s not in new)
+    return Cursor(top, missing), new
+
+
+def matcher(event_type: str | None, workspace: str | None) -> Callable[[Event], bool]:
+    """Whether an event passes ``--type`` (``*`` matches anything) and ``--workspace``."""
+    pattern = re.compile(re.escape(event_type or "*").replace(r"\*", ".*"))
+
+    def matches(event: Event) -> bool:
+        in_workspace = workspace is None or event.workspace == workspace
+        return in_workspace and pattern.fullmatch(event.type) is not None
+
+    return matches
+
+
+def line(event: Event) -> str:
+    """One event on a terminal: time, workspace, type, resource id, event id."""
+    stamp = utils.isoformat(event.timestamp)
+    return f"{stamp}  {event.workspace}  {event.type}  {event.resource_id}  {event.id}"
+
+
+def follow(
+    feed: Feed,
+    start: int,
+    *,
+    stop: threading.Event,
+    emit: Callable[[Event], None],
+    matches: Callable[[Event], bool],
+    on_error: Callable[[str | None], None],
+    interval: float = 0.5,
+    hold: float = 10.0,
+    batch: int = 500,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Emit every matching event recorded after ``start`` until ``stop`` is set.
+
+    ``on_error`` hears a store error once per episode (and ``None`` when it is over);
+    the tail keeps trying.
+    """
+    cursor = Cursor(start)
+    failing = False
+    while not stop.is_set():
+        try:
+            rows = feed.after(cursor.seq, also=tuple(cursor.missing), limit=batch)
+        except sa.exc.SQLAlchemyError as exc:
+            if not failing:
+                on_error(f"{type(exc).__name__}: {str(exc).splitlines()[0]}"[:300])
+            failing = True
+            stop.wait(interval)
+            continue
+        if failing:
+            on_error(None)
+            failing = False
+        cursor, new = advance(cursor, [seq for seq, _ in rows], clock(), hold)
+        for seq, event in rows:
+            if seq in new and matches(event):
+                emit(event)
+        if len(rows) < batch:
+            stop.wait(interval)

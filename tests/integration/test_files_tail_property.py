@@ -1,0 +1,124 @@
+"""Reading the files listing at its end and listing it in full find the same events."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import pathlib
+import tempfile
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from poller import store as store_mod
+from poller.mistral.client import MistralClient
+from poller.polling import Settings, SourcePoller
+from poller.simulator import Simulator, SimulatorServer
+from poller.sources import FILES
+
+T0 = 1_800_000_000.0
+HISTORY = 12
+"""Files before the baseline, a minute apart: enough for an order to be learned."""
+
+upload = st.tuples(st.just("upload"))
+delete = st.tuples(st.just("delete"), st.integers(min_value=0, max_value=60))
+advance = st.tuples(st.just("advance"), st.sampled_from([1.0, 30.0, 600.0]))
+poll = st.tuples(st.just("poll"))
+histories = st.lists(
+    st.one_of(upload, upload, delete, delete, advance, poll, poll), min_size=3, max_size=25
+)
+# an upload hides a deletion deep in history from the total
+HIDDEN = [("delete", 2), ("upload",), ("poll",), ("advance", 30.0), ("poll",)]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = T0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[tuple[Clock, SimulatorServer]]:
+    clock = Clock()
+    with SimulatorServer(Simulator(clock=clock, seed=2)) as server:
+        yield clock, server
+
+
+async def play(
+    served: tuple[Clock, SimulatorServer],
+    order: str,
+    ops: list[tuple[Any, ...]],
+    page_size: int,
+    root: pathlib.Path,
+) -> tuple[set[Any], set[Any]]:
+    clock, server = served
+    sim = server.sim
+    sim.reset()
+    sim.set_files_order(order)
+    living = [
+        sim.create_file(created_at=clock.t - 60 * (HISTORY - n))["id"] for n in range(HISTORY)
+    ]
+    engines = []
+    pollers = []
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        for name, incremental in (("tail", True), ("full", False)):
+            engine = store_mod.create_engine(f"sqlite:///{root}/{name}.db")
+            engines.append(engine)
+            pollers.append(
+                SourcePoller(
+                    FILES,
+                    client=MistralClient(http, page_size=page_size),
+                    store=store_mod.Store(engine, lambda _e: ["s"]),
+                    settings=Settings(incremental=incremental, reconcile_interval=1e9),
+                    clock=lambda: dt.datetime.fromtimestamp(clock.t, dt.UTC),
+                )
+            )
+        found: list[set[Any]] = [set(), set()]
+
+        async def poll_all() -> None:
+            for poller, events in zip(pollers, found, strict=True):
+                report = await poller.poll()
+                events.update((e.type, e.resource_id, e.id) for e in report.events)
+
+        await poll_all()  # the baseline
+        for op in ops:
+            if op[0] == "upload":
+                living.append(sim.create_file()["id"])
+            elif op[0] == "delete" and living:
+                sim.delete_file(living.pop(op[1] % len(living)))
+            elif op[0] == "advance":
+                clock.t += op[1]
+            elif op[0] == "poll":
+                await poll_all()
+        clock.t += 1
+        await poll_all()
+    for engine in engines:
+        engine.dispose()
+    return found[0], found[1]
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    order=st.sampled_from(["newest", "oldest", "none"]),
+    ops=histories,
+    page_size=st.integers(min_value=2, max_value=5),
+)
+@example(order="newest", ops=HIDDEN, page_size=3)
+@example(order="oldest", ops=HIDDEN, page_size=3)
+def test_tail_and_full_listing_agree(
+    served: tuple[Clock, SimulatorServer], order: str, ops: list[tuple[Any, ...]], page_size: int
+) -> None:
+    """Over random uploads and deletions, in each order and in none, both find the same events."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tail, full = asyncio.run(play(served, order, ops, page_size, pathlib.Path(tmp)))
+    assert tail == full

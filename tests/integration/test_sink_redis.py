@@ -1,0 +1,122 @@
+"""The ``redis`` sink through the dispatcher, against the machine's Redis."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio
+
+from poller.app import App
+from tests.integration.brokers import (
+    REDIS,
+    delivered,
+    load,
+    record,
+    refused,
+    relay,
+    require,
+    ride_out_an_outage,
+    run_until,
+    unique,
+    write_config,
+)
+
+URL = f"redis://127.0.0.1:{REDIS}/0"
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[redis.asyncio.Redis]:
+    require("Redis", REDIS)
+    client = redis.asyncio.Redis.from_url(URL)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+async def stream(client: redis.asyncio.Redis) -> AsyncIterator[str]:
+    """A key nobody else uses, deleted afterwards."""
+    key = unique("poller-test")
+    yield key
+    await client.delete(key)
+
+
+async def test_event_is_appended_with_id_type_and_envelope(
+    client: redis.asyncio.Redis, stream: str, tmp_path: pathlib.Path
+) -> None:
+    """A recorded event becomes a stream entry with the fields id, type and event."""
+    sink = {"name": "bus", "type": "redis", "url": URL, "stream": stream}
+    path = write_config(tmp_path / "p.yaml", f"sqlite:///{tmp_path}/p.db", sink)
+    async with App(load(path)) as app:
+        events = record(app, 2)
+        await run_until(app.workers["bus"], lambda: delivered(app, "bus") == 4)
+    entries = [fields for _, fields in await client.xrange(stream)]
+    assert sorted(e[b"id"].decode() for e in entries) == sorted(e.id for e in events)
+    assert all(set(e) == {b"id", b"type", b"event"} for e in entries)
+    first = next(e for e in entries if e[b"id"] == events[0].id.encode())
+    assert first[b"type"] == b"batch_job.created"
+    body = json.loads(first[b"event"])
+    assert set(body) == {"id", "type", "timestamp", "workspace", "data"}
+    assert body["id"] == events[0].id and body["type"] == "batch_job.created"
+    assert body["workspace"] == "default" and body["data"]["id"] == "job-0000"
+
+
+async def test_maxlen_trims_the_stream(
+    client: redis.asyncio.Redis, stream: str, tmp_path: pathlib.Path
+) -> None:
+    """maxlen keeps the stream near that many entries (approximate trimming)."""
+    sink = {"name": "bus", "type": "redis", "url": URL, "stream": stream, "maxlen": 10}
+    path = write_config(tmp_path / "p.yaml", f"sqlite:///{tmp_path}/p.db", sink)
+    async with App(load(path)) as app:
+        record(app, 150)
+        await run_until(app.workers["bus"], lambda: delivered(app, "bus") == 300)
+    # whole nodes (100 entries by default) are trimmed: without maxlen it would hold 300
+    assert await client.xlen(stream) < 200
+
+
+async def test_wrong_type_key_is_a_refusal_in_redis_words(
+    client: redis.asyncio.Redis, stream: str, tmp_path: pathlib.Path, store_url: str
+) -> None:
+    """XADD to a key that is not a stream: refused, circuit closed, events show has WRONGTYPE."""
+    await client.set(stream, "not a stream")
+    sink = {"name": "bus", "type": "redis", "url": URL, "stream": stream}
+    path = write_config(tmp_path / "p.yaml", store_url, sink)
+    async with App(load(path)) as app:
+        assert "WRONGTYPE" in await refused(app, "bus", path)
+
+
+async def test_server_away_opens_the_circuit_and_nothing_is_lost(
+    client: redis.asyncio.Redis, stream: str, tmp_path: pathlib.Path
+) -> None:
+    """Redis cut off: the circuit opens; back: every event is appended."""
+    async with relay(REDIS) as cut:
+        url = f"redis://127.0.0.1:{cut.port}/0"
+        sink = {"name": "bus", "type": "redis", "url": url, "stream": stream}
+        path = write_config(tmp_path / "p.yaml", f"sqlite:///{tmp_path}/p.db", sink)
+        async with App(load(path)) as app:
+            events = await ride_out_an_outage(app, "bus", cut.stop, cut.start)
+    ids = sorted(fields[b"id"].decode() for _, fields in await client.xrange(stream))
+    assert ids == sorted(e.id for e in events)
+
+
+async def test_connection_is_kept_and_closed_when_a_reload_drops_the_sink(
+    client: redis.asyncio.Redis, stream: str, tmp_path: pathlib.Path
+) -> None:
+    """Deliveries share the sink's kept connection; removing the sink (a reload) closes it."""
+    name = unique("bus")
+    sink = {"name": name, "type": "redis", "url": URL, "stream": stream}
+    path = write_config(tmp_path / "p.yaml", f"sqlite:///{tmp_path}/p.db", sink)
+
+    async def connections() -> int:
+        return sum(c["name"] == f"poller-{name}" for c in await client.client_list())
+
+    async with App(load(path)) as app:
+        record(app, 20)
+        await run_until(app.workers[name], lambda: delivered(app, name) == 40)
+        assert 1 <= await connections() <= 8  # at most one per delivery in flight
+        await app.remove_sink(name)
+        assert await connections() == 0

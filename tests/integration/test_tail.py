@@ -1,0 +1,130 @@
+"""The store side of `poller events tail`: events by seq, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from poller import catalog, store, tail
+from poller.model import Event
+from poller.store.feed import Feed
+from poller.store.outbox import add_events
+
+T0 = dt.datetime(2026, 11, 27, 10, 0, tzinfo=dt.UTC)
+
+
+def event(n: int, event_type: str = "file.deleted", workspace: str = "default") -> Event:
+    """Event ``n`` of a type, its payload filled from an API object as the catalog does."""
+    api_object = {"id": f"f{n}", "status": "QUEUED", "model": "mistral-small-latest"}
+    return Event(
+        catalog.event_id(workspace, event_type, f"f{n}"),
+        event_type,
+        workspace,
+        f"f{n}",
+        T0 + dt.timedelta(minutes=n),
+        catalog.payload(event_type, api_object),
+    )
+
+
+def record(engine: sa.Engine, *events: Event) -> None:
+    with engine.begin() as conn:
+        add_events(conn, events, lambda _e: [], T0)
+
+
+@pytest.fixture
+def engine(store_url: str) -> Iterator[sa.Engine]:
+    engine = store.create_engine(store_url)
+    yield engine
+    engine.dispose()
+
+
+def test_start_is_now_by_default(engine: sa.Engine) -> None:
+    """Without --since or -n, the tail starts after the newest recorded event."""
+    feed = Feed(engine)
+    assert feed.start() == 0
+    record(engine, event(1), event(2))
+    start = feed.start()
+    assert feed.after(start) == []
+    record(engine, event(3))
+    assert [e.resource_id for _, e in feed.after(start)] == ["f3"]
+
+
+def test_start_with_the_last_n_matching(engine: sa.Engine) -> None:
+    """-n N starts before the last N events matching --type and --workspace."""
+    record(engine, event(1), event(2, "batch_job.created"), event(3), event(4, workspace="prod"))
+    feed = Feed(engine)
+    shown = feed.after(feed.start(last=2, event_type="file.*", workspace="default"))
+    matches = tail.matcher("file.*", "default")
+    assert [e.resource_id for _, e in shown if matches(e)] == ["f1", "f3"]
+
+
+def test_start_since_a_time(engine: sa.Engine) -> None:
+    """--since starts with the first event recorded at or after that time."""
+    record(engine, event(1), event(2), event(3))
+    feed = Feed(engine)
+    since = feed.start(since=T0 + dt.timedelta(minutes=2))
+    assert [e.resource_id for _, e in feed.after(since)] == ["f2", "f3"]
+    assert feed.after(feed.start(since=T0 + dt.timedelta(hours=1))) == []
+
+
+def test_follow_emits_in_seq_order(engine: sa.Engine) -> None:
+    """follow() emits what is recorded after its start, in order, until stopped."""
+    feed = Feed(engine)
+    record(engine, event(1))
+    seen: list[str] = []
+    arrived = threading.Condition()
+    stop = threading.Event()
+
+    def emit(e: Event) -> None:
+        with arrived:
+            seen.append(e.resource_id)
+            arrived.notify_all()
+
+    follower = threading.Thread(
+        target=tail.follow,
+        args=(feed, feed.start()),
+        kwargs={
+            "stop": stop,
+            "emit": emit,
+            "matches": tail.matcher("file.*", None),
+            "on_error": lambda _p: None,
+            "interval": 0.05,
+        },
+    )
+    follower.start()
+    try:
+        record(engine, event(2), event(3, "batch_job.created"))
+        record(engine, event(4))
+        with arrived:
+            assert arrived.wait_for(lambda: len(seen) >= 2, timeout=20)
+    finally:
+        stop.set()
+        follower.join(10)
+    assert seen == ["f2", "f4"]
+    assert not follower.is_alive()
+
+
+def test_a_late_commit_of_a_lower_seq_is_still_shown(postgres_url: str) -> None:
+    """PostgreSQL: a transaction that took a lower seq and commits later is not skipped."""
+    engine = store.create_engine(postgres_url)
+    try:
+        feed = Feed(engine)
+        cursor = tail.Cursor(feed.start())
+        with engine.connect() as slow:
+            transaction = slow.begin()
+            add_events(slow, [event(1)], lambda _e: [], T0)  # takes seq 1, not committed
+            record(engine, event(2))  # seq 2, committed first
+            rows = feed.after(cursor.seq, also=tuple(cursor.missing))
+            cursor, new = tail.advance(cursor, [s for s, _ in rows], 0.0, 10.0)
+            assert [e.resource_id for s, e in rows if s in new] == ["f2"]
+            transaction.commit()
+        rows = feed.after(cursor.seq, also=tuple(cursor.missing))
+        cursor, new = tail.advance(cursor, [s for s, _ in rows], 1.0, 10.0)
+        assert [e.resource_id for s, e in rows if s in new] == ["f1"]
+        assert cursor.missing == {}
+    finally:
+        engine.dispose()

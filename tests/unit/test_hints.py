@@ -1,0 +1,177 @@
+"""Hints: a call that changed a polled resource, read as polling would read the change."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import pytest
+
+from poller import hints, sources, synchronous
+from poller.model import Resource
+
+T = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
+CREATED = 1_750_000_000
+JOB = {"id": "job-1", "status": "QUEUED", "created_at": CREATED, "model": "mistral-small-latest"}
+FILE = {
+    "id": "file-1",
+    "object": "file",
+    "bytes": 12,
+    "created_at": CREATED,
+    "filename": "a.jsonl",
+    "purpose": "batch",
+}
+
+
+def call(method: str, path: str, answer: Any, status: int = 200) -> synchronous.Call:
+    return synchronous.Call(
+        method=method,
+        path=path,
+        request_body=b"",
+        status=status,
+        content_type="application/json",
+        content_encoding=None,
+        body=json.dumps(answer).encode(),
+        started_at=T,
+        finished_at=T,
+    )
+
+
+def known(spec: sources.SourceSpec, obj: dict[str, Any]) -> dict[str, Resource]:
+    resource = spec.to_resource(obj)
+    return {resource.id: resource}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "source", "kind", "rid"),
+    [("POST", "/batch/jobs", "batch_jobs", "created", None),
+     ("POST", "/batch/jobs/", "batch_jobs", "created", None),
+     ("POST", "/batch/jobs/j1/cancel", "batch_jobs", "changed", "j1"),
+     ("POST", "/fine_tuning/jobs?dry_run=false", "fine_tuning_jobs", "created", None),
+     ("POST", "/fine_tuning/jobs/j2/cancel", "fine_tuning_jobs", "changed", "j2"),
+     ("POST", "/files", "files", "created", None),
+     ("DELETE", "/files/f1", "files", "deleted", "f1"),
+     ("delete", "/models/ft:open-mistral-7b:abc", "models", "deleted", "ft:open-mistral-7b:abc"),
+     ("DELETE", "/models/ft%3Aa%2Fb%3Fc", "models", "deleted", "ft:a/b?c")],
+)  # fmt: skip
+def test_routes(method: str, path: str, source: str, kind: str, rid: str | None) -> None:
+    """Each call that changes a polled resource has its source, kind and path id."""
+    found = hints.route(method, path)
+    assert found is not None
+    assert (found[0].spec.name, found[0].kind, found[1]) == (source, kind, rid)
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/batch/jobs"), ("POST", "/batch/jobs/j1"), ("DELETE", "/batch/jobs/j1"),
+     ("POST", "/fine_tuning/jobs/j1/start"), ("GET", "/files/f1"), ("DELETE", "/files"),
+     ("POST", "/chat/completions"), ("DELETE", "/files/f1/content")],
+)  # fmt: skip
+def test_other_calls_take_no_route(method: str, path: str) -> None:
+    """Reads, other actions and the synchronous endpoints give no hint."""
+    assert hints.route(method, path) is None
+
+
+def test_a_created_job_gives_the_event_polling_would() -> None:
+    """POST /batch/jobs: batch_job.created with the id a poll gives it, and its snapshot row."""
+    hint = hints.read(call("POST", "/batch/jobs", JOB), "default")
+    assert hint is not None and hint.joins_active_set
+    result = hints.plan(hint, {})
+    assert [(e.type, e.id, e.timestamp) for e in result.events] == [
+        ("batch_job.created", "evt_eaexlqwsamntynfiulbnwahdbe", T)
+    ]
+    assert result.events[0].data == {
+        "id": "job-1",
+        "status": "QUEUED",
+        "model": "mistral-small-latest",
+    }
+    assert [r.id for r in result.upserts] == ["job-1"]
+
+
+def test_a_created_resource_already_in_the_snapshot_announces_nothing() -> None:
+    """A poll that saw the job first: the hint changes nothing."""
+    hint = hints.read(call("POST", "/batch/jobs", JOB), "default")
+    assert hint is not None
+    assert hints.plan(hint, known(sources.BATCH_JOBS, JOB)).empty
+
+
+@pytest.mark.parametrize(
+    ("status", "types", "active"),
+    [("CANCELLED", ["batch_job.cancelled"], False), ("CANCELLATION_REQUESTED", [], True)],
+)
+def test_a_cancel_is_announced_when_the_answer_says_cancelled(
+    status: str, types: list[str], active: bool
+) -> None:
+    """POST .../cancel: batch_job.cancelled only for CANCELLED; the row takes the new status."""
+    running = {**JOB, "status": "RUNNING"}
+    hint = hints.read(call("POST", "/batch/jobs/job-1/cancel", {**JOB, "status": status}), "ws")
+    assert hint is not None and hint.joins_active_set is active
+    result = hints.plan(hint, known(sources.BATCH_JOBS, running))
+    assert [e.type for e in result.events] == types
+    assert [r.status for r in result.upserts] == [status]
+
+
+def test_cancelled_event_id_is_pinned() -> None:
+    """The cancelled event of job-1 in workspace default has the id polling gives it."""
+    hint = hints.read(
+        call("POST", "/batch/jobs/job-1/cancel", {**JOB, "status": "CANCELLED"}), "default"
+    )
+    assert hint is not None
+    result = hints.plan(hint, known(sources.BATCH_JOBS, JOB))
+    assert [e.id for e in result.events] == ["evt_7tuyl4rw4pko5fhjz77vo3aiwy"]
+
+
+def test_a_cancel_of_a_job_the_snapshot_does_not_know_is_left_to_polling() -> None:
+    """A job poller never saw is not announced by a cancel: the next poll finds it."""
+    hint = hints.read(call("POST", "/batch/jobs/job-1/cancel", {**JOB, "status": "CANCELLED"}), "w")
+    assert hint is not None and hints.plan(hint, {}).empty
+
+
+def test_a_confirmed_deletion_drops_the_row_with_its_event() -> None:
+    """DELETE /files/{id} answering deleted: true gives file.deleted, with the polling id."""
+    answer = {"id": "file-1", "object": "file", "deleted": True}
+    hint = hints.read(call("DELETE", "/files/file-1", answer), "default")
+    assert hint is not None
+    result = hints.plan(hint, known(sources.FILES, FILE))
+    assert result.removals == ("file-1",)
+    assert [(e.type, e.id, e.data) for e in result.events] == [
+        ("file.deleted", "evt_i2va4z2k5h2helyrva4kcbbd4q", {"id": "file-1"})
+    ]
+    assert hints.plan(hint, {}).empty
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "answer", "status"),
+    [("DELETE", "/files/file-1", {"id": "file-1", "deleted": False}, 200),
+     ("DELETE", "/files/file-1", {"object": "error", "message": "nope"}, 404),
+     ("POST", "/batch/jobs", {"object": "error", "message": "bad model"}, 400),
+     ("POST", "/fine_tuning/jobs?dry_run=true", {"object": "job.metadata", "cost": 1.0}, 200),
+     ("POST", "/batch/jobs/job-2/cancel", JOB, 200),
+     ("POST", "/files", ["not", "an", "object"], 200),
+     ("GET", "/files", {"data": []}, 200)],
+)  # fmt: skip
+def test_calls_that_say_nothing_give_no_hint(
+    method: str, path: str, answer: Any, status: int
+) -> None:
+    """A failed call, an answer without the resource, or one about another id: no hint."""
+    assert hints.read(call(method, path, answer, status), "default") is None
+
+
+def test_a_source_nobody_polls_takes_no_hint() -> None:
+    """With files not polled in the workspace, an upload gives no hint."""
+    upload = call("POST", "/files", FILE)
+    assert hints.read(upload, "default", polled={"batch_jobs"}) is None
+    assert hints.read(upload, "default", polled={"files"}) is not None
+
+
+def test_a_deleted_fine_tuned_model_gives_model_deleted() -> None:
+    """DELETE /models/{id}: model.deleted with the payload polling gives it."""
+    answer = {"id": "ft:m:1", "object": "model", "deleted": True}
+    hint = hints.read(call("DELETE", "/models/ft:m:1", answer), "default")
+    assert hint is not None and not hint.joins_active_set
+    model = {"id": "ft:m:1", "created": CREATED, "owned_by": "me", "type": "fine-tuned"}
+    result = hints.plan(hint, known(sources.MODELS, model))
+    assert [(e.type, e.data) for e in result.events] == [
+        ("model.deleted", {"id": "ft:m:1", "owned_by": "me"})
+    ]
