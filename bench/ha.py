@@ -34,8 +34,7 @@ import sqlalchemy as sa
 
 from bench.common import ROOT, row
 from poller.simulator import Simulator, SimulatorServer
-from poller.store import all_leases
-from poller.testing import Received, WebhookReceiver
+from poller.testing import Received, WebhookReceiver, baselined_sources, leader_pid
 
 POSTGRES_URL = os.environ.get(
     "POLLER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -87,25 +86,14 @@ class Group:
         self.procs.append(proc)
         return proc
 
-    def holder(self) -> str | None:
-        try:
-            leases = all_leases(self.engine)
-        except sa.exc.ProgrammingError:
-            return None
-        return leases[0].holder if leases else None
+    def holder(self) -> int | None:
+        return leader_pid(self.engine)
 
     def baselined(self) -> bool:
-        with self.engine.connect() as conn:
-            try:
-                done = conn.scalar(sa.text("select count(*) from source_state where baselined"))
-            except sa.exc.ProgrammingError:
-                return False
-        return done == 4
+        return baselined_sources(self.engine) == 4
 
     def leader(self) -> subprocess.Popen[bytes]:
-        holder = self.holder()
-        assert holder is not None
-        pid = int(holder.rsplit(":", 1)[1])
+        pid = leader_pid(self.engine)
         return next(p for p in self.procs if p.pid == pid)
 
     def stop(self) -> None:

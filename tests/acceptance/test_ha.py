@@ -22,7 +22,7 @@ from standardwebhooks.webhooks import Webhook
 
 from poller.simulator import Simulator, SimulatorServer
 from poller.store import Lease, all_leases
-from poller.testing import Received, WebhookReceiver
+from poller.testing import Received, WebhookReceiver, baselined_sources, leader_pid
 
 from .conftest import poller, spawn, wait_until
 
@@ -77,9 +77,7 @@ class Replicas:
         return leases[0] if leases and leases[0].holder else None
 
     def leader(self) -> subprocess.Popen[bytes]:
-        lease = self.lease()
-        assert lease is not None and lease.holder is not None
-        pid = int(lease.holder.rsplit(":", 1)[1])
+        pid = leader_pid(self.engine)
         return next(p for p in self.procs if p.pid == pid)
 
     def log_of(self, proc: subprocess.Popen[bytes]) -> pathlib.Path:
@@ -91,12 +89,7 @@ class Replicas:
 
     def baselined(self) -> bool:
         """Every source of the workspace took its baseline."""
-        with self.engine.connect() as conn:
-            try:
-                done = conn.scalar(sa.text("select count(*) from source_state where baselined"))
-            except sa.exc.ProgrammingError:
-                return False
-        return done == 4
+        return baselined_sources(self.engine) == 4
 
     def stop(self) -> None:
         for proc in self.procs:
@@ -176,6 +169,22 @@ def wait_all_delivered(group: Replicas, receiver: WebhookReceiver) -> set[str]:
     return stored
 
 
+def busy_leader(
+    replicas: Callable[[str | None], Replicas],
+    simulator: Simulator,
+    receiver: WebhookReceiver,
+    outcome: Callable[[int], dict[str, Any]],
+    count: int,
+) -> tuple[Replicas, set[str]]:
+    """Three replicas on one store, ``count`` jobs under way, the first webhooks received."""
+    group = replicas(receiver.url + "/hook")
+    group.start(3)
+    wait_until(lambda: group.lease() is not None and group.baselined(), limit=30)
+    jobs = {outcome(n)["id"] for n in range(count)}
+    wait_until(lambda: len(receiver.delivered()) >= 2, limit=30)
+    return group, jobs
+
+
 def assert_whole_and_in_order(
     group: Replicas, received: list[Received], jobs: set[str], stored: set[str]
 ) -> None:
@@ -197,16 +206,15 @@ def test_kill_9_of_the_leader_hands_over_within_a_ttl(
     """kill -9 the leader of three: another leads within TTL plus a turn; none lost, none twice."""
     simulator, _server = sim
     with WebhookReceiver() as receiver:
-        group = replicas(receiver.url + "/hook")
-        group.start(3)
-        wait_until(lambda: group.lease() is not None and group.baselined(), limit=30)
-        jobs = {
-            simulator.create_batch_job(
+        group, jobs = busy_leader(
+            replicas,
+            simulator,
+            receiver,
+            lambda n: simulator.create_batch_job(
                 outcome="SUCCESS", queued_for=0.1 * (n % 3), running_for=0.3 + 0.1 * n
-            )["id"]
-            for n in range(10)
-        }
-        wait_until(lambda: len(receiver.delivered()) >= 4, limit=30)
+            ),
+            10,
+        )
         victim = group.leader()
         victim.kill()
         victim.wait(timeout=10)
@@ -239,16 +247,15 @@ def test_a_frozen_leader_writes_nothing_when_it_wakes(
     """SIGSTOP the leader past its TTL, SIGCONT: it gives up and writes nothing under its epoch."""
     simulator, _server = sim
     with WebhookReceiver() as receiver:
-        group = replicas(receiver.url + "/hook")
-        group.start(3)
-        wait_until(lambda: group.lease() is not None and group.baselined(), limit=30)
-        jobs = {
-            simulator.create_batch_job(outcome="SUCCESS", queued_for=0, running_for=0.2 + 0.2 * n)[
-                "id"
-            ]
-            for n in range(6)
-        }
-        wait_until(lambda: len(receiver.delivered()) >= 2, limit=30)
+        group, jobs = busy_leader(
+            replicas,
+            simulator,
+            receiver,
+            lambda n: simulator.create_batch_job(
+                outcome="SUCCESS", queued_for=0, running_for=0.2 + 0.2 * n
+            ),
+            6,
+        )
         before = group.lease()
         assert before is not None
         victim = group.leader()
