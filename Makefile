@@ -33,6 +33,7 @@ lint: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(BIN)/python -m bench.polling
 	$(BIN)/python -m bench.delivery
+	$(BIN)/python -m bench.ha_delivery
 	$(BIN)/python -m bench.brokers
 	$(BIN)/python -m bench.proxy
 	$(BIN)/python -m bench.ha

@@ -170,6 +170,10 @@ class App:
                 self.workspaces.append(self._build_workspace(ws))
             for sink in self.config.sinks:
                 self.add_sink(sink)
+            if self.config.store.listen and self.engine.dialect.name == "postgresql":
+                from poller.store.listen import OutboxListener
+
+                self.services.append(OutboxListener(self.engine.url, self.notify))
             if self.config.proxy is not None and self.config.proxy.enabled:
                 from poller.proxy.server import ProxyService
 
@@ -267,6 +271,7 @@ class App:
             clock=self.clock,
             on_result=self.metrics.observe_delivery,
             on_expired=self.metrics.observe_expired,
+            claim_ttl=self.config.store.claim_timeout,
         )
         self.workers[cfg.name] = worker
         self.metrics.track_sink(cfg.name)

@@ -54,6 +54,15 @@ HEADERS: Mapping[str, Mapping[str, Any]] = {
         },
         "required": ["webhook-id", "webhook-timestamp"],
     },
+    "MqttUserProperties": {
+        "type": "object",
+        "description": "MQTT 5 user properties (none over MQTT 3.1.1, where the body's `id` "
+        "is the only place of the event id).",
+        "properties": {
+            "id": {**eventschema.EVENT_ID},
+            "type": {"type": "string", "description": "The event type."},
+        },
+    },
     "NatsHeaders": {
         "type": "object",
         "properties": {
@@ -157,8 +166,10 @@ CHANNELS: tuple[Channel, ...] = (
         "MQTT topic",
         MQTT_TOPIC,
         "An `mqtt` sink publishes each event on this topic (a template) at its `qos` "
-        "(1 by default: delivered once the broker's PUBACK arrived).",
+        "(1 by default: delivered once the broker's PUBACK arrived). Over MQTT 5 the "
+        "event's id and type are also user properties, and the content type is set.",
         _BOTH,
+        headers="MqttUserProperties",
     ),
 )
 

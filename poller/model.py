@@ -93,6 +93,8 @@ class Delivery:
     attempts: int
     created_at: dt.datetime
     next_attempt_at: dt.datetime
+    claim: str | None = None
+    """The claim this process holds on it (``Outbox.claim``); its writes must present it."""
 
     @property
     def order_key(self) -> str:

@@ -39,6 +39,7 @@ from poller.config.models import (
     SourceSection,
     SourcesSection,
     StoreConfig,
+    StoreSection,
     Workspace,
     WorkspaceFields,
     default_sinks,
@@ -88,7 +89,7 @@ def build(
         raise _refused(where)
     return Config(
         workspaces=workspaces,
-        store=StoreConfig(url=store),
+        store=_store(raw.store, store),
         ha=ha,
         sinks=sinks,
         ops=raw.ops or OpsConfig(),
@@ -167,6 +168,11 @@ def _merge_sources(
             ),
         )
     return SourcesConfig(**merged)
+
+
+def _store(raw: StoreSection | None, url: str) -> StoreConfig:
+    section = raw or StoreSection()
+    return StoreConfig(url=url, listen=section.listen, claim_timeout=section.claim_timeout)
 
 
 def _store_default(written: str | None, environ: Mapping[str, str]) -> str:

@@ -237,12 +237,19 @@ class StoreSection(_Section):
     """The ``store:`` block as written."""
 
     url: StoreUrl | None = None
+    listen: bool = True
+    claim_timeout: PositiveDuration = 10.0
 
 
 class StoreConfig(_Section):
     """Where poller keeps its snapshots and outbox (a SQLAlchemy URL)."""
 
     url: StoreUrl = DEFAULT_STORE_URL
+    listen: bool = True
+    """PostgreSQL: wake the dispatchers through LISTEN/NOTIFY as deliveries are committed
+    (off behind a transaction-mode pooler, where only polling works)."""
+    claim_timeout: PositiveDuration = 10.0
+    """How long a delivery claimed by a process that stopped answering waits for it."""
 
     def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
         yield "url", mask_url(self.url)

@@ -19,6 +19,11 @@ while the next deliveries are already on the wire. Until written, its delivery i
 pending in the store, so the worker keeps it out of what it fetches next (and its
 resource's next event is not offered yet): a crash in between means one more attempt
 under the same id, never a lost one or an overtaken one.
+
+Workers of any number of processes share the outbox: a worker sends only what it has
+claimed (``Outbox.claim``), renews its claims while it holds them, writes each result
+under the claim that took it, and gives back what it will not send (a circuit opening,
+a stop). A process that dies leaves its claims to lapse after ``claim_ttl`` seconds.
 """
 
 from __future__ import annotations
@@ -64,9 +69,10 @@ class SinkWorker:
         on_result: ResultHook | None = None,
         on_expired: ExpiredHook | None = None,
         idle_check: float = 1.0,
-        window: int = 64,
+        window: int | None = None,
         batch_delay: float = 0.02,
         batch_size: int = 64,
+        claim_ttl: float = 10.0,
     ) -> None:
         self.sink = sink
         self.outbox = outbox
@@ -77,9 +83,15 @@ class SinkWorker:
         self.on_result = on_result
         self.on_expired = on_expired
         self.idle_check = idle_check
-        self.window = window
+        self.window = window or 4 * concurrency
+        """How many due deliveries it claims ahead of sending: enough to keep its slots busy,
+        few enough to leave the rest to other processes (and to them soon after it dies)."""
         self.batch_delay = batch_delay
         self.batch_size = batch_size
+        self.claim_ttl = claim_ttl
+        self._held: dict[int, str] = {}
+        """Delivery id → claim, from its claim until its record is written or it is given back."""
+        self._renewed_at = time.monotonic()
         self._batch_started: float | None = None
         self._writer: asyncio.Task[None] | None = None
         self.wake = asyncio.Event()
@@ -152,8 +164,10 @@ class SinkWorker:
         self._fill()
         now = self.clock()
         await self._refresh_state(now)
+        await self._renew(now)
         state = self._state
         if not state.enabled or state.circuit_open:
+            await self._give_back([*self._ready])
             self._ready.clear()
             await self._write()
             return 2.0 if not state.enabled else await self._probe(now)
@@ -175,14 +189,33 @@ class SinkWorker:
         return hold or self.idle_check
 
     async def _top_up(self, now: dt.datetime) -> None:
-        exclude = [
-            *self._unrecorded,
-            *(d.id for d in self._inflight.values()),
-            *(d.id for d in self._ready),
-        ]
-        fetched = await asyncio.to_thread(self.outbox.due, self.name, now, self.window, exclude)
+        fetched = await asyncio.to_thread(
+            self.outbox.claim, self.name, now, self.window, self._deadline(now), list(self._held)
+        )
+        self._hold(fetched)
         self._ready.extend(fetched)
         self._fill()
+
+    def _deadline(self, now: dt.datetime) -> dt.datetime:
+        return now + dt.timedelta(seconds=self.claim_ttl)
+
+    def _hold(self, deliveries: list[Delivery]) -> None:
+        for delivery in deliveries:
+            if delivery.claim is not None:
+                self._held[delivery.id] = delivery.claim
+
+    async def _renew(self, now: dt.datetime) -> None:
+        """Push the deadline of every claim held, a third of the way through its time."""
+        if not self._held or time.monotonic() - self._renewed_at < self.claim_ttl / 3:
+            return
+        self._renewed_at = time.monotonic()
+        await asyncio.to_thread(self.outbox.renew, set(self._held.values()), self._deadline(now))
+
+    async def _give_back(self, deliveries: list[Delivery]) -> None:
+        """Unclaim deliveries this worker will not send, so others may at once."""
+        claims = [(d.id, c) for d in deliveries if (c := self._held.pop(d.id, None))]
+        if claims:
+            await asyncio.to_thread(self.outbox.unclaim, claims)
 
     def _hold_records(self) -> float:
         """Seconds to keep gathering finished attempts before writing them, or 0 to write now.
@@ -215,17 +248,22 @@ class SinkWorker:
         if now < probe_at:
             return min((probe_at - now).total_seconds(), self.idle_check * 5)
         cutoff = now - dt.timedelta(seconds=self.policy.max_age)
-        if expired := await asyncio.to_thread(self.outbox.expire, self.name, cutoff):
+        if expired := await asyncio.to_thread(self.outbox.expire, self.name, cutoff, now):
             self.log.error("deliveries_dead", count=expired, reason="max_age")
             if self.on_expired:
                 self.on_expired(self.name, expired)
-        candidate = await asyncio.to_thread(self.outbox.probe_candidate, self.name, now)
+        candidate = await asyncio.to_thread(
+            self.outbox.claim_probe, self.name, now, self._deadline(now)
+        )
         if candidate is None:
+            if await asyncio.to_thread(self.outbox.has_pending, self.name):
+                return self.idle_check  # another process holds them: its attempt decides
             self._state = dataclasses.replace(self._state, failing_since=None, next_probe_at=None)
             await self._write()
             return 0.0
         self.log.info("sink_probe", event_id=candidate.event.id)
         self._probe_id = candidate.id
+        self._hold([candidate])
         self._start(candidate)
         return self.idle_check
 
@@ -307,14 +345,19 @@ class SinkWorker:
         self._batch_started = None
         if records:
             try:
-                await asyncio.to_thread(self.outbox.record, records)
+                lost = await asyncio.to_thread(self.outbox.record, records)
             except sa.exc.SQLAlchemyError as exc:
                 self._records[:0] = records  # kept, in order, for the next write
                 self.log.error(
                     "delivery_store_error", error=utils.first_line(exc), pending=len(records)
                 )
                 return
-            self._unrecorded.difference_update(r.delivery_id for r in records)
+            for r in records:
+                self._unrecorded.discard(r.delivery_id)
+                self._held.pop(r.delivery_id, None)
+            if lost:
+                # its claim lapsed and was taken, or a replay cleared it: the result is not ours
+                self.log.warning("delivery_claim_lost", count=len(lost), delivery_ids=lost[:20])
         state, before = self._state, self._saved_state
         if state == before:
             return
@@ -352,6 +395,7 @@ class SinkWorker:
                 status_code=outcome.status_code,
                 error=outcome.error,
                 duration_ms=outcome.duration_ms,
+                claim=delivery.claim,
             )
 
         if outcome.ok:
@@ -449,3 +493,10 @@ class SinkWorker:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         await self._write()
+        # what was claimed and not sent (or cut off mid-flight) goes back to the pool now,
+        # rather than when its claim lapses; a result still unwritten keeps its claim
+        unsent = set(self._held) - {r.delivery_id for r in self._records}
+        claims = [(i, self._held.pop(i)) for i in unsent]
+        self._ready.clear()
+        with contextlib.suppress(sa.exc.SQLAlchemyError):
+            await asyncio.to_thread(self.outbox.unclaim, claims)

@@ -3,12 +3,22 @@
 ``add_events`` is called inside the producer's own transaction (a poll's, or the proxy's),
 so an event and the change that caused it are committed together. ``Outbox`` is what the
 dispatcher and the operator commands use afterwards.
+
+Any number of processes share one outbox. A dispatcher *claims* the deliveries it sends:
+a claim token and a deadline on each row, taken with ``FOR UPDATE SKIP LOCKED`` on
+PostgreSQL (on SQLite the file's single writer makes the conditional UPDATE enough). Only
+the first pending delivery of a resource can be claimed, so a resource's events go in
+order whoever sends them. Every write of an attempt's result is conditional on the claim
+that took it (compare-and-set on the token): a holder whose claim lapsed, or was cleared by
+an operator's replay, writes nothing and moves nothing backwards. A holder that dies
+leaves its claims to lapse at their deadline, when any other process takes them again.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import uuid
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
@@ -24,6 +34,8 @@ _ATTEMPTS: sa.Table = tables.AttemptRow.__table__  # type: ignore[attr-defined]
 _SINKS: sa.Table = tables.SinkStateRow.__table__  # type: ignore[attr-defined]
 
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
+CHANNEL = "poller_outbox"
+"""The PostgreSQL NOTIFY channel new deliveries are announced on (payload: the schema)."""
 STATUSES = ("pending", "failed", "dead", "delivered")
 """What operators filter on; ``failed`` is a pending delivery whose last attempt failed."""
 
@@ -92,6 +104,9 @@ def add_events(
     ]
     if deliveries:
         conn.execute(_DELIVERIES.insert(), deliveries)
+        if conn.dialect.name == "postgresql":
+            # sent at commit; listeners of other schemas of the database ignore it
+            conn.execute(sa.select(sa.func.pg_notify(CHANNEL, sa.func.current_schema())))
     return new
 
 
@@ -110,6 +125,8 @@ class AttemptRecord:
     status_code: int | None = None
     error: str | None = None
     duration_ms: float | None = None
+    claim: str | None = None
+    """The claim the attempt was made under; None for a delivery nobody claimed."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -156,7 +173,7 @@ def _delivery_query() -> sa.Select[Any]:
     ).join(e, e.c.seq == d.c.event_seq)
 
 
-def _delivery(row: Any) -> Delivery:
+def _delivery(row: Any, claim: str | None = None) -> Delivery:
     return Delivery(
         id=row.delivery_id,
         sink=row.sink,
@@ -164,6 +181,24 @@ def _delivery(row: Any) -> Delivery:
         attempts=row.attempts,
         created_at=row.created_at,
         next_attempt_at=row.next_attempt_at,
+        claim=claim,
+    )
+
+
+def _unclaimed(now: dt.datetime) -> sa.ColumnElement[bool]:
+    """Nobody holds it: never claimed, claim written back, or the holder's deadline passed."""
+    d = _DELIVERIES
+    return sa.or_(d.c.claimed_until.is_(None), d.c.claimed_until < now)
+
+
+def _owned(claims: Sequence[tuple[int, str | None]]) -> sa.ColumnElement[bool]:
+    """Rows still held under the given (delivery id, claim) pairs; None: held by nobody."""
+    d = _DELIVERIES
+    held = [(i, c) for i, c in claims if c is not None]
+    free = [i for i, c in claims if c is None]
+    return sa.or_(
+        sa.tuple_(d.c.id, d.c.claim_token).in_(held) if held else sa.false(),
+        sa.and_(d.c.id.in_(free), d.c.claim_token.is_(None)) if free else sa.false(),
     )
 
 
@@ -200,12 +235,89 @@ class Outbox:
         d = _DELIVERIES
         query = (
             self._heads(sink, exclude)
-            .where(d.c.next_attempt_at <= now)
+            .where(d.c.next_attempt_at <= now, _unclaimed(now))
             .order_by(d.c.next_attempt_at, d.c.event_seq)
             .limit(limit)
         )
         with self.engine.connect() as conn:
             return [_delivery(r) for r in conn.execute(query)]
+
+    def claim(
+        self,
+        sink: str,
+        now: dt.datetime,
+        limit: int,
+        until: dt.datetime,
+        exclude: Collection[int] = (),
+    ) -> list[Delivery]:
+        """Claim up to ``limit`` deliveries of ``sink`` that may go now, until ``until``.
+
+        What ``due`` offers, less what another process holds; each returned delivery carries
+        the claim its writes must present. Rows another transaction is claiming are skipped,
+        not waited for.
+        """
+        d = _DELIVERIES
+        ids = (
+            self._heads(sink, exclude)
+            .with_only_columns(d.c.id)
+            .where(d.c.next_attempt_at <= now, _unclaimed(now))
+            .order_by(d.c.next_attempt_at, d.c.event_seq)
+            .limit(limit)
+        )
+        return self._claim(ids, until, order=(d.c.next_attempt_at, d.c.event_seq))
+
+    def claim_probe(self, sink: str, now: dt.datetime, until: dt.datetime) -> Delivery | None:
+        """Claim the delivery a failing sink is probed with (see ``probe_candidate``)."""
+        d = _DELIVERIES
+        ids = (
+            self._heads(sink, ())
+            .with_only_columns(d.c.id)
+            .where(_unclaimed(now))
+            .order_by(sa.case((d.c.next_attempt_at <= now, 0), else_=1), d.c.event_seq)
+            .limit(1)
+        )
+        claimed = self._claim(ids, until, order=(d.c.event_seq,))
+        return claimed[0] if claimed else None
+
+    def _claim(
+        self, ids: sa.Select[Any], until: dt.datetime, order: Sequence[sa.ColumnElement[Any]]
+    ) -> list[Delivery]:
+        d = _DELIVERIES
+        token = uuid.uuid4().hex
+        locked = ids.with_for_update(of=d, skip_locked=True).scalar_subquery()
+        claim = (
+            d.update()
+            .where(d.c.id.in_(locked))
+            .values(claim_token=token, claimed_until=until)
+            .returning(d.c.id)
+        )
+        with self.engine.begin() as conn:
+            claimed = list(conn.scalars(claim))
+            if not claimed:
+                return []
+            rows = conn.execute(_delivery_query().where(d.c.id.in_(claimed)).order_by(*order))
+            return [_delivery(r, token) for r in rows]
+
+    def renew(self, claims: Collection[str], until: dt.datetime) -> int:
+        """Push the deadline of the rows still held under ``claims`` to ``until``."""
+        if not claims:
+            return 0
+        d = _DELIVERIES
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                d.update().where(d.c.claim_token.in_(list(claims))).values(claimed_until=until)
+            )
+        return int(result.rowcount)
+
+    def unclaim(self, claims: Sequence[tuple[int, str]]) -> None:
+        """Give back deliveries claimed and not attempted: others may take them at once."""
+        if not claims:
+            return
+        d = _DELIVERIES
+        with self.engine.begin() as conn:
+            conn.execute(
+                d.update().where(_owned(claims)).values(claim_token=None, claimed_until=None)
+            )
 
     def probe_candidate(self, sink: str, now: dt.datetime) -> Delivery | None:
         """The delivery a failing sink is probed with: its oldest due head, else its oldest head."""
@@ -220,9 +332,16 @@ class Outbox:
         return _delivery(row) if row else None
 
     def next_due_at(self, sink: str) -> dt.datetime | None:
-        """When the next delivery of ``sink`` that may go (a head) becomes due."""
-        heads = self._heads(sink, ()).with_only_columns(_DELIVERIES.c.next_attempt_at).subquery()
-        query = sa.select(sa.func.min(heads.c.next_attempt_at))
+        """When the next delivery of ``sink`` that may go (a head) becomes due.
+
+        A head another process holds counts from its claim's deadline, when it may lapse.
+        """
+        d = _DELIVERIES
+        at = sa.case(
+            (d.c.claimed_until > d.c.next_attempt_at, d.c.claimed_until), else_=d.c.next_attempt_at
+        )
+        heads = self._heads(sink, ()).with_only_columns(at.label("at")).subquery()
+        query = sa.select(sa.func.min(heads.c.at))
         with self.engine.connect() as conn:
             value = conn.scalar(query)
         if value is not None and value.tzinfo is None:
@@ -235,15 +354,23 @@ class Outbox:
         with self.engine.connect() as conn:
             return conn.execute(query).first() is not None
 
-    def record(self, records: Sequence[AttemptRecord]) -> None:
-        """Write finished attempts: the delivery's new state and a row in the delivery log."""
+    def record(self, records: Sequence[AttemptRecord]) -> list[int]:
+        """Write finished attempts: the delivery's new state and a row in the delivery log.
+
+        Only where the attempt's claim still holds the delivery, and it is still pending
+        (compare-and-set): the ids of the others — whose claim lapsed and was taken, or was
+        cleared by a replay, or that are delivered or dead already — are returned, and
+        nothing of theirs is written.
+        """
         if not records:
-            return
+            return []
         d = _DELIVERIES
         update = (
             d.update()
             .where(d.c.id == sa.bindparam("_id"))
             .values(
+                claim_token=None,
+                claimed_until=None,
                 attempts=d.c.attempts + 1,
                 status=sa.bindparam("_status"),
                 next_attempt_at=sa.bindparam("_next"),
@@ -258,6 +385,19 @@ class Outbox:
             )
         )
         with self.engine.begin() as conn:
+            # lock the rows still held under each attempt's claim, so none changes hands
+            # between this check and the write
+            lock = (
+                d.update()
+                .where(_owned([(r.delivery_id, r.claim) for r in records]), d.c.status == PENDING)
+                .values(claim_token=d.c.claim_token)
+                .returning(d.c.id)
+            )
+            owned = set(conn.scalars(lock))
+            lost = [r.delivery_id for r in records if r.delivery_id not in owned]
+            records = [r for r in records if r.delivery_id in owned]
+            if not records:
+                return lost
             conn.execute(
                 update,
                 [
@@ -289,14 +429,23 @@ class Outbox:
                     for r in records
                 ],
             )
+        return lost
 
-    def expire(self, sink: str, cutoff: dt.datetime) -> int:
-        """Mark dead every pending delivery of ``sink`` created before ``cutoff``."""
+    def expire(self, sink: str, cutoff: dt.datetime, now: dt.datetime) -> int:
+        """Mark dead every pending delivery of ``sink`` created before ``cutoff``.
+
+        Not one another process is sending (its claim is live): its result decides.
+        """
         d = _DELIVERIES
         with self.engine.begin() as conn:
             result = conn.execute(
                 d.update()
-                .where(d.c.sink == sink, d.c.status == PENDING, d.c.created_at < cutoff)
+                .where(
+                    d.c.sink == sink,
+                    d.c.status == PENDING,
+                    d.c.created_at < cutoff,
+                    _unclaimed(now),
+                )
                 .values(status=DEAD, last_error=sa.func.coalesce(d.c.last_error, "expired"))
             )
         return int(result.rowcount)
@@ -451,7 +600,8 @@ class Outbox:
         """Queue events again (delivered or dead ones too), under the same ids.
 
         Each chosen delivery becomes pending and due now; its attempt count restarts so the
-        retry schedule applies afresh. Returns how many deliveries were queued.
+        retry schedule applies afresh. A claim on it is cleared: an attempt in flight then
+        writes nothing back, and the delivery goes again. Returns how many were queued.
         """
         d, e = _DELIVERIES, _EVENTS
         seqs = sa.select(e.c.seq)
@@ -465,7 +615,13 @@ class Outbox:
         if sink is not None:
             stmt = stmt.where(d.c.sink == sink)
         stmt = stmt.values(
-            status=PENDING, attempts=0, next_attempt_at=now, created_at=now, last_outcome=None
+            status=PENDING,
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+            last_outcome=None,
+            claim_token=None,
+            claimed_until=None,
         )
         with self.engine.begin() as conn:
             return int(conn.execute(stmt).rowcount)

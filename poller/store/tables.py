@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """``meta.schema_version``: raised by a revision that older releases must not run beside."""
 
 
@@ -127,6 +127,10 @@ class DeliveryRow(SQLModel, table=True):
     last_outcome: str | None = Field(default=None, max_length=16)
     """``delivered``, ``transient`` (the sink failed), ``rejected`` (it refused this payload)."""
     delivered_at: dt.datetime | None = _ts()
+    claim_token: str | None = Field(default=None, max_length=32)
+    """Who is sending it: set by a claim, cleared when its attempt is recorded."""
+    claimed_until: dt.datetime | None = _ts()
+    """When an unfinished claim lapses (its holder died) and the delivery may be claimed again."""
 
 
 class AttemptRow(SQLModel, table=True):

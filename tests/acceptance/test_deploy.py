@@ -339,3 +339,8 @@ def test_kubernetes_manifest_runs_two_replicas_on_postgresql() -> None:
     )
     assert loaded.store.url.startswith("postgresql+psycopg://")
     assert (loaded.ha.replica_id, loaded.ops.listen) == ("poller-7d9f-abc", "0.0.0.0:9464")
+
+
+def test_dockerfile_installs_postgres_and_every_broker_sink() -> None:
+    """The image installs poller with the postgres and brokers extras."""
+    assert any('"/src[postgres,brokers]"' in args for args in instruction("RUN"))

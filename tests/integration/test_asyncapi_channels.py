@@ -141,4 +141,6 @@ async def test_mqtt_messages_match_the_mqtt_channel(tmp_path: pathlib.Path) -> N
         "poller/poller/test",
     ]
     for message in mine:
-        assert event_problems({}, bytes(message.payload), channel="mqtt") == []
+        properties = dict(getattr(message.properties, "UserProperty", []))
+        assert properties["id"] == json.loads(bytes(message.payload))["id"]
+        assert event_problems(properties, bytes(message.payload), channel="mqtt") == []

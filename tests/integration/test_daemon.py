@@ -37,10 +37,10 @@ def by_type(docs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
 
 
 async def test_every_polled_trigger_once_signed_with_seed_fields(
-    sim: Simulator, server: SimulatorServer, receiver: WebhookReceiver, store_file: str
+    sim: Simulator, server: SimulatorServer, receiver: WebhookReceiver, store_url: str
 ) -> None:
     """Each polled trigger reaches the webhook once per id, signed, with the seed's fields."""
-    config = make_config(server.url, receiver.url, store_file)
+    config = make_config(server.url, receiver.url, store_url)
     sim.create_model()  # a model that stays, so deleting the new one is not "all of them"
     async with App(config) as app:
         runner = Runner(app)
@@ -265,10 +265,10 @@ async def test_wrong_key_is_reported_and_never_logged(
 
 
 async def test_daemon_runs_on_its_schedule(
-    sim: Simulator, server: SimulatorServer, receiver: WebhookReceiver, store_file: str
+    sim: Simulator, server: SimulatorServer, receiver: WebhookReceiver, store_url: str
 ) -> None:
     """`run` polls on its own and delivers a job's created and succeeded within seconds."""
-    config = make_config(server.url, receiver.url, store_file)
+    config = make_config(server.url, receiver.url, store_url)
     stop = asyncio.Event()
     async with App(config) as app:
         task = asyncio.create_task(Runner(app).run(stop, grace=1))

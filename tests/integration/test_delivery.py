@@ -1,4 +1,4 @@
-"""The dispatcher over real HTTP on 127.0.0.1, a real SQLite store and a real receiver."""
+"""The dispatcher over real HTTP on 127.0.0.1, a real store (each backend), a real receiver."""
 
 from __future__ import annotations
 
@@ -39,8 +39,8 @@ FAST = RetryPolicy(schedule=(0.05, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05), probe_in
 
 
 @pytest.fixture
-def engine(tmp_path: os.PathLike[str]) -> sa.Engine:
-    engine = store_mod.create_engine(f"sqlite:///{tmp_path}/poller.db")
+def engine(store_url: str) -> sa.Engine:
+    engine = store_mod.create_engine(store_url)
     yield engine  # type: ignore[misc]
     engine.dispose()
 
@@ -448,3 +448,38 @@ async def test_store_error_while_releasing_still_releases(
             HttpSink("hook", receiver.url, client=http), outbox, policy=policy, concurrency=3
         )
         await run_until(worker, lambda: len(receiver.delivered()) == 3, limit=5)
+
+
+async def test_two_replicas_share_the_outbox_each_event_once_in_order(
+    engine: sa.Engine, store_url: str, http: httpx.AsyncClient
+) -> None:
+    """Two workers on their own engines (two replicas) deliver every event once, in order."""
+    events = record_jobs(engine, 30)
+    other = store_mod.create_engine(store_url)
+    with WebhookReceiver(delay=0.005) as receiver:
+        sink = HttpSink("hook", receiver.url, client=http, secrets=[SECRET])
+        workers = [
+            SinkWorker(sink, Outbox(own), policy=FAST, concurrency=4, window=8)
+            for own in (engine, other)
+        ]
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(w.run(stop, grace=2)) for w in workers]
+        sent: dict[str, int] = {}
+        try:
+            loop = asyncio.get_running_loop()
+            end = loop.time() + 20
+            while len(receiver.delivered()) < 60:
+                if loop.time() > end:
+                    raise TimeoutError("not everything arrived")
+                await asyncio.sleep(0.02)
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks)
+            other.dispose()
+        got = receiver.delivered()
+    for r in got:
+        sent[r.headers["webhook-id"]] = sent.get(r.headers["webhook-id"], 0) + 1
+    assert sorted(sent) == sorted(e.id for e in events)
+    assert set(sent.values()) == {1}
+    assert order_ok(got)
+    assert Outbox(engine).sink_stats()["hook"].delivered == 60

@@ -54,9 +54,7 @@ class Daemon:
         self.app = app
         self.runner = Runner(app)
         self.stop = asyncio.Event()
-        service = app.services[0]
-        assert isinstance(service, ProxyService)
-        self.proxy = service
+        (self.proxy,) = (s for s in app.services if isinstance(s, ProxyService))
         self.task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:

@@ -1,4 +1,4 @@
-"""Incremental polling against the simulator: cost, outcomes, Retry-After, workspaces."""
+"""Incremental polling against the simulator (each store backend): cost, outcomes, Retry-After."""
 
 from __future__ import annotations
 
@@ -29,11 +29,11 @@ T0 = 1_800_000_000.0
 class World:
     """A simulator on a hand-driven clock, served in-process, and pollers over it."""
 
-    def __init__(self, root: pathlib.Path) -> None:
+    def __init__(self, store_url: str) -> None:
         self.now = T0
         self.sim = Simulator(clock=lambda: self.now, seed=5)
         self.transport = httpx.ASGITransport(app=build_app(self.sim))
-        self.engine = store_mod.create_engine(f"sqlite:///{root}/p.db")
+        self.engine = store_mod.create_engine(store_url)
         self.clients: list[httpx.AsyncClient] = []
 
     def poller(self, spec: SourceSpec, **settings: Any) -> SourcePoller:
@@ -57,8 +57,8 @@ class World:
 
 
 @pytest.fixture
-async def world(tmp_path: pathlib.Path) -> AsyncIterator[World]:
-    w = World(tmp_path)
+async def world(store_url: str) -> AsyncIterator[World]:
+    w = World(store_url)
     yield w
     await w.close()
 
@@ -189,14 +189,14 @@ async def test_retry_after_pauses_every_request_of_the_workspace(
     assert models["at"] - refused["at"] >= 0.9
 
 
-async def test_workspaces_are_independent_and_named(tmp_path: pathlib.Path) -> None:
+async def test_workspaces_are_independent_and_named(store_url: str) -> None:
     """Two workspaces poll their own APIs; events carry the workspace; sinks filter on it."""
     sims = [Simulator(seed=1), Simulator(seed=2)]
     with SimulatorServer(sims[0]) as a, SimulatorServer(sims[1]) as b, WebhookReceiver() as rx:
         config = make_config(
             a.url,
             None,
-            f"sqlite:///{tmp_path}/p.db",
+            store_url,
             workspaces=[{"name": "prod", "base_url": a.url}, {"name": "lab", "base_url": b.url}],
             sinks=[{"name": "prod-only", "type": "http", "url": rx.url, "workspaces": ["prod"]}],
         )

@@ -175,7 +175,7 @@ def test_release_and_expire(store: Store, outbox: Outbox) -> None:
     )
     assert outbox.release("a", T0) == 1
     assert [d.id for d in outbox.due("a", T0, 10)] == [da.id]
-    assert outbox.expire("a", T0 + dt.timedelta(seconds=1)) == 2
+    assert outbox.expire("a", T0 + dt.timedelta(seconds=1), T0) == 2
     assert outbox.sink_stats()["a"].dead == 2
 
 
@@ -267,7 +267,7 @@ def test_schema_version_recorded_and_newer_refused(engine: sa.Engine, store_url:
     with engine.begin() as conn:
         assert (
             conn.execute(sa.text("select value from meta where key='schema_version'")).scalar()
-            == "1"
+            == "2"
         )
         conn.execute(sa.text("update meta set value='99' where key='schema_version'"))
     with pytest.raises(SchemaVersionError, match="newer"):

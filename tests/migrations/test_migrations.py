@@ -23,6 +23,7 @@ from poller.model import Event
 from poller.store import Outbox, Store, migrate, tables
 
 HERE = pathlib.Path(__file__).parent
+pytestmark = pytest.mark.foreign_events  # the old store's rows are written by hand
 T0 = dt.datetime(2026, 11, 27, 10, 0, tzinfo=dt.UTC)
 
 

@@ -257,3 +257,21 @@ def test_cli_writes_docs_events(tmp_path: pathlib.Path) -> None:
     assert result.exit_code == 0
     written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.json"))
     assert written == sorted(p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.json"))
+
+
+def test_cli_prints_the_cloudevents_form() -> None:
+    """--cloudevents prints a type's schema in the CloudEvents form."""
+    result = CliRunner().invoke(main, ["events", "schema", "--cloudevents", "file.deleted"])
+    assert result.exit_code == 0
+    document = json.loads(result.output)
+    assert document["title"] == "file.deleted (CloudEvents)"
+    assert document["properties"]["specversion"] == {"const": "1.0"}
+    assert document["required"] == [
+        "specversion",
+        "id",
+        "source",
+        "type",
+        "subject",
+        "time",
+        "data",
+    ]

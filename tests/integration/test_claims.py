@@ -1,0 +1,185 @@
+"""Delivery claims on both backends: concurrent claimers, lapsed claims, compare-and-set."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import datetime as dt
+import threading
+from collections.abc import Iterator, Sequence
+
+import pytest
+import sqlalchemy as sa
+
+from poller import store as store_mod
+from poller.diff import event_for
+from poller.model import Event
+from poller.sources import BATCH_JOBS
+from poller.store import Outbox, Store
+from poller.store.outbox import AttemptRecord
+
+T0 = dt.datetime(2026, 11, 27, 10, 0, tzinfo=dt.UTC)
+SECOND = dt.timedelta(seconds=1)
+
+
+@pytest.fixture
+def engine(store_url: str) -> Iterator[sa.Engine]:
+    engine = store_mod.create_engine(store_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def outbox(engine: sa.Engine) -> Outbox:
+    return Outbox(engine)
+
+
+def enqueue(engine: sa.Engine, resources: Sequence[str], per_resource: int = 1) -> list[Event]:
+    """Record ``per_resource`` events for each resource id, all routed to the sink ``hook``."""
+    created = {"status": "QUEUED", "created_at": 1, "model": "m"}
+    succeeded = {"status": "SUCCESS", "created_at": 1, "output_file": "o", "total_requests": 1}
+    kinds = [("batch_job.created", created), ("batch_job.succeeded", succeeded)]
+    events = [
+        event_for(
+            BATCH_JOBS, kind, BATCH_JOBS.to_resource({"id": rid, **fields}), workspace="w", now=T0
+        )
+        for kind, fields in kinds[:per_resource]
+        for rid in resources
+    ]
+    Store(engine, lambda _e: ["hook"]).enqueue(events, T0)
+    return events
+
+
+def done(delivery_id: int, claim: str | None, *, ok: bool = True) -> AttemptRecord:
+    """A finished attempt under ``claim``: delivered, or failed and due again at once."""
+    return AttemptRecord(
+        delivery_id,
+        T0,
+        ok,
+        "delivered" if ok else "transient",
+        "delivered" if ok else "pending",
+        T0,
+        200 if ok else 503,
+        claim=claim,
+    )
+
+
+def test_200_concurrent_claims_never_claim_one_delivery_twice(
+    store_url: str, engine: sa.Engine
+) -> None:
+    """Eight claimers on their own connections, claiming 200 deliveries: each is taken once."""
+    enqueue(engine, [f"job-{n:03d}" for n in range(200)])
+    engines = [store_mod.create_engine(store_url) for _ in range(8)]
+    start = threading.Barrier(len(engines))
+
+    def claimer(own: sa.Engine) -> list[int]:
+        outbox, taken = Outbox(own), []
+        start.wait()
+        while batch := outbox.claim("hook", T0, 7, T0 + 30 * SECOND):
+            taken.extend(d.id for d in batch)
+        return taken
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(len(engines)) as pool:
+            results = list(pool.map(claimer, engines))
+    finally:
+        for own in engines:
+            own.dispose()
+    taken = [i for result in results for i in result]
+    assert len(taken) == 200
+    assert len(set(taken)) == 200
+    assert sum(1 for result in results if result) > 1  # they really did share the work
+
+
+def test_claimed_deliveries_are_not_offered_to_others(outbox: Outbox, engine: sa.Engine) -> None:
+    """What one process claimed, another neither claims nor sees as due, until released."""
+    enqueue(engine, ["a", "b"])
+    mine = outbox.claim("hook", T0, 10, T0 + 30 * SECOND)
+    assert len(mine) == 2 and mine[0].claim == mine[1].claim is not None
+    assert outbox.claim("hook", T0, 10, T0 + 30 * SECOND) == []
+    assert outbox.due("hook", T0, 10) == []
+    outbox.unclaim([(mine[0].id, mine[0].claim or "")])
+    assert [d.id for d in outbox.claim("hook", T0, 10, T0 + 30 * SECOND)] == [mine[0].id]
+
+
+def test_a_dead_claimers_deliveries_are_claimed_again_after_the_deadline(
+    outbox: Outbox, engine: sa.Engine
+) -> None:
+    """A claim nobody writes back lapses at its deadline; then another process takes it."""
+    enqueue(engine, ["a"])
+    (first,) = outbox.claim("hook", T0, 10, T0 + 30 * SECOND)
+    assert outbox.claim("hook", T0 + 29 * SECOND, 10, T0 + 60 * SECOND) == []
+    assert outbox.next_due_at("hook") == T0 + 30 * SECOND
+    (again,) = outbox.claim("hook", T0 + 31 * SECOND, 10, T0 + 61 * SECOND)
+    assert again.id == first.id and again.claim != first.claim
+
+
+def test_renewing_keeps_a_claim_past_its_first_deadline(outbox: Outbox, engine: sa.Engine) -> None:
+    """A live holder renews its claims: nobody else takes them at the first deadline."""
+    enqueue(engine, ["a"])
+    (mine,) = outbox.claim("hook", T0, 10, T0 + 30 * SECOND)
+    assert outbox.renew({mine.claim or ""}, T0 + 90 * SECOND) == 1
+    assert outbox.claim("hook", T0 + 60 * SECOND, 10, T0 + 90 * SECOND) == []
+
+
+def test_a_stale_claims_write_is_refused(outbox: Outbox, engine: sa.Engine) -> None:
+    """The holder whose claim lapsed and was taken writes nothing; the new holder's write counts."""
+    enqueue(engine, ["a"])
+    (stale,) = outbox.claim("hook", T0, 10, T0 + 30 * SECOND)
+    (fresh,) = outbox.claim("hook", T0 + 31 * SECOND, 10, T0 + 61 * SECOND)
+    assert outbox.record([done(fresh.id, fresh.claim)]) == []
+    assert outbox.record([done(stale.id, stale.claim, ok=False)]) == [stale.id]
+    (row,) = outbox.list_deliveries()
+    assert row["status"] == "delivered" and row["attempts"] == 1
+    detail = outbox.event_detail(row["id"])
+    assert detail is not None and [a["ok"] for a in detail["deliveries"][0]["log"]] == [True]
+
+
+def test_a_delivered_row_never_goes_back_to_pending(outbox: Outbox, engine: sa.Engine) -> None:
+    """A failure written late under an old claim cannot undo a delivery."""
+    enqueue(engine, ["a"])
+    (first,) = outbox.claim("hook", T0, 10, T0 + 30 * SECOND)
+    assert outbox.record([done(first.id, first.claim)]) == []
+    assert outbox.record([done(first.id, first.claim, ok=False)]) == [first.id]
+    assert outbox.record([done(first.id, None, ok=False)]) == [first.id]
+    assert outbox.sink_stats()["hook"].delivered == 1
+    assert outbox.claim("hook", T0 + 99 * SECOND, 10, T0 + 130 * SECOND) == []
+
+
+def test_replay_clears_a_claim_in_flight(outbox: Outbox, engine: sa.Engine) -> None:
+    """A replay of a delivery being sent wins: the attempt in flight writes nothing back."""
+    (event,) = enqueue(engine, ["a"])
+    (inflight,) = outbox.claim("hook", T0, 10, T0 + 30 * SECOND)
+    assert outbox.replay(T0 + SECOND, ids=[event.id]) == 1
+    assert outbox.record([done(inflight.id, inflight.claim)]) == [inflight.id]
+    (again,) = outbox.claim("hook", T0 + SECOND, 10, T0 + 31 * SECOND)
+    assert again.id == inflight.id and again.attempts == 0
+
+
+def test_one_delivery_in_flight_per_resource_across_claimers(
+    store_url: str, outbox: Outbox, engine: sa.Engine
+) -> None:
+    """A resource's next event cannot be claimed while its earlier one is held or pending."""
+    first, second = enqueue(engine, ["a"], per_resource=2)
+    other = store_mod.create_engine(store_url)
+    try:
+        (head,) = outbox.claim("hook", T0, 10, T0 + 30 * SECOND)
+        assert head.event.id == first.id
+        assert Outbox(other).claim("hook", T0, 10, T0 + 30 * SECOND) == []
+        assert outbox.record([done(head.id, head.claim, ok=False)]) == []  # failed: still first
+        (retry,) = Outbox(other).claim("hook", T0, 10, T0 + 30 * SECOND)
+        assert retry.event.id == first.id
+        assert Outbox(other).record([done(retry.id, retry.claim)]) == []
+        (nxt,) = outbox.claim("hook", T0, 10, T0 + 30 * SECOND)
+        assert nxt.event.id == second.id
+    finally:
+        other.dispose()
+
+
+def test_expiry_spares_a_delivery_being_sent(outbox: Outbox, engine: sa.Engine) -> None:
+    """Giving up on old deliveries leaves the one a live claim holds; its result decides."""
+    enqueue(engine, ["a", "b"])
+    (held,) = outbox.claim("hook", T0, 1, T0 + 30 * SECOND)
+    assert outbox.expire("hook", T0 + SECOND, T0 + 2 * SECOND) == 1
+    assert outbox.record([done(held.id, held.claim)]) == []
+    stats = outbox.sink_stats()["hook"]
+    assert (stats.delivered, stats.dead) == (1, 1)

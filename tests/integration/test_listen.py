@@ -1,0 +1,148 @@
+"""LISTEN/NOTIFY on PostgreSQL: new deliveries wake the dispatcher; a killed listener returns."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from poller import store as store_mod
+from poller.delivery.dispatcher import SinkWorker
+from poller.diff import event_for
+from poller.sinks.http import HttpSink
+from poller.sources import BATCH_JOBS
+from poller.store import Outbox, Store
+from poller.store.listen import OutboxListener
+from poller.testing import WebhookReceiver
+
+from .conftest import eventually
+
+pytestmark = pytest.mark.postgres
+
+T0 = dt.datetime(2026, 11, 27, 10, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def engine(postgres_url: str) -> Iterator[sa.Engine]:
+    engine = store_mod.create_engine(postgres_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    with WebhookReceiver() as running:
+        yield running
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=5) as client:
+        yield client
+
+
+def enqueue(url: str, name: str) -> str:
+    """Record one event for the sink ``hook`` through an engine of its own (another process)."""
+    job = BATCH_JOBS.to_resource({"id": name, "status": "QUEUED", "created_at": 1, "model": "m"})
+    event = event_for(BATCH_JOBS, "batch_job.created", job, workspace="w", now=T0)
+    engine = store_mod.create_engine(url)
+    try:
+        Store(engine, lambda _e: ["hook"]).enqueue([event], T0)
+    finally:
+        engine.dispose()
+    return event.id
+
+
+def terminate(url: str, pid: int) -> None:
+    admin = sa.create_engine(url)
+    with admin.begin() as conn:
+        assert conn.scalar(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    admin.dispose()
+
+
+@contextlib.asynccontextmanager
+async def running(
+    engine: sa.Engine,
+    receiver: WebhookReceiver,
+    http: httpx.AsyncClient,
+    *,
+    idle_check: float,
+    retry: float,
+) -> AsyncIterator[OutboxListener]:
+    """A sink worker and a listener waking it, both running; the listener once it listens."""
+    sink = HttpSink("hook", receiver.url, client=http)
+    worker = SinkWorker(sink, Outbox(engine), idle_check=idle_check)
+    listener = OutboxListener(engine.url, worker.notify, retry=retry)
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(worker.run(stop)), asyncio.create_task(listener.run(stop))]
+    try:
+        await asyncio.wait_for(listener.listening.wait(), 20)
+        yield listener
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+
+
+def delivered(receiver: WebhookReceiver) -> set[str]:
+    return {r.headers["webhook-id"] for r in receiver.delivered()}
+
+
+async def test_a_committed_delivery_wakes_the_dispatcher(
+    engine: sa.Engine, postgres_url: str, receiver: WebhookReceiver, http: httpx.AsyncClient
+) -> None:
+    """A worker that would look again only in an hour sends at once when notified."""
+    async with running(engine, receiver, http, idle_check=3600, retry=0.05):
+        sent = await asyncio.to_thread(enqueue, postgres_url, "job-1")
+        await eventually(lambda: delivered(receiver) == {sent})
+
+
+async def test_a_killed_listener_reconnects_and_wakes_again(
+    engine: sa.Engine, postgres_url: str, receiver: WebhookReceiver, http: httpx.AsyncClient
+) -> None:
+    """pg_terminate_backend on the listening connection: it reconnects, wake-ups resume."""
+    async with running(engine, receiver, http, idle_check=3600, retry=0.05) as listener:
+        first = listener.backend_pid
+        assert first is not None
+        await asyncio.to_thread(terminate, postgres_url, first)
+        await eventually(
+            lambda: listener.connects == 2 and listener.backend_pid not in (None, first)
+        )
+        sent = await asyncio.to_thread(enqueue, postgres_url, "job-2")
+        await eventually(lambda: delivered(receiver) == {sent})
+
+
+async def test_delivery_goes_on_by_polling_while_the_listener_is_down(
+    engine: sa.Engine, postgres_url: str, receiver: WebhookReceiver, http: httpx.AsyncClient
+) -> None:
+    """With the listener killed and not yet back, the worker's own checks still find work."""
+    async with running(engine, receiver, http, idle_check=0.1, retry=3600) as listener:
+        assert listener.backend_pid is not None
+        await asyncio.to_thread(terminate, postgres_url, listener.backend_pid)
+        await eventually(lambda: not listener.listening.is_set())
+        sent = await asyncio.to_thread(enqueue, postgres_url, "job-3")
+        await eventually(lambda: delivered(receiver) == {sent})
+        assert listener.connects == 1
+
+
+async def test_the_daemon_listens_unless_told_not_to(postgres_url: str) -> None:
+    """`store.listen` (on by default) adds the listener on PostgreSQL; `false` leaves it out."""
+    from poller import config as config_mod
+    from poller.app import App
+
+    def config(listen: bool) -> config_mod.Config:
+        return config_mod.from_mapping(
+            {
+                "store": {"url": postgres_url, "listen": listen},
+                "sinks": [{"name": "console", "type": "log"}],
+            }
+        )
+
+    async with App(config(True)) as app:
+        assert [s.name for s in app.services] == ["outbox-listener"]
+    async with App(config(False)) as app:
+        assert app.services == []
