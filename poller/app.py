@@ -16,7 +16,7 @@ from typing import Any, Protocol, TextIO
 import httpx
 import sqlalchemy as sa
 
-from poller import __version__, health, logs, metrics, sources, store, utils
+from poller import __version__, health, leadership, logs, metrics, sources, store, utils
 from poller import config as config_mod
 from poller.delivery.dispatcher import SinkWorker
 from poller.delivery.retry import RetryPolicy
@@ -133,6 +133,8 @@ class App:
         self.sink_transport = sink_transport
         self.engine: sa.Engine | None = None
         self.store: store.Store
+        self.leadership: leadership.Leadership | None = None
+        """Which workspaces this replica polls, on a PostgreSQL store (``None`` on SQLite)."""
         self.outbox: store.Outbox
         self.workspaces: list[Workspace] = []
         self.sinks: dict[str, Sink] = {}
@@ -153,6 +155,16 @@ class App:
         self.store = store.Store(self.engine, self.route)
         self.outbox = store.Outbox(self.engine)
         self.metrics.watch_outbox(self.outbox, self.sink_states, self.clock)
+        if self.engine.dialect.name == "postgresql":
+            store.limit_idle_transactions(self.engine, self.config.ha.lease_ttl)
+            leases = store.Leases(
+                self.engine,
+                replica=self.config.ha.replica_id or leadership.default_replica_id(),
+                ttl=self.config.ha.lease_ttl,
+            )
+            self.leadership = leadership.Leadership(
+                leases, [ws.name for ws in self.config.workspaces]
+            )
         try:
             for ws in self.config.workspaces:
                 self.workspaces.append(self._build_workspace(ws))
@@ -236,7 +248,11 @@ class App:
             poller.settings = _settings(ws_config)
             ws.paces[name] = _pace(ws_config, name)
             self.metrics.interval.labels(ws.name, name).set(ws.paces[name].interval)
-            self.board.track(ws.name, name, interval=ws.paces[name].interval, timeout=ws.timeout)
+            if self.leadership is None or (ws.name, name) in self.board.sources:
+                # a replica judges only the workspaces it polls
+                self.board.track(
+                    ws.name, name, interval=ws.paces[name].interval, timeout=ws.timeout
+                )
 
     def add_sink(self, cfg: config_mod.SinkConfig) -> SinkWorker:
         """Build a sink and its worker (at start, and when a reload adds or changes one)."""

@@ -401,6 +401,11 @@ def status(config_path: str | None, as_json: bool) -> None:
                 f"sink {row['sink']}: not configured; its deliveries wait in the store "
                 "until a sink of that name comes back"
             )
+    if report["leases"]:
+        for row in report["leases"]:
+            row["expires"] = render.until(row["expires_at"], report["now"])
+        click.echo()
+        click.echo(render.table(report["leases"], ["workspace", "holder", "epoch", "expires"]))
 
 
 @main.group()

@@ -8,13 +8,15 @@ is set), the systemd notifications (when ``$NOTIFY_SOCKET`` is set) and the SIGH
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Mapping
 
 from poller import config as config_mod
-from poller import ops, reload, sdnotify
+from poller import leadership, ops, reload, sdnotify
 from poller.app import App
 from poller.runner import Runner
+from poller.store import lockfile
 
 
 def status_line(app: App) -> str:
@@ -32,13 +34,35 @@ async def run(
     hangup: asyncio.Event | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> None:
-    """Run the daemon until ``stop`` is set."""
+    """Run the daemon until ``stop`` is set.
+
+    On a SQLite store it first takes the store's lock file: one daemon per SQLite store.
+    """
     env = os.environ if environ is None else environ
+    with contextlib.ExitStack() as held:
+        lock = lockfile.path_for(config.store.url)
+        if lock is not None:
+            replica = config.ha.replica_id or leadership.default_replica_id(env)
+            held.enter_context(lockfile.exclusive(lock, replica))
+        await _run(config, stop, hangup, env)
+
+
+async def _run(
+    config: config_mod.Config,
+    stop: asyncio.Event,
+    hangup: asyncio.Event | None,
+    env: Mapping[str, str],
+) -> None:
     async with App(config) as app:
         runner = Runner(app)
         if config.ops.listen is not None:
             sock = ops.bind(config.ops.listen, source=config.source)
-            check = ops.ReadinessCheck(app.board, app.store, redact=app.redactor.redact)
+            check = ops.ReadinessCheck(
+                app.board,
+                app.store,
+                redact=app.redactor.redact,
+                leases=app.leadership.not_ready if app.leadership else None,
+            )
             app.services.append(ops.OpsListener(sock, app.metrics, check))
         notifier = sdnotify.Notifier.from_environ(env)
         if notifier is not None:

@@ -8,7 +8,9 @@
     ├── UsageError             command-line input poller cannot use (a missing file, bad JSON)
     ├── ServiceError           a part of the daemon (a listener) stopped on its own
     ├── StoreError             the store cannot be opened or used
-    │   └── SchemaVersionError the database was written by an incompatible poller
+    │   ├── SchemaVersionError the database was written by an incompatible poller
+    │   └── StoreInUseError    another `poller run` already uses this SQLite store
+    ├── LeaseLost              this replica no longer leads the workspace it polled
     └── ApiError               the Mistral API did not give a usable answer
         ├── AuthError          401/403: the API key is wrong or lacks access
         ├── NotFoundError      404 on a path that should exist
@@ -83,6 +85,14 @@ class StoreError(PollerError):
 
 class SchemaVersionError(StoreError):
     """The database holds a schema this version of poller does not know."""
+
+
+class StoreInUseError(StoreError):
+    """Another ``poller run`` holds the lock of this SQLite store (one daemon per file)."""
+
+
+class LeaseLost(PollerError):
+    """The poll's workspace lease is no longer this replica's: its write is refused (fencing)."""
 
 
 class ApiError(PollerError):

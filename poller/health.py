@@ -134,6 +134,11 @@ class Board:
         else:
             track.interval, track.timeout = interval, timeout
 
+    def untrack(self, workspace: str) -> None:
+        """Stop judging a workspace's sources (another replica polls it)."""
+        for key in [key for key in self.sources if key[0] == workspace]:
+            del self.sources[key]
+
     def polled(self, workspace: str, source: str, result: PollResult) -> None:
         """A poll of the source finished (well or not)."""
         track = self.sources.get((workspace, source))

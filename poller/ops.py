@@ -6,7 +6,8 @@ built, so a busy port stops ``poller run`` at once with one line naming ``ops.li
 
 - ``/healthz``: 200 while the process runs.
 - ``/readyz``: 200 ``ready``, or 503 with one reason per line: a source without a successful
-  poll within 3 intervals, or a store that did not take a write.
+  poll within 3 intervals, a store that did not take a write, or (replicas on PostgreSQL)
+  leases not renewed for a TTL. A replica that leads no workspace is ready.
 - ``/metrics``: Prometheus text format, produced off the event loop.
 """
 
@@ -49,17 +50,22 @@ class ReadinessCheck:
         *,
         redact: Callable[[str], str] = str,
         timeout: float = STORE_TIMEOUT,
+        leases: Callable[[], list[str]] | None = None,
     ) -> None:
         self.board = board
         self.store = store
         self.redact = redact
         self.timeout = timeout
+        self.leases = leases
+        """Why this replica's leadership loop is not ready (replicas on PostgreSQL)."""
         self._last: list[str] | None = None
         self._write: asyncio.Future[None] | None = None
 
     async def __call__(self) -> list[str]:
         now = utils.utcnow()
         reasons = self.board.not_ready(now)
+        if self.leases is not None:
+            reasons.extend(self.leases())
         # one write at a time: a store that hangs (SQLite waits up to a minute for a lock)
         # must not gain a blocked thread and connection at every probe
         if self._write is None or self._write.done():

@@ -32,7 +32,7 @@ from poller.exceptions import ApiError, GarbledError
 from poller.mistral.client import MistralClient
 from poller.model import Event, Resource, SourceState
 from poller.sources import BATCH_JOBS, SourceSpec
-from poller.store.sql import PollCommit, Store
+from poller.store.sql import Fence, PollCommit, Store
 
 log = structlog.get_logger("poller.polling")
 
@@ -104,12 +104,15 @@ class SourcePoller:
         store: Store,
         settings: Settings,
         clock: Callable[[], dt.datetime] = utils.utcnow,
+        fence: Fence | None = None,
     ) -> None:
         self.spec = spec
         self.client = client
         self.store = store
         self.settings = settings
         self.clock = clock
+        self.fence = fence
+        """First call of each poll's write transaction (a replica's lease check), if any."""
         self.log = log.bind(workspace=settings.workspace, source=spec.name)
         self.order: listorder.Order | None = None
         """The order the last full listing showed (tail sources), until a page breaks it."""
@@ -227,7 +230,11 @@ class SourcePoller:
                 held_count=held,
             )
             recorded = await settled(
-                self.store.commit_poll, commit, active=self._active, staged=staged.chunks()
+                self.store.commit_poll,
+                commit,
+                active=self._active,
+                staged=staged.chunks(),
+                fence=self.fence,
             )
         if self.spec.tail and pager.complete:
             self.order, self.page_size = watch.order(), pager.size
@@ -409,7 +416,9 @@ class SourcePoller:
             held_since=state.held_since,
             held_count=state.held_count,
         )
-        events = await settled(self.store.commit_poll, commit, active=self._active)
+        events = await settled(
+            self.store.commit_poll, commit, active=self._active, fence=self.fence
+        )
         return PollReport(
             source=self.spec.name,
             mode="incremental",

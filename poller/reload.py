@@ -29,7 +29,7 @@ from poller.sdnotify import Notifier
 
 log = structlog.get_logger("poller.reload")
 
-RESTART_SECTIONS = ("store", "ops", "proxy", "shutdown")
+RESTART_SECTIONS = ("store", "ops", "proxy", "shutdown", "ha")
 _WORKSPACE_LIVE = ("name", "poll", "sources")
 
 

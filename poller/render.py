@@ -64,3 +64,13 @@ def age(since: dt.datetime | None, now: dt.datetime | None = None) -> str | None
     if since is None:
         return None
     return utils.format_duration(max(0.0, ((now or utils.utcnow()) - since).total_seconds()))
+
+
+def until(moment: dt.datetime | None, now: dt.datetime | None = None) -> str | None:
+    """``in 12s`` before a moment, ``3s ago`` after it, or ``None``."""
+    if moment is None:
+        return None
+    seconds = (moment - (now or utils.utcnow())).total_seconds()
+    if seconds >= 0:
+        return f"in {utils.format_duration(seconds)}"
+    return f"{utils.format_duration(-seconds)} ago"

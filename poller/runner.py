@@ -28,7 +28,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from poller import pacing, utils
 from poller.app import App, Workspace
-from poller.exceptions import ApiError, AuthError, NotFoundError, ServiceError
+from poller.exceptions import ApiError, AuthError, LeaseLost, NotFoundError, ServiceError
 from poller.polling import PollReport, SourcePoller
 
 log = structlog.get_logger("poller.runner")
@@ -117,6 +117,10 @@ class Runner:
         report: PollReport | None = None
         try:
             report = await asyncio.wait_for(_bound(poller.poll(), **context), timeout=ws.timeout)
+        except LeaseLost as exc:
+            # another replica leads the workspace now: nothing was written, nothing failed
+            bound.info("poll_fenced", reason=str(exc))
+            return health
         except NotFoundError as exc:
             if poller.spec.name == "fine_tuning_jobs":
                 health.disabled = "the fine-tuning API answered 404 (deprecated upstream)"
@@ -291,25 +295,25 @@ class Runner:
         )
         scheduler.add_listener(self._on_skipped, EVENT_JOB_MAX_INSTANCES)
         self._scheduler = scheduler
-        for ws, poller in self.app.pollers():
-            job_id = f"{ws.name}/{poller.spec.name}"
-            pace = ws.paces[poller.spec.name]
-            scheduler.add_job(
-                self._job,
-                IntervalTrigger(seconds=max(pace.interval, 0.001), timezone=dt.UTC),
-                args=(ws, poller, job_id),
-                id=job_id,
-                name=job_id,
-                max_instances=1,
-                coalesce=True,
-                misfire_grace_time=None,
-                next_run_time=dt.datetime.now(dt.UTC),
-            )
+        leadership = self.app.leadership
+        leading: asyncio.Task[None] | None = None
+        if leadership is None:
+            for ws in self.app.workspaces:
+                self._lead(ws.name)
+        else:
+            # replicas share the store: a workspace is polled here only while leased here
+            for ws in self.app.workspaces:
+                self.app.board.untrack(ws.name)
+                for poller in ws.pollers.values():
+                    poller.fence = leadership.fence(ws.name)
+            leadership.on_gained, leadership.on_lost = self._lead, self._follow
+            leading = asyncio.create_task(leadership.run(stop), name="leadership")
         scheduler.start()
         log.info(
             "started",
             sources=[f"{ws.name}/{p.spec.name}" for ws, p in self.app.pollers()],
             sinks=list(self.app.workers),
+            replica=leadership.replica if leadership else None,
         )
         try:
             await stop.wait()
@@ -322,6 +326,9 @@ class Runner:
             for task in list(self._polls):
                 task.cancel()
             stop.set()
+            if leading is not None and leadership is not None:
+                await asyncio.gather(leading, return_exceptions=True)
+                await leadership.leave()
             for own in self._worker_stops.values():
                 own.set()
             await asyncio.gather(*self._workers.values(), *services, return_exceptions=True)
@@ -333,6 +340,41 @@ class Runner:
                 raise task.exception()  # type: ignore[misc]
         if ended:
             raise ServiceError(f"the {', '.join(ended)} service stopped on its own; see the log")
+
+    def _lead(self, workspace: str) -> None:
+        """Start polling every source of ``workspace`` now (at start, or a lease gained)."""
+        scheduler = self._scheduler
+        ws = next((w for w in self.app.workspaces if w.name == workspace), None)
+        if scheduler is None or ws is None or self._stopping:
+            return
+        for poller in ws.pollers.values():
+            job_id = f"{ws.name}/{poller.spec.name}"
+            pace = ws.paces[poller.spec.name]
+            self.app.board.track(
+                ws.name, poller.spec.name, interval=pace.interval, timeout=ws.timeout
+            )
+            scheduler.add_job(
+                self._job,
+                IntervalTrigger(seconds=max(pace.interval, 0.001), timezone=dt.UTC),
+                args=(ws, poller, job_id),
+                id=job_id,
+                name=job_id,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,
+                next_run_time=dt.datetime.now(dt.UTC),
+                replace_existing=True,
+            )
+
+    def _follow(self, workspace: str) -> None:
+        """Stop polling ``workspace`` (its lease was lost or given up); a poll in flight is
+        fenced at its write."""
+        scheduler = self._scheduler
+        if scheduler is not None:
+            for job in scheduler.get_jobs():
+                if job.id.startswith(f"{workspace}/"):
+                    job.remove()
+        self.app.board.untrack(workspace)
 
     async def once(self) -> list[SourceOutcome]:
         """One poll of every source, then one delivery pass (``poller once``)."""

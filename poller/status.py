@@ -1,4 +1,8 @@
-"""What `poller status` shows, read from the store alone (it works while the daemon runs)."""
+"""What `poller status` shows, read from the store alone (it works while the daemon runs).
+
+On a PostgreSQL store shared by replicas, ``leases`` says which replica polls which
+workspace (none on SQLite, where one daemon polls everything).
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,11 @@ from typing import Any
 
 from poller import config as config_mod
 from poller import render, utils
-from poller.store import Outbox, Store
+from poller.store import Outbox, Store, all_leases
 
 
 def gather(config: config_mod.Config, store: Store, outbox: Outbox) -> dict[str, Any]:
-    """Sources (last poll, tracked items, active jobs, errors) and sinks (outbox figures)."""
+    """Sources (last poll, tracked items, active jobs, errors), sinks (outbox figures), leases."""
     now = utils.utcnow()
     states = {(s.workspace, s.source): s for s in store.source_states()}
     sources = []
@@ -51,4 +55,13 @@ def gather(config: config_mod.Config, store: Store, outbox: Outbox) -> dict[str,
                 "disabled_reason": sink_state.disabled_reason,
             }
         )
-    return {"now": now, "sources": sources, "sinks": sinks}
+    leases = [
+        {
+            "workspace": lease.workspace,
+            "holder": lease.holder,
+            "epoch": lease.epoch,
+            "expires_at": lease.expires_at,
+        }
+        for lease in all_leases(store.engine)
+    ]
+    return {"now": now, "sources": sources, "sinks": sinks, "leases": leases}

@@ -306,3 +306,35 @@ def events_by_type(requests: list[Received]) -> Iterator[tuple[str, str]]:
         doc = r.json()
         data = doc.get("data", {})
         yield doc.get("type"), data.get("id")
+
+
+def leader_pid(engine: Any, workspace: str = "default") -> int | None:
+    """The pid of the replica (id ``HOST:PID``) holding ``workspace``'s lease, if one does.
+
+    For tests and benchmarks of replicas on a PostgreSQL store; ``None`` before the first
+    replica made the schema.
+    """
+    import sqlalchemy as sa
+
+    from poller.store import all_leases
+
+    try:
+        leases = {lease.workspace: lease for lease in all_leases(engine)}
+    except sa.exc.ProgrammingError:
+        return None
+    lease = leases.get(workspace)
+    if lease is None or lease.holder is None:
+        return None
+    return int(lease.holder.rsplit(":", 1)[1])
+
+
+def baselined_sources(engine: Any) -> int:
+    """How many sources of a store took their baseline (0 before the schema exists)."""
+    import sqlalchemy as sa
+
+    with engine.connect() as conn:
+        try:
+            done = conn.scalar(sa.text("select count(*) from source_state where baselined"))
+        except sa.exc.ProgrammingError:
+            return 0
+    return int(done or 0)

@@ -23,6 +23,7 @@ from poller.config.models import (
     SOURCE_NAMES,
     Config,
     ConfigFile,
+    HaConfig,
     LogConfig,
     MistralSection,
     OpsConfig,
@@ -83,11 +84,13 @@ def build(
     names = [workspace.name for workspace in workspaces]
     sinks = _sinks(raw.sinks, names, where)
     proxy = _proxy(raw.proxy, workspaces, where)
+    ha = _ha(raw.ha, store, where)
     if where.problems:
         raise _refused(where)
     return Config(
         workspaces=workspaces,
         store=_store(raw.store, store),
+        ha=ha,
         sinks=sinks,
         ops=raw.ops or OpsConfig(),
         log=raw.log or LogConfig(),
@@ -178,6 +181,20 @@ def _store_default(written: str | None, environ: Mapping[str, str]) -> str:
     # systemd's StateDirectory= may list several directories, separated by ':'.
     state = environ.get("STATE_DIRECTORY", "").split(":")[0].rstrip("/")
     return f"sqlite:///{state}/poller.db" if state else DEFAULT_STORE_URL
+
+
+def _ha(raw: HaConfig | None, store_url: str, where: Where) -> HaConfig:
+    if raw is None:
+        return HaConfig()
+    if not store_url.startswith("postgresql"):
+        where.note(
+            ("ha",),
+            "HA needs a PostgreSQL store shared by the replicas; set store.url to "
+            "postgresql+psycopg://… "
+            "or remove the ha: section (a SQLite store runs one daemon)",
+            at="key",
+        )
+    return raw
 
 
 def _check_store_directory(

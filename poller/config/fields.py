@@ -73,6 +73,17 @@ def _positive_duration(value: Any) -> float:
     return seconds
 
 
+MIN_LEASE_TTL = 1.0
+"""Seconds: a lease is renewed every third of its TTL, through the database."""
+
+
+def _lease_ttl(value: Any) -> float:
+    seconds = _duration(value)
+    if seconds < MIN_LEASE_TTL:
+        raise fail(f"{value!r} is too short; a lease TTL is at least 1s (e.g. '15s')")
+    return seconds
+
+
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|KB|MB|GB)?\s*$")
 _SIZE_UNITS = {None: 1, "B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
 _SIZE_UNITS.update({"KB": 1000, "MB": 1000**2, "GB": 1000**3})
@@ -345,6 +356,11 @@ PositiveDuration = Annotated[
     float,
     BeforeValidator(_positive_duration),
     _number_or_string("number", {"exclusiveMinimum": 0}, _DURATION_PATTERN),
+]
+LeaseTtl = Annotated[
+    float,
+    BeforeValidator(_lease_ttl),
+    _number_or_string("number", {"minimum": MIN_LEASE_TTL}, _DURATION_PATTERN),
 ]
 Size = Annotated[
     int,

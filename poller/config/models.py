@@ -30,6 +30,7 @@ from poller.config.fields import (
     HeaderName,
     Headers,
     HostName,
+    LeaseTtl,
     Listen,
     MqttTopic,
     MqttUrl,
@@ -405,6 +406,14 @@ class ShutdownConfig(_Section):
     grace_period: Duration = 10.0
 
 
+class HaConfig(_Section):
+    """Replicas of ``poller run`` sharing one PostgreSQL store (see docs/ha.md)."""
+
+    lease_ttl: LeaseTtl = 15.0
+    replica_id: Annotated[OneLine, Field(min_length=1, max_length=255)] | None = None
+    """``None``: ``HOSTNAME:PID``, worked out when the daemon starts."""
+
+
 class ProxyFields(_Section):
     """What the ``proxy:`` block as written and its effective form have in common."""
 
@@ -447,6 +456,7 @@ class ConfigFile(_Section):
     log: LogConfig | None = None
     shutdown: ShutdownConfig | None = None
     proxy: ProxySection | None = None
+    ha: HaConfig | None = None
 
 
 def default_sinks() -> tuple[SinkConfig, ...]:
@@ -464,6 +474,7 @@ class Config(_Section):
     log: LogConfig = Field(default_factory=LogConfig)
     shutdown: ShutdownConfig = Field(default_factory=ShutdownConfig)
     proxy: ProxyConfig | None = None
+    ha: HaConfig = Field(default_factory=HaConfig)
     source: str = "<config>"
 
     def workspace(self, name: str) -> Workspace:

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 from poller.store.engine import create_engine, open_engine, opening, safe_url
+from poller.store.leases import Lease, Leases, all_leases, limit_idle_transactions
 from poller.store.outbox import Outbox
-from poller.store.sql import PollCommit, Router, Store
+from poller.store.sql import Fence, PollCommit, Router, Store
 
 __all__ = [
+    "Fence",
+    "Lease",
+    "Leases",
     "Outbox",
     "PollCommit",
     "Router",
     "Store",
+    "all_leases",
     "create_engine",
+    "limit_idle_transactions",
     "open_engine",
     "opening",
     "safe_url",

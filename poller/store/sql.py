@@ -21,6 +21,8 @@ from poller.store.dialect import chunks, upsert
 
 Router = Callable[[Event], Sequence[str]]
 """Names of the sinks an event goes to."""
+Fence = Callable[[sa.Connection], None]
+"""First call in a poll's write transaction; raises ``LeaseLost`` when the poll must not write."""
 
 _RESOURCES: sa.Table = tables.ResourceRow.__table__  # type: ignore[attr-defined]
 _STATES: sa.Table = tables.SourceStateRow.__table__  # type: ignore[attr-defined]
@@ -138,13 +140,17 @@ class Store:
         *,
         active: Callable[[Resource], bool],
         staged: Iterable[Sequence[Resource]] = (),
+        fence: Fence | None = None,
     ) -> list[Event]:
         """Write one poll in one transaction; return the events that were new to the outbox.
 
         ``staged``, chunks of snapshot rows a listing staged while it paged, is written
-        first, inside the same transaction.
+        first, inside the same transaction. ``fence``, when given, is the transaction's
+        first call (a replica's lease check).
         """
-        with self.writer(commit.workspace, commit.source, commit.now, active=active) as writer:
+        with self.writer(
+            commit.workspace, commit.source, commit.now, active=active, fence=fence
+        ) as writer:
             for chunk in staged:
                 writer.write(chunk)
             writer.write(commit.result.upserts, commit.result.removals)
@@ -179,10 +185,19 @@ class Store:
             return writer.finish(result.events)
 
     def writer(
-        self, workspace: str, source: str, now: dt.datetime, *, active: Callable[[Resource], bool]
+        self,
+        workspace: str,
+        source: str,
+        now: dt.datetime,
+        *,
+        active: Callable[[Resource], bool],
+        fence: Fence | None = None,
     ) -> PollWriter:
-        """The one transaction of a poll; it begins at its first write and ends at ``commit``."""
-        return PollWriter(self, workspace, source, now, active)
+        """The one transaction of a poll; it begins at its first write and ends at ``commit``.
+
+        ``fence``, when given, is the transaction's first call (a replica's lease check).
+        """
+        return PollWriter(self, workspace, source, now, active, fence)
 
     def record_poll_error(
         self, workspace: str, source: str, error: str, now: dt.datetime
@@ -238,12 +253,14 @@ class PollWriter:
         source: str,
         now: dt.datetime,
         active: Callable[[Resource], bool],
+        fence: Fence | None = None,
     ) -> None:
         self.store = store
         self.workspace = workspace
         self.source = source
         self.now = now
         self.active = active
+        self.fence = fence
         self._conn: sa.Connection | None = None
         self._txn: sa.RootTransaction | None = None
 
@@ -261,6 +278,8 @@ class PollWriter:
         if self._conn is None:
             self._conn = self.store.engine.connect()
             self._txn = self._conn.begin()
+            if self.fence is not None:
+                self.fence(self._conn)
         return self._conn
 
     def read(self, ids: Collection[str]) -> dict[str, Resource]:

@@ -155,3 +155,22 @@ class SinkStateRow(SQLModel, table=True):
     disabled_reason: str | None = Field(default=None, max_length=1000)
     failing_since: dt.datetime | None = _ts()
     next_probe_at: dt.datetime | None = _ts()
+
+
+class LeaseRow(SQLModel, table=True):
+    """Who polls a workspace (PostgreSQL replicas): holder, fencing epoch, expiry in DB time."""
+
+    __tablename__ = "leases"
+    workspace: str = Field(primary_key=True, max_length=64)
+    holder: str | None = Field(default=None, max_length=255)
+    epoch: int = Field(default=0, sa_type=sa.BigInteger)
+    expires_at: dt.datetime | None = _ts()
+
+
+class ReplicaRow(SQLModel, table=True):
+    """One live ``poller run`` replica: its heartbeat, which expires like a lease."""
+
+    __tablename__ = "replicas"
+    replica: str = Field(primary_key=True, max_length=255)
+    started_at: dt.datetime = _ts(nullable=False)
+    expires_at: dt.datetime = _ts(nullable=False)

@@ -310,6 +310,37 @@ async def test_sample_receiver_takes_signed_webhooks_only(
     assert line == {"path": "/w/file", "id": "evt_1", "type": "file.uploaded", "data": {"id": "f1"}}
 
 
+def test_kubernetes_manifest_runs_two_replicas_on_postgresql() -> None:
+    """deploy/kubernetes: 2 replicas, /readyz and /healthz probes, Secret env, ConfigMap config."""
+    docs = list(yaml.safe_load_all((ROOT / "deploy" / "kubernetes" / "poller.yaml").read_text()))
+    by_kind = {doc["kind"]: doc for doc in docs}
+    assert set(by_kind) == {"ConfigMap", "Deployment"}, "the Secret is never committed"
+    deployment = by_kind["Deployment"]
+    assert deployment["spec"]["replicas"] == 2
+    pod = deployment["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+        get = container[probe]["httpGet"]
+        assert get["path"] == path and ports[get["port"]] == 9464
+    assert container["envFrom"] == [{"secretRef": {"name": "poller"}}]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["config"]["configMap"]["name"] == by_kind["ConfigMap"]["metadata"]["name"]
+    assert container["args"] == ["run", "--config", f"{mounts['config']}/poller.yaml"]
+    loaded = config_mod.parse(
+        by_kind["ConfigMap"]["data"]["poller.yaml"],
+        environ={
+            "MISTRAL_API_KEY": "k",
+            "WEBHOOK_SECRET": SECRET,
+            "POLLER_STORE_URL": "postgresql+psycopg://poller:pw@db.internal/poller",
+            "POD_NAME": "poller-7d9f-abc",
+        },
+    )
+    assert loaded.store.url.startswith("postgresql+psycopg://")
+    assert (loaded.ha.replica_id, loaded.ops.listen) == ("poller-7d9f-abc", "0.0.0.0:9464")
+
+
 def test_dockerfile_installs_postgres_and_every_broker_sink() -> None:
     """The image installs poller with the postgres and brokers extras."""
     assert any('"/src[postgres,brokers]"' in args for args in instruction("RUN"))

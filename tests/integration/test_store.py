@@ -396,6 +396,36 @@ def test_sinks_enable_releases_what_waited(tmp_path: os.PathLike[str]) -> None:
     engine.dispose()
 
 
+def test_a_refusing_fence_writes_nothing_of_the_poll(store: Store) -> None:
+    """The fence runs first in the poll's transaction; when it refuses, nothing is written."""
+    from poller.exceptions import LeaseLost
+
+    calls: list[str] = []
+
+    def refuse(conn: sa.Connection) -> None:
+        calls.append("fence")
+        raise LeaseLost("workspace w: the lease passed to b")
+
+    j = job("j1")
+    result = DiffResult(upserts=(j,), events=events_for(j))
+    with pytest.raises(LeaseLost):
+        store.commit_poll(
+            PollCommit(workspace="w", source="batch_jobs", result=result, now=T0),
+            active=lambda r: BATCH_JOBS.is_active(r.status),
+            fence=refuse,
+        )
+    assert calls == ["fence"]
+    assert store.ids("w", "batch_jobs") == set()
+    assert not store.source_state("w", "batch_jobs").baselined
+    passed: list[sa.Connection] = []
+    store.commit_poll(
+        PollCommit(workspace="w", source="batch_jobs", result=result, now=T0),
+        active=lambda r: BATCH_JOBS.is_active(r.status),
+        fence=passed.append,
+    )
+    assert len(passed) == 1 and store.ids("w", "batch_jobs") == {"j1"}
+
+
 def hint_of(resource: Resource, kind: str = "created") -> hints.Hint:
     return hints.Hint("w", BATCH_JOBS, kind, resource.id, T0, resource)
 

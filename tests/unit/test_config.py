@@ -1085,10 +1085,12 @@ def data_keys(data: Any) -> set[str]:
 
 
 def test_example_covers_every_option() -> None:
-    """Every key of the file format appears in the example (mistral: as a comment)."""
+    """Every key of the file format appears in the example (mistral: and ha: as comments)."""
     missing = schema_keys(config.json_schema()) - data_keys(example_data())
-    assert missing == {"mistral"}
-    assert "\n# mistral:\n" in EXAMPLE.read_text()
+    assert missing == {"mistral", "ha", "lease_ttl", "replica_id"}
+    text = EXAMPLE.read_text()
+    assert "\n# mistral:\n" in text
+    assert "\n# ha:\n#   lease_ttl: 15s" in text and "\n#   replica_id: " in text
 
 
 def test_json_schema_is_valid_draft_2020_12() -> None:
@@ -1149,6 +1151,48 @@ DOC_ERRORS = re.findall(r"^poller\.yaml:.*$", DOCS.read_text(), re.MULTILINE)
 def test_documented_errors_are_real(line: str) -> None:
     """Every error line shown in docs/configuration.md is one the tests above produce."""
     assert line in {message for _, _, message in ERRORS}
+
+
+PG_STORE = "store:\n  url: postgresql+psycopg://poller@db.internal/poller\n"
+
+
+def test_ha_defaults_need_no_section() -> None:
+    """Without `ha:`, leases last 15s and the replica id is worked out at start."""
+    loaded = parse(PG_STORE)
+    assert (loaded.ha.lease_ttl, loaded.ha.replica_id) == (15.0, None)
+
+
+def test_ha_section_on_postgresql() -> None:
+    """`ha.lease_ttl` takes a duration and `ha.replica_id` a name."""
+    loaded = parse(PG_STORE + "ha:\n  lease_ttl: 2s\n  replica_id: pod-a\n")
+    assert (loaded.ha.lease_ttl, loaded.ha.replica_id) == (2.0, "pod-a")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "ha:\n  lease_ttl: 2s\n",
+            "poller.yaml:1: ha: HA needs a PostgreSQL store shared by the replicas; set "
+            "store.url to postgresql+psycopg://… or remove the ha: section (a SQLite store "
+            "runs one daemon)",
+        ),
+        (
+            PG_STORE + "ha:\n  lease_ttl: 500ms\n",
+            "poller.yaml:4: ha.lease_ttl: '500ms' is too short; a lease TTL is at least 1s "
+            "(e.g. '15s')",
+        ),
+        (
+            PG_STORE + "ha:\n  ttl: 2s\n",
+            "poller.yaml:4: ha.ttl: unknown key",
+        ),
+    ],
+)
+def test_ha_section_errors(text: str, expected: str) -> None:
+    """A bad `ha:` section is one line saying what to change."""
+    with pytest.raises(ConfigError) as caught:
+        parse(text)
+    assert str(caught.value).startswith(expected)
 
 
 def lines(text: str, environ: dict[str, str] | None = None) -> list[str]:
