@@ -525,8 +525,16 @@ class Outbox:
         event_type: str | None = None,
         limit: int = 50,
     ) -> list[dict[str, Any]]:
-        """Deliveries, newest first, for ``poller events list``."""
-        d, e = _DELIVERIES, _EVENTS
+        """Deliveries, newest first, for ``poller events list`` (a pending delivery whose last
+        attempt failed says ``failed``)."""
+        d, e, a = _DELIVERIES, _EVENTS, _ATTEMPTS
+        # every attempt in the log, before a replay too, as ``event_detail`` counts them
+        logged = (
+            sa.select(sa.func.count())
+            .where(a.c.delivery_id == d.c.id)
+            .correlate(d)
+            .scalar_subquery()
+        )
         query = (
             sa.select(
                 e.c.id,
@@ -534,8 +542,11 @@ class Outbox:
                 e.c.timestamp,
                 e.c.resource_id,
                 d.c.sink,
-                d.c.status,
-                d.c.attempts,
+                sa.case(
+                    (sa.and_(d.c.status == PENDING, d.c.attempts > 0), "failed"),
+                    else_=d.c.status,
+                ).label("status"),
+                logged.label("attempts"),
                 d.c.last_status_code,
                 d.c.last_error,
                 d.c.next_attempt_at,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import pathlib
 from collections.abc import Iterator
 
@@ -84,3 +85,20 @@ def test_events_show_counts_attempts_across_a_replay(
     )
     assert result.exit_code == 0, result.output
     assert "sink hook: pending, 2 attempt(s)" in result.stdout
+
+
+def test_events_list_counts_attempts_across_a_replay(
+    engine: sa.Engine, tmp_path: pathlib.Path
+) -> None:
+    """`events list` after a replay counts every attempt, as `events show` does."""
+    event = record_event(engine, ("hook",))
+    outbox = Outbox(engine)
+    for _ in range(2):
+        (d,) = outbox.due("hook", dt.datetime.now(dt.UTC), 10)
+        outbox.record([AttemptRecord(d.id, T0, True, "delivered", "delivered", T0, 200)])
+        outbox.replay(T0, ids=[event.id])
+    args = ["events", "list", "--json", "--config", config(tmp_path, "hook")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)
+    assert (row["id"], row["status"], row["attempts"]) == (event.id, "pending", 2)
