@@ -435,6 +435,9 @@ def events_list(
     config = load_config(config_path)
     with opened_store(config) as (_store, outbox):
         rows = outbox.list_deliveries(status=status, sink=sink, event_type=event_type, limit=limit)
+    for row in rows:
+        if row.pop("failing"):
+            row["status"] = "failed"
     if as_json:
         click.echo(render.to_json(rows))
     else:

@@ -525,10 +525,12 @@ class Outbox:
         event_type: str | None = None,
         limit: int = 50,
     ) -> list[dict[str, Any]]:
-        """Deliveries, newest first, for ``poller events list`` (a pending delivery whose last
-        attempt failed says ``failed``)."""
+        """Deliveries, newest first, for ``poller events list``.
+
+        ``failing``: pending, and its last attempt failed. ``attempts`` counts every attempt
+        in the log, before a replay too, as ``event_detail`` does.
+        """
         d, e, a = _DELIVERIES, _EVENTS, _ATTEMPTS
-        # every attempt in the log, before a replay too, as ``event_detail`` counts them
         logged = (
             sa.select(sa.func.count())
             .where(a.c.delivery_id == d.c.id)
@@ -542,10 +544,8 @@ class Outbox:
                 e.c.timestamp,
                 e.c.resource_id,
                 d.c.sink,
-                sa.case(
-                    (sa.and_(d.c.status == PENDING, d.c.attempts > 0), "failed"),
-                    else_=d.c.status,
-                ).label("status"),
+                d.c.status,
+                sa.and_(d.c.status == PENDING, d.c.attempts > 0).label("failing"),
                 logged.label("attempts"),
                 d.c.last_status_code,
                 d.c.last_error,

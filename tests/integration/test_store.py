@@ -243,7 +243,12 @@ def test_list_deliveries_filters(store: Store, outbox: Outbox) -> None:
     (d,) = outbox.due("a", T0, 10)
     outbox.record([AttemptRecord(d.id, T0, False, "transient", "pending", T0, 500)])
     (failed,) = outbox.list_deliveries(status="failed")
-    assert (failed["sink"], failed["status"], failed["attempts"]) == ("a", "failed", 1)
+    assert (failed["sink"], failed["status"], failed["failing"], failed["attempts"]) == (
+        "a",
+        "pending",
+        True,
+        1,
+    )
     assert len(outbox.list_deliveries(status="pending", sink="b")) == 1
     assert len(outbox.list_deliveries(event_type="batch_job.*")) == 2
     assert outbox.list_deliveries(event_type="file.*") == []
