@@ -531,7 +531,7 @@ def events_tail(
 
     from poller import store, tail
     from poller.sinks.base import dumps
-    from poller.store.feed import Feed
+    from poller.store.feed import Feed, Notices
 
     config = load_config(config_path)
     stop = threading.Event()
@@ -546,6 +546,7 @@ def events_tail(
         click.echo(f"poller: {message}", err=True)
 
     engine = store.create_engine(config.store.url, create=False)
+    notices = Notices(engine.url) if engine.dialect.name == "postgresql" else None
     try:
         feed = Feed(engine)
         start = feed.start(
@@ -559,10 +560,13 @@ def events_tail(
             matches=tail.matcher(event_type, workspace),
             on_error=on_error,
             interval=interval,
+            notices=notices,
         )
     except BrokenPipeError:  # the reader went away (| head): done, quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     finally:
+        if notices is not None:
+            notices.close()
         engine.dispose()
 
 

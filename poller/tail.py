@@ -14,6 +14,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
 
 import sqlalchemy as sa
 
@@ -59,6 +60,16 @@ def line(event: Event) -> str:
     return f"{stamp}  {event.workspace}  {event.type}  {event.resource_id}  {event.id}"
 
 
+SLICE = 0.5
+"""The longest a wait on notices lasts before the tail looks at its stop again."""
+
+
+class Waker(Protocol):
+    lost: bool
+
+    def wait(self, timeout: float) -> bool: ...
+
+
 def follow(
     feed: Feed,
     start: int,
@@ -71,12 +82,23 @@ def follow(
     hold: float = 10.0,
     batch: int = 500,
     clock: Callable[[], float] = time.monotonic,
+    notices: Waker | None = None,
 ) -> None:
     """Emit every matching event recorded after ``start`` until ``stop`` is set.
 
-    ``on_error`` hears a store error once per episode (and ``None`` when it is over);
-    the tail keeps trying.
+    Between two reads it waits ``interval`` seconds, or less when ``notices`` hears of
+    new deliveries (PostgreSQL). ``on_error`` hears a store error once per episode (and
+    ``None`` when it is over); the tail keeps trying.
     """
+
+    def pause() -> None:
+        end = clock() + interval
+        while notices is not None and not notices.lost and not stop.is_set():
+            left = end - clock()
+            if left <= 0 or notices.wait(min(left, SLICE)):
+                return
+        stop.wait(max(0.0, end - clock()))
+
     cursor = Cursor(start)
     failing = False
     while not stop.is_set():
@@ -86,7 +108,7 @@ def follow(
             if not failing:
                 on_error(f"{type(exc).__name__}: {str(exc).splitlines()[0]}"[:300])
             failing = True
-            stop.wait(interval)
+            pause()
             continue
         if failing:
             on_error(None)
@@ -96,4 +118,4 @@ def follow(
             if seq in new and matches(event):
                 emit(event)
         if len(rows) < batch:
-            stop.wait(interval)
+            pause()

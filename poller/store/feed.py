@@ -1,20 +1,24 @@
 """The recorded events in the order they were recorded (``seq``), for ``poller events tail``.
 
 Reads only the ``events`` table, so it follows everything poller records — polled
-transitions and proxy calls — whatever the sinks did with it.
+transitions and proxy calls — whatever the sinks did with it. On PostgreSQL ``Notices``
+hears the outbox's NOTIFY, so a tail wakes when deliveries are committed instead of at
+its next look.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Collection
+from typing import Any
 
 import sqlalchemy as sa
 
 from poller.model import Event
 from poller.store import tables
 from poller.store.dialect import like_glob
-from poller.store.outbox import _event
+from poller.store.outbox import CHANNEL, _event
 
 _EVENTS: sa.Table = tables.EventRow.__table__  # type: ignore[attr-defined]
 
@@ -71,3 +75,37 @@ class Feed:
         query = sa.select(e).where(where).order_by(e.c.seq).limit(limit)
         with self.engine.connect() as conn:
             return [(int(row.seq), _event(row)) for row in conn.execute(query)]
+
+
+class Notices:
+    """A LISTEN on the outbox's channel, on a connection of its own (PostgreSQL only)."""
+
+    def __init__(self, url: sa.URL) -> None:
+        import psycopg
+
+        from poller.store.listen import conninfo
+
+        self._errors = (psycopg.Error, OSError)
+        self._conn: Any = psycopg.connect(conninfo(url), autocommit=True, connect_timeout=10)
+        row = self._conn.execute("SELECT current_schema()").fetchone()
+        self.schema = row[0] if row else None
+        self._conn.execute(f"LISTEN {CHANNEL}")
+        self.lost = False
+
+    def wait(self, timeout: float) -> bool:
+        """Whether a notice for this schema came within ``timeout`` seconds.
+
+        A lost connection sets ``lost`` (the caller then waits without it).
+        """
+        end = time.monotonic() + timeout
+        try:
+            while (left := end - time.monotonic()) > 0:
+                for notice in self._conn.notifies(timeout=left, stop_after=1):
+                    if notice.payload == self.schema:
+                        return True
+        except self._errors:
+            self.lost = True
+        return False
+
+    def close(self) -> None:
+        self._conn.close()

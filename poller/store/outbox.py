@@ -210,11 +210,16 @@ class Outbox:
 
     # -- dispatcher --------------------------------------------------------------------
 
-    def _heads(self, sink: str, exclude: Collection[int]) -> sa.Select[Any]:
-        """Pending deliveries of ``sink`` with no earlier pending delivery of the same resource."""
+    def _heads(
+        self, sink: str, exclude: Collection[int], query: sa.Select[Any] | None = None
+    ) -> sa.Select[Any]:
+        """Pending deliveries of ``sink`` with no earlier pending delivery of the same resource.
+
+        ``query`` is what to select them with (default: whole deliveries with their events).
+        """
         d = _DELIVERIES
         earlier = d.alias("earlier")
-        query = _delivery_query().where(
+        query = (_delivery_query() if query is None else query).where(
             d.c.sink == sink,
             d.c.status == PENDING,
             ~sa.exists().where(
@@ -258,8 +263,7 @@ class Outbox:
         """
         d = _DELIVERIES
         ids = (
-            self._heads(sink, exclude)
-            .with_only_columns(d.c.id)
+            self._heads(sink, exclude, sa.select(d.c.id))
             .where(d.c.next_attempt_at <= now, _unclaimed(now))
             .order_by(d.c.next_attempt_at, d.c.event_seq)
             .limit(limit)
@@ -270,8 +274,7 @@ class Outbox:
         """Claim the delivery a failing sink is probed with (see ``probe_candidate``)."""
         d = _DELIVERIES
         ids = (
-            self._heads(sink, ())
-            .with_only_columns(d.c.id)
+            self._heads(sink, (), sa.select(d.c.id))
             .where(_unclaimed(now))
             .order_by(sa.case((d.c.next_attempt_at <= now, 0), else_=1), d.c.event_seq)
             .limit(1)
@@ -340,7 +343,7 @@ class Outbox:
         at = sa.case(
             (d.c.claimed_until > d.c.next_attempt_at, d.c.claimed_until), else_=d.c.next_attempt_at
         )
-        heads = self._heads(sink, ()).with_only_columns(at.label("at")).subquery()
+        heads = self._heads(sink, (), sa.select(at.label("at"))).subquery()
         query = sa.select(sa.func.min(heads.c.at))
         with self.engine.connect() as conn:
             value = conn.scalar(query)

@@ -483,3 +483,21 @@ async def test_two_replicas_share_the_outbox_each_event_once_in_order(
     assert set(sent.values()) == {1}
     assert order_ok(got)
     assert Outbox(engine).sink_stats()["hook"].delivered == 60
+
+
+async def test_a_dead_replicas_claims_are_delivered_by_another_after_the_deadline(
+    engine: sa.Engine, http: httpx.AsyncClient
+) -> None:
+    """Deliveries a dead process claimed go out from a live worker when the claim lapses."""
+    events = record_jobs(engine, 3, transitions=False)
+    now = dt.datetime.now(dt.UTC)
+    dead = Outbox(engine).claim("hook", now, 10, now + dt.timedelta(seconds=1))
+    assert len(dead) == 3
+    with WebhookReceiver() as receiver:
+        sink = HttpSink("hook", receiver.url, client=http, secrets=[SECRET])
+        # it would look again only in an hour, but it knows when the claims lapse
+        worker = SinkWorker(sink, Outbox(engine), policy=FAST, idle_check=3600)
+        await run_until(worker, lambda: len(receiver.delivered()) >= 3, limit=20)
+        got = sorted(r.headers["webhook-id"] for r in receiver.delivered())
+    assert got == sorted(e.id for e in events)
+    assert Outbox(engine).sink_stats()["hook"].delivered == 3

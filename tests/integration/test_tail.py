@@ -5,13 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from poller import catalog, store, tail
 from poller.model import Event
-from poller.store.feed import Feed
+from poller.store.feed import Feed, Notices
 from poller.store.outbox import add_events
 
 T0 = dt.datetime(2026, 11, 27, 10, 0, tzinfo=dt.UTC)
@@ -71,41 +72,52 @@ def test_start_since_a_time(engine: sa.Engine) -> None:
     assert feed.after(feed.start(since=T0 + dt.timedelta(hours=1))) == []
 
 
+class Follower:
+    """tail.follow() in a thread, collecting the resource ids it emits."""
+
+    def __init__(self, feed: Feed, glob: str | None, **options: Any) -> None:
+        self.seen: list[str] = []
+        self.arrived = threading.Condition()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(
+            target=tail.follow,
+            args=(feed, feed.start()),
+            kwargs={
+                "stop": self.stop,
+                "emit": self.emit,
+                "matches": tail.matcher(glob, None),
+                "on_error": lambda _p: None,
+                **options,
+            },
+        )
+        self.thread.start()
+
+    def emit(self, e: Event) -> None:
+        with self.arrived:
+            self.seen.append(e.resource_id)
+            self.arrived.notify_all()
+
+    def wait_for(self, count: int, timeout: float) -> bool:
+        with self.arrived:
+            return self.arrived.wait_for(lambda: len(self.seen) >= count, timeout=timeout)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(20)
+        assert not self.thread.is_alive()
+
+
 def test_follow_emits_in_seq_order(engine: sa.Engine) -> None:
     """follow() emits what is recorded after its start, in order, until stopped."""
-    feed = Feed(engine)
     record(engine, event(1))
-    seen: list[str] = []
-    arrived = threading.Condition()
-    stop = threading.Event()
-
-    def emit(e: Event) -> None:
-        with arrived:
-            seen.append(e.resource_id)
-            arrived.notify_all()
-
-    follower = threading.Thread(
-        target=tail.follow,
-        args=(feed, feed.start()),
-        kwargs={
-            "stop": stop,
-            "emit": emit,
-            "matches": tail.matcher("file.*", None),
-            "on_error": lambda _p: None,
-            "interval": 0.05,
-        },
-    )
-    follower.start()
+    follower = Follower(Feed(engine), "file.*", interval=0.05)
     try:
         record(engine, event(2), event(3, "batch_job.created"))
         record(engine, event(4))
-        with arrived:
-            assert arrived.wait_for(lambda: len(seen) >= 2, timeout=20)
+        assert follower.wait_for(2, timeout=20)
     finally:
-        stop.set()
-        follower.join(10)
-    assert seen == ["f2", "f4"]
-    assert not follower.is_alive()
+        follower.close()
+    assert follower.seen == ["f2", "f4"]
 
 
 def test_a_late_commit_of_a_lower_seq_is_still_shown(postgres_url: str) -> None:
@@ -128,3 +140,35 @@ def test_a_late_commit_of_a_lower_seq_is_still_shown(postgres_url: str) -> None:
         assert cursor.missing == {}
     finally:
         engine.dispose()
+
+
+class CountingFeed(Feed):
+    """A Feed that says when it was first read."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        super().__init__(engine)
+        self.read = threading.Event()
+
+    def after(self, seq: int, **kwargs: Any) -> list[tuple[int, Event]]:
+        rows = super().after(seq, **kwargs)
+        self.read.set()
+        return rows
+
+
+def test_notices_wake_the_tail_before_its_interval(postgres_url: str) -> None:
+    """PostgreSQL: the NOTIFY of committed deliveries wakes a tail at once, and stop ends it."""
+    engine = store.create_engine(postgres_url)
+    notices = Notices(engine.url)
+    feed = CountingFeed(engine)
+    # without the notice, the next look would be ten minutes away
+    follower = Follower(feed, None, interval=600.0, notices=notices)
+    try:
+        assert feed.read.wait(20)  # it has looked once and now waits
+        with engine.begin() as conn:
+            add_events(conn, [event(1)], lambda _e: ["hook"], T0)
+        assert follower.wait_for(1, timeout=60)
+    finally:
+        follower.close()
+        notices.close()
+        engine.dispose()
+    assert follower.seen == ["f1"]
