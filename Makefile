@@ -36,6 +36,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python -m bench.ha_delivery
 	$(BIN)/python -m bench.brokers
 	$(BIN)/python -m bench.proxy
+	$(BIN)/python -m bench.hints
 	$(BIN)/python -m bench.ha
 
 clean:

@@ -108,7 +108,10 @@ class Leadership:
                 late_s=round(began - self.trusted_until + self.ttl / 3, 3),
                 released=sorted(held),
             )
-            self.leases.release(held)
+            try:
+                self.leases.release(held)
+            except Exception as exc:  # they lapse on their own; what matters is to stop
+                log.warning("leases_not_released", error=utils.first_line(exc))
             return {}, sorted(held)
         live = self.leases.heartbeat()
         ended = self.leases.end_stale_transactions()
@@ -147,7 +150,7 @@ class Leadership:
             began = self.monotonic()
             try:
                 gained, lost = await asyncio.to_thread(self.turn)
-            except sa.exc.SQLAlchemyError as exc:
+            except Exception as exc:  # the store, or anything else: the leases then lapse
                 log.warning("leases_not_renewed", error=utils.first_line(exc))
                 gained, lost = {}, self._lapsed()
             for workspace in lost:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import os
 import pathlib
+import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
 import sqlalchemy as sa
+import tenacity
 from sqlalchemy.engine import make_url
 
 from poller.exceptions import StoreError
@@ -56,12 +58,29 @@ def _prepare_sqlite_file(path: pathlib.Path) -> None:
         ) from exc
 
 
+def _locked(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+
+
+# Switching a new file to WAL takes an exclusive lock, and SQLite answers "database is
+# locked" at once, without its busy handler, to one of two connections that both hold a
+# shared lock and want it: several processes opening one new store at once meet that.
+@tenacity.retry(
+    retry=tenacity.retry_if_exception(_locked),
+    wait=tenacity.wait_random(0.01, 0.2),
+    stop=tenacity.stop_after_delay(60),
+    reraise=True,
+)
+def _enable_wal(cursor: Any) -> None:
+    cursor.execute("PRAGMA journal_mode=WAL")
+
+
 def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=60000")
+    _enable_wal(cursor)
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=60000")
     cursor.close()
 
 

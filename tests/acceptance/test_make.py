@@ -41,3 +41,15 @@ def test_test_installs_the_development_tools(tmp_path: pathlib.Path) -> None:
     commands = planned("test", tmp_path / "venv")
     assert any(c.endswith("-e '.[dev]'") for c in commands)
     assert commands[-1].endswith("-m pytest")
+
+
+def test_bench_runs_every_benchmark(tmp_path: pathlib.Path) -> None:
+    """`make bench` runs every benchmark script under bench/ (the receiver is their helper)."""
+    commands = planned("bench", tmp_path / "venv")
+    run = {c.split(" -m bench.")[1] for c in commands if " -m bench." in c}
+    scripts = {
+        p.stem
+        for p in (ROOT / "bench").glob("*.py")
+        if "__main__" in p.read_text() and p.stem != "receiver"
+    }
+    assert scripts and run == scripts

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
 import os
 import pathlib
+import sqlite3
 import stat
+import threading
 from collections.abc import Iterator, Sequence
 
 import pytest
@@ -282,6 +285,43 @@ def test_sqlite_file_is_private(tmp_path: os.PathLike[str]) -> None:
         assert conn.execute(sa.text("pragma journal_mode")).scalar() == "wal"
     engine.dispose()
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def test_sqlite_waits_for_wal_while_another_connection_writes(tmp_path: pathlib.Path) -> None:
+    """Opening a new store while another connection writes to it waits instead of failing."""
+    path = tmp_path / "poller.db"
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("create table t (x integer)")
+    writer.execute("begin")
+    writer.execute("insert into t values (1)")  # a reserved lock: WAL cannot be switched on now
+    engine = store_mod.open_engine(f"sqlite:///{path}")
+    tries: list[str] = []
+    tried_twice = threading.Event()
+
+    def trace(statement: str) -> None:
+        if "journal_mode" in statement:
+            tries.append(statement)
+            if len(tries) >= 2:
+                tried_twice.set()
+
+    sa.event.listen(
+        engine,
+        "connect",
+        lambda dbapi_connection, _record: dbapi_connection.set_trace_callback(trace),
+        insert=True,
+    )
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        opened = pool.submit(lambda: engine.connect().close())
+        concurrent.futures.wait(
+            [opened, pool.submit(tried_twice.wait, 30)],
+            return_when=concurrent.futures.FIRST_COMPLETED,
+        )
+        writer.execute("commit")
+        opened.result(timeout=60)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("pragma journal_mode")).scalar() == "wal"
+    engine.dispose()
+    writer.close()
 
 
 @pytest.mark.parametrize(
