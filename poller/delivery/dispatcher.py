@@ -193,7 +193,11 @@ class SinkWorker:
             self.outbox.claim, self.name, now, self.window, self._deadline(now), list(self._held)
         )
         self._hold(fetched)
-        self._ready.extend(fetched)
+        # a resource already being sent (an earlier event of it replayed meanwhile) waits
+        # for that attempt: given back, it is claimed again once the resource is free
+        busy = {d.order_key for d in (*self._inflight.values(), *self._ready)}
+        await self._give_back([d for d in fetched if d.order_key in busy])
+        self._ready.extend(d for d in fetched if d.order_key not in busy)
         self._fill()
 
     def _deadline(self, now: dt.datetime) -> dt.datetime:

@@ -13,6 +13,7 @@ import dataclasses
 
 import aio_pika
 import aio_pika.abc
+import aio_pika.connection
 import aio_pika.exceptions
 import pamqp.commands
 
@@ -51,8 +52,11 @@ class AmqpSink(BrokerSink[Link]):
         self.routing_key = routing_key
 
     async def connect(self) -> Link:
-        connection = await aio_pika.connect(self.url, timeout=self.timeout)
+        # made here rather than by aio_pika.connect, so that a connect that fails (a refused
+        # login) is closed too: else its finalizer closes it, warning, outside the event loop
+        connection = aio_pika.Connection(aio_pika.connection.make_url(self.url))
         try:
+            await connection.connect(timeout=self.timeout)
             channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
             try:
                 exchange = await channel.get_exchange(self.exchange, ensure=True)

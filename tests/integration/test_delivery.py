@@ -501,3 +501,44 @@ async def test_a_dead_replicas_claims_are_delivered_by_another_after_the_deadlin
         got = sorted(r.headers["webhook-id"] for r in receiver.delivered())
     assert got == sorted(e.id for e in events)
     assert Outbox(engine).sink_stats()["hook"].delivered == 3
+
+
+async def test_an_event_replayed_while_its_resource_is_in_flight_goes_after_it(
+    engine: sa.Engine, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Replaying a delivered event while a later one of its job is being sent: it goes next."""
+    created, succeeded = record_jobs(engine, 1)
+    outbox = Outbox(engine)
+    arrived, gate, claimed_again = threading.Event(), threading.Event(), threading.Event()
+    real_claim = outbox.claim
+
+    def spy(*args: object, **kwargs: object) -> list[object]:
+        claimed = real_claim(*args, **kwargs)  # type: ignore[arg-type]
+        if arrived.is_set() and any(d.event.id == created.id for d in claimed):
+            claimed_again.set()
+        return claimed  # type: ignore[return-value]
+
+    def respond(request: Received) -> int:
+        if request.headers["webhook-id"] == succeeded.id:
+            arrived.set()
+            gate.wait(10)
+        return 200
+
+    monkeypatch.setattr(outbox, "claim", spy)
+    with WebhookReceiver(respond) as receiver:
+        worker = SinkWorker(HttpSink("hook", receiver.url, client=http), outbox, idle_check=0.05)
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop, grace=2))
+        try:
+            assert await asyncio.to_thread(arrived.wait, 10)
+            assert outbox.replay(dt.datetime.now(dt.UTC), ids=[created.id]) == 1
+            worker.notify()
+            assert await asyncio.to_thread(claimed_again.wait, 10)
+            gate.set()
+            await asyncio.to_thread(receiver.wait_delivered, 3)
+        finally:
+            gate.set()
+            stop.set()
+            await task
+        ids = [r.headers["webhook-id"] for r in receiver.delivered()]
+    assert ids == [created.id, succeeded.id, created.id]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import json
 import pathlib
 from collections.abc import AsyncIterator
@@ -12,6 +13,8 @@ import aio_pika.abc
 import pytest
 
 from poller.app import App
+from poller.sinkcheck import probe_event
+from poller.sinks.amqp import AmqpSink
 from tests.integration.brokers import (
     RABBITMQ,
     delivered,
@@ -110,3 +113,19 @@ async def test_broker_away_opens_the_circuit_and_nothing_is_lost(
             events = await ride_out_an_outage(app, "bus", cut.stop, cut.start)
     messages = await drain(queue)
     assert sorted(m.message_id or "" for m in messages) == sorted(e.id for e in events)
+
+
+async def test_refused_login_leaves_no_connection_open() -> None:
+    """A broker refusing the login: the half-made connection is closed, none is left behind."""
+    require("RabbitMQ", RABBITMQ)
+    sink = AmqpSink(
+        "bus", f"amqp://guest:wrong@127.0.0.1:{RABBITMQ}/", exchange="x", routing_key="k"
+    )
+    when = dt.datetime(2026, 1, 2, tzinfo=dt.UTC)
+    outcome = await sink.deliver(probe_event("bus", "default", when, "n"))
+    assert not outcome.ok and "ACCESS_REFUSED" in (outcome.error or "")
+    gc.collect()
+    # an unclosed one would be closed by its finalizer, which warns outside the event loop
+    assert [
+        c for c in gc.get_objects() if isinstance(c, aio_pika.Connection) and not c.is_closed
+    ] == []
