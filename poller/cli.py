@@ -436,7 +436,7 @@ def events_list(
     with opened_store(config) as (_store, outbox):
         rows = outbox.list_deliveries(status=status, sink=sink, event_type=event_type, limit=limit)
     for row in rows:
-        if row["status"] == "pending" and row["attempts"]:
+        if row.pop("failing"):
             row["status"] = "failed"
     if as_json:
         click.echo(render.to_json(rows))

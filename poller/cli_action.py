@@ -143,7 +143,7 @@ def action_request(
     json_text: str | None,
     json_file: str | None,
 ) -> None:
-    """Call any endpoint, PATH relative to the base URL (records a trigger for the five)."""
+    """Call any endpoint, PATH relative to the base URL; record its event, if it has one."""
     from poller import actions
 
     if json_text is not None and json_file is not None:

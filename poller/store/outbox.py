@@ -525,8 +525,18 @@ class Outbox:
         event_type: str | None = None,
         limit: int = 50,
     ) -> list[dict[str, Any]]:
-        """Deliveries, newest first, for ``poller events list``."""
-        d, e = _DELIVERIES, _EVENTS
+        """Deliveries, newest first, for ``poller events list``.
+
+        ``failing``: pending, and its last attempt failed. ``attempts`` counts every attempt
+        in the log, before a replay too, as ``event_detail`` does.
+        """
+        d, e, a = _DELIVERIES, _EVENTS, _ATTEMPTS
+        logged = (
+            sa.select(sa.func.count())
+            .where(a.c.delivery_id == d.c.id)
+            .correlate(d)
+            .scalar_subquery()
+        )
         query = (
             sa.select(
                 e.c.id,
@@ -535,7 +545,8 @@ class Outbox:
                 e.c.resource_id,
                 d.c.sink,
                 d.c.status,
-                d.c.attempts,
+                sa.and_(d.c.status == PENDING, d.c.attempts > 0).label("failing"),
+                logged.label("attempts"),
                 d.c.last_status_code,
                 d.c.last_error,
                 d.c.next_attempt_at,

@@ -76,7 +76,7 @@ def make_config(
                 "url": hook_url,
                 "secret": SECRET,
                 "retry": {
-                    "schedule": ["0", "0.1s", "0.2s", "0.5s", "1s"],
+                    "schedule": ["0.1s", "0.2s", "0.5s", "1s"],
                     "probe_interval": "0.2s",
                 },
             }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections import Counter
 from typing import Any
 
@@ -210,9 +211,10 @@ async def test_empty_listing_holds_deletions(
 ) -> None:
     """An empty listing deleting poll.mass_delete_min files deletes nothing until confirmed."""
     files = [sim.create_file() for _ in range(2)]
-    poll = {"reconcile_interval": "0.5s", "mass_delete_min": 2}
+    poll = {"reconcile_interval": "10m", "mass_delete_min": 2}
     config = make_config(server.url, receiver.url, store_file, poll=poll)
-    async with App(config) as app:
+    now = [dt.datetime.now(dt.UTC)]
+    async with App(config, clock=lambda: now[0]) as app:
         runner = Runner(app)
         await runner.once()
         for f in files:
@@ -221,7 +223,7 @@ async def test_empty_listing_holds_deletions(
             await runner.once()
         assert "deletions_held" in {e["event"] for e in logs}
         assert [d for d in envelopes(receiver) if d["type"] == "file.deleted"] == []
-        await asyncio.sleep(0.6)
+        now[0] += dt.timedelta(minutes=10)
         await runner.once()
     deleted = {d["data"]["id"] for d in envelopes(receiver) if d["type"] == "file.deleted"}
     assert deleted == {f["id"] for f in files}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import pathlib
 import tempfile
 from collections.abc import Iterator
@@ -14,11 +13,10 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from poller import store as store_mod
-from poller.mistral.client import MistralClient
-from poller.polling import Settings, SourcePoller
 from poller.simulator import Simulator, SimulatorServer
 from poller.sources import FILES
+
+from .twins import twins
 
 T0 = 1_800_000_000.0
 HISTORY = 12
@@ -64,29 +62,11 @@ async def play(
     living = [
         sim.create_file(created_at=clock.t - 60 * (HISTORY - n))["id"] for n in range(HISTORY)
     ]
-    engines = []
-    pollers = []
-    async with httpx.AsyncClient(base_url=server.url) as http:
-        for name, incremental in (("tail", True), ("full", False)):
-            engine = store_mod.create_engine(f"sqlite:///{root}/{name}.db")
-            engines.append(engine)
-            pollers.append(
-                SourcePoller(
-                    FILES,
-                    client=MistralClient(http, page_size=page_size),
-                    store=store_mod.Store(engine, lambda _e: ["s"]),
-                    settings=Settings(incremental=incremental, reconcile_interval=1e9),
-                    clock=lambda: dt.datetime.fromtimestamp(clock.t, dt.UTC),
-                )
-            )
-        found: list[set[Any]] = [set(), set()]
-
-        async def poll_all() -> None:
-            for poller, events in zip(pollers, found, strict=True):
-                report = await poller.poll()
-                events.update((e.type, e.resource_id, e.id) for e in report.events)
-
-        await poll_all()  # the baseline
+    async with (
+        httpx.AsyncClient(base_url=server.url) as http,
+        twins(FILES, http, root, page_size=page_size, clock=clock) as both,
+    ):
+        await both.poll()  # the baseline
         for op in ops:
             if op[0] == "upload":
                 living.append(sim.create_file()["id"])
@@ -95,12 +75,10 @@ async def play(
             elif op[0] == "advance":
                 clock.t += op[1]
             elif op[0] == "poll":
-                await poll_all()
+                await both.poll()
         clock.t += 1
-        await poll_all()
-    for engine in engines:
-        engine.dispose()
-    return found[0], found[1]
+        await both.poll()
+    return both.lean, both.full
 
 
 @settings(

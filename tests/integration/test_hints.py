@@ -302,6 +302,33 @@ async def test_with_inject_key_the_call_is_the_proxy_workspace_s(
     assert [(e.type, e.workspace) for e in events] == [("file.uploaded", "default")]
 
 
+async def test_a_cancel_answered_cancelled_is_announced_at_once(
+    store_file: str, daemon: Any
+) -> None:
+    """Cancel answered CANCELLED: batch_job.cancelled before any poll, none from the next."""
+    sim = frozen(api_key=KEY)
+    with SimulatorServer(sim) as server, WebhookReceiver() as receiver:
+        config = config_for(server, receiver, store_file)
+        running = await daemon(config)
+        polls = running.polls()
+        async with mistral(running.proxy.url) as client:
+            job = await inline_batch_job(client)
+            cancelled = sim.advance("batch_jobs", job.id, "CANCELLED")
+            cancel = {"method": "POST", "path": f"/v1/batch/jobs/{job.id}/cancel"}
+            sim.add_fault(kind="status", match=cancel, status=200, body=cancelled)
+            asked = await client.batch.jobs.cancel_async(job_id=job.id)
+            delivered = await asyncio.to_thread(receiver.wait_delivered, 2, 30)
+            assert running.polls() == polls
+        await running.close()
+        assert asked.status == "CANCELLED"
+        assert [(r.json()["type"], r.json()["id"]) for r in delivered] == [
+            ("batch_job.created", polled_id("batch_job.created", job.id, int(T0))),
+            ("batch_job.cancelled", polled_id("batch_job.cancelled", job.id, int(T0))),
+        ]
+        assert await next_poll(config) == []
+    assert len(receiver.delivered()) == 2
+
+
 async def test_a_cancel_through_the_proxy_is_announced_once_by_the_poll_that_sees_it(
     store_file: str, daemon: Any
 ) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import pathlib
 import tempfile
 from typing import Any
@@ -12,11 +11,10 @@ import httpx
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from poller import store as store_mod
-from poller.mistral.client import MistralClient
-from poller.polling import Settings, SourcePoller
 from poller.simulator import Simulator, build_app
 from poller.sources import BATCH_JOBS
+
+from .twins import twins
 
 T0 = 1_800_000_000.0
 
@@ -50,48 +48,26 @@ async def play(
     now = {"t": T0}
     sim = Simulator(clock=lambda: now["t"], seed=1)
     transport = httpx.ASGITransport(app=build_app(sim))
-    pollers = []
-    engines = []
-    for name, incremental in (("incremental", True), ("full", False)):
-        engine = store_mod.create_engine(f"sqlite:///{root}/{name}.db")
-        engines.append(engine)
-        http = httpx.AsyncClient(base_url="http://sim/v1", transport=transport)
-        pollers.append(
-            SourcePoller(
-                BATCH_JOBS,
-                client=MistralClient(http, page_size=page_size),
-                store=store_mod.Store(engine, lambda _e: ["s"]),
-                settings=Settings(incremental=incremental, reconcile_interval=1e9),
-                clock=lambda: dt.datetime.fromtimestamp(now["t"], dt.UTC),
-            )
-        )
-    found: list[set[Any]] = [set(), set()]
-
-    async def poll_all() -> None:
-        for poller, events in zip(pollers, found, strict=True):
-            report = await poller.poll()
-            events.update((e.type, e.resource_id, e.id) for e in report.events)
-
-    await poll_all()  # baseline of an empty workspace
-    created: list[str] = []
-    for op in ops:
-        if op[0] == "create":
-            job = sim.create_batch_job(outcome=op[1], queued_for=op[2], running_for=op[3])
-            created.append(job["id"])
-        elif op[0] == "advance":
-            now["t"] += op[1]
-        elif op[0] == "delete" and created:
-            sim.delete("batch_jobs", created.pop(op[1] % len(created)))
-        elif op[0] == "poll":
-            await poll_all()
-    now["t"] += 86400
-    await poll_all()
-    await poll_all()
-    for poller in pollers:
-        await poller.client.http.aclose()
-    for engine in engines:
-        engine.dispose()
-    return found[0], found[1]
+    async with (
+        httpx.AsyncClient(base_url="http://sim/v1", transport=transport) as http,
+        twins(BATCH_JOBS, http, root, page_size=page_size, clock=lambda: now["t"]) as both,
+    ):
+        await both.poll()  # baseline of an empty workspace
+        created: list[str] = []
+        for op in ops:
+            if op[0] == "create":
+                job = sim.create_batch_job(outcome=op[1], queued_for=op[2], running_for=op[3])
+                created.append(job["id"])
+            elif op[0] == "advance":
+                now["t"] += op[1]
+            elif op[0] == "delete" and created:
+                sim.delete("batch_jobs", created.pop(op[1] % len(created)))
+            elif op[0] == "poll":
+                await both.poll()
+        now["t"] += 86400
+        await both.poll()
+        await both.poll()
+    return both.lean, both.full
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import pathlib
 from collections.abc import Iterator
 
@@ -69,18 +70,36 @@ def test_status_table_says_not_configured(engine: sa.Engine, tmp_path: pathlib.P
     assert "sink hook" not in result.stdout
 
 
-def test_events_show_counts_attempts_across_a_replay(
-    engine: sa.Engine, tmp_path: pathlib.Path
-) -> None:
-    """`events show` after a replay gives the count of the attempt rows it prints."""
+def delivered_and_replayed_twice(engine: sa.Engine) -> Event:
+    """An event for sink hook, delivered and queued again twice: two attempts logged."""
     event = record_event(engine, ("hook",))
     outbox = Outbox(engine)
     for _ in range(2):
         (d,) = outbox.due("hook", dt.datetime.now(dt.UTC), 10)
         outbox.record([AttemptRecord(d.id, T0, True, "delivered", "delivered", T0, 200)])
         outbox.replay(T0, ids=[event.id])
+    return event
+
+
+def test_events_show_counts_attempts_across_a_replay(
+    engine: sa.Engine, tmp_path: pathlib.Path
+) -> None:
+    """`events show` after a replay gives the count of the attempt rows it prints."""
+    event = delivered_and_replayed_twice(engine)
     result = CliRunner().invoke(
         main, ["events", "show", event.id, "--config", config(tmp_path, "hook")]
     )
     assert result.exit_code == 0, result.output
     assert "sink hook: pending, 2 attempt(s)" in result.stdout
+
+
+def test_events_list_counts_attempts_across_a_replay(
+    engine: sa.Engine, tmp_path: pathlib.Path
+) -> None:
+    """`events list` after a replay counts every attempt, as `events show` does."""
+    event = delivered_and_replayed_twice(engine)
+    args = ["events", "list", "--json", "--config", config(tmp_path, "hook")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)
+    assert (row["id"], row["status"], row["attempts"]) == (event.id, "pending", 2)

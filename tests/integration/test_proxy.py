@@ -25,6 +25,7 @@ from poller.runner import Runner
 from poller.simulator import Simulator, SimulatorServer
 from poller.simulator.app import build_app
 from poller.testing import WebhookReceiver, free_port
+from tests.calls import embeddings_call
 
 from .conftest import SECRET, eventually, make_config
 
@@ -552,21 +553,6 @@ async def test_daemon_delivers_each_trigger_once_signed(
     }
 
 
-def embeddings_call(app: App, answer_id: str = "e1") -> synchronous.Call:
-    answer = {"id": answer_id, "object": "list", "model": "m", "data": []}
-    return synchronous.Call(
-        method="POST",
-        path="/embeddings",
-        request_body=b"{}",
-        status=200,
-        content_type="application/json",
-        content_encoding=None,
-        body=json.dumps(answer).encode(),
-        started_at=app.clock(),
-        finished_at=app.clock(),
-    )
-
-
 def recorder_of(app: App, enqueue: Any = None, **options: Any) -> Recorder:
     return Recorder(
         enqueue=enqueue or app.store.enqueue,
@@ -591,7 +577,7 @@ async def test_record_retries_until_the_store_takes_it(store_url: str) -> None:
 
         recorder = recorder_of(app, flaky, retry_wait=tenacity.wait_none())
         with structlog.testing.capture_logs() as logs:
-            recorder.submit(embeddings_call(app))
+            recorder.submit(embeddings_call("e1", app.clock()))
             await recorder.aclose(5)
         failed = [x for x in logs if x["event"] == "proxy_record_failed"]
         assert [x["log_level"] for x in failed] == ["error", "error"]
@@ -614,7 +600,7 @@ async def test_a_call_cut_off_while_its_event_is_built_is_logged_lost(store_file
         recorder = recorder_of(app, build=blocked, linger=0)
         try:
             with structlog.testing.capture_logs() as logs:
-                recorder.submit(embeddings_call(app))
+                recorder.submit(embeddings_call("e1", app.clock()))
                 await asyncio.to_thread(building.wait, 30)
                 await recorder.aclose(0)
         finally:
@@ -637,7 +623,7 @@ async def cut_off_in_its_thread(app: App, fail: bool) -> list[dict[str, Any]]:
 
     recorder = recorder_of(app, blocked, linger=0)
     with structlog.testing.capture_logs() as logs:
-        recorder.submit(embeddings_call(app))
+        recorder.submit(embeddings_call("e1", app.clock()))
         await asyncio.to_thread(writing.wait, 30)
         closing = asyncio.create_task(recorder.aclose(0))
         flusher = recorder._flusher
@@ -678,8 +664,8 @@ async def test_calls_beyond_the_queue_size_are_counted_in_the_metric(
         service = app.services[0]
         assert isinstance(service, ProxyService)
         recorder = service.app.recorder
-        recorder.submit(embeddings_call(app, "kept"))
-        recorder.submit(embeddings_call(app, "dropped"))
+        recorder.submit(embeddings_call("kept", app.clock()))
+        recorder.submit(embeddings_call("dropped", app.clock()))
         await recorder.aclose(5)
         exposed = app.metrics.registry.get_sample_value("poller_proxy_calls_dropped_total")
         assert (recorder.dropped, exposed) == (1, 1.0)

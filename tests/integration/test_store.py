@@ -222,8 +222,8 @@ def test_event_detail_has_attempt_log(store: Store, outbox: Outbox) -> None:
     assert outbox.event_detail("evt_missing") is None
 
 
-def test_event_detail_counts_attempts_before_a_replay(store: Store, outbox: Outbox) -> None:
-    """After a replay, events show counts every attempt in its log, not those since the replay."""
+def test_attempts_are_counted_across_a_replay(store: Store, outbox: Outbox) -> None:
+    """After a replay, events show and events list count every attempt, not those since it."""
     a = job("ja")
     (event,) = commit(store, DiffResult(upserts=(a,), events=events_for(a)))
     (d,) = outbox.due("a", T0, 10)
@@ -235,6 +235,8 @@ def test_event_detail_counts_attempts_before_a_replay(store: Store, outbox: Outb
     assert detail is not None
     (delivery,) = [x for x in detail["deliveries"] if x["sink"] == "a"]
     assert delivery["attempts"] == len(delivery["log"]) == 2
+    (listed,) = outbox.list_deliveries(sink="a")
+    assert (listed["status"], listed["attempts"]) == ("delivered", 2)
 
 
 def test_list_deliveries_filters(store: Store, outbox: Outbox) -> None:
@@ -243,7 +245,13 @@ def test_list_deliveries_filters(store: Store, outbox: Outbox) -> None:
     commit(store, DiffResult(upserts=(a,), events=events_for(a)))
     (d,) = outbox.due("a", T0, 10)
     outbox.record([AttemptRecord(d.id, T0, False, "transient", "pending", T0, 500)])
-    assert len(outbox.list_deliveries(status="failed")) == 1
+    (failed,) = outbox.list_deliveries(status="failed")
+    assert (failed["sink"], failed["status"], failed["failing"], failed["attempts"]) == (
+        "a",
+        "pending",
+        True,
+        1,
+    )
     assert len(outbox.list_deliveries(status="pending", sink="b")) == 1
     assert len(outbox.list_deliveries(event_type="batch_job.*")) == 2
     assert outbox.list_deliveries(event_type="file.*") == []

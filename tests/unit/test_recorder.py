@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import threading
 from collections.abc import Callable, Sequence
 
@@ -15,23 +14,9 @@ import tenacity
 from poller import synchronous
 from poller.model import Event
 from poller.proxy.recorder import Recorder
+from tests.calls import embeddings_call
 
 T = dt.datetime(2026, 11, 27, 10, 0, tzinfo=dt.UTC)
-
-
-def embeddings_call(answer_id: str) -> synchronous.Call:
-    answer = {"id": answer_id, "object": "list", "model": "m", "data": []}
-    return synchronous.Call(
-        method="POST",
-        path="/embeddings",
-        request_body=b"{}",
-        status=200,
-        content_type="application/json",
-        content_encoding=None,
-        body=json.dumps(answer).encode(),
-        started_at=T,
-        finished_at=T,
-    )
 
 
 async def test_a_call_that_breaks_the_builder_loses_only_itself(
@@ -60,8 +45,8 @@ async def test_a_call_that_breaks_the_builder_loses_only_itself(
         clock=lambda: T,
     )
     with structlog.testing.capture_logs() as logs:
-        recorder.submit(embeddings_call("bad"))
-        recorder.submit(embeddings_call("good"))
+        recorder.submit(embeddings_call("bad", T))
+        recorder.submit(embeddings_call("good", T))
         await recorder.aclose(5)
     skipped = [x for x in logs if x["event"] == "proxy_call_not_recorded"]
     assert [(x["log_level"], x["reason"]) for x in skipped] == [
@@ -94,14 +79,14 @@ async def test_a_full_queue_drops_counts_and_logs_once_per_episode() -> None:
         linger=0,
     )
     with structlog.testing.capture_logs() as logs:
-        recorder.submit(embeddings_call("a"))
+        recorder.submit(embeddings_call("a", T))
         await _until(lambda: recorder._writing is not None)
         for name in "bcdef":
-            recorder.submit(embeddings_call(name))
+            recorder.submit(embeddings_call(name, T))
         store_up.set()
         await _until(lambda: not recorder.pending)
         for name in "ghij":
-            recorder.submit(embeddings_call(name))
+            recorder.submit(embeddings_call(name, T))
         await recorder.aclose(5)
     assert (recorder.dropped, len(drops)) == (5, 5)
     assert [e.resource_id for e in written] == ["a", "b", "c", "g", "h"]
