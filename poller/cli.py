@@ -529,11 +529,25 @@ def events_tail(
     """Follow events as they are recorded, from now, until Ctrl-C (works beside the daemon)."""
     import threading
 
-    from poller import store, tail
+    from poller import catalog, store, tail
     from poller.sinks.base import dumps
     from poller.store.feed import Feed, Notices
 
     config = load_config(config_path)
+    if event_type is not None:
+        known = [t.name for t in catalog.TYPES]
+        if not any(tail.type_pattern(event_type).fullmatch(name) for name in known):
+            fail(
+                f"--type {event_type!r} matches no event type; known types: {', '.join(known)}",
+                EXIT_USAGE,
+            )
+    names = [ws.name for ws in config.workspaces]
+    if workspace is not None and workspace not in names:
+        fail(
+            f"--workspace {workspace!r} is not a workspace of the config; "
+            f"its workspaces: {', '.join(names)}",
+            EXIT_USAGE,
+        )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda _signum, _frame: stop.set())

@@ -43,9 +43,14 @@ def advance(
     return Cursor(top, missing), new
 
 
+def type_pattern(event_type: str | None) -> re.Pattern[str]:
+    """The event types ``--type`` takes: a glob where ``*`` matches anything."""
+    return re.compile(re.escape(event_type or "*").replace(r"\*", ".*"))
+
+
 def matcher(event_type: str | None, workspace: str | None) -> Callable[[Event], bool]:
     """Whether an event passes ``--type`` (``*`` matches anything) and ``--workspace``."""
-    pattern = re.compile(re.escape(event_type or "*").replace(r"\*", ".*"))
+    pattern = type_pattern(event_type)
 
     def matches(event: Event) -> bool:
         in_workspace = workspace is None or event.workspace == workspace

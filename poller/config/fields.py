@@ -191,6 +191,17 @@ def _broker_url(schemes: tuple[str, ...], example: str) -> AfterValidator:
     return AfterValidator(check)
 
 
+def _redis_database(value: str) -> str:
+    """A ``redis://`` URL's path, when it has one, is the database number (else db 0 is used)."""
+    path = urllib.parse.urlsplit(value).path.strip("/")
+    if path and not path.isdigit():
+        raise fail(
+            f"'/{path}' is not a database number; use e.g. redis://127.0.0.1:6379/0 "
+            "(or no path, for database 0)"
+        )
+    return value
+
+
 def _target(forbidden: str, example: str) -> AfterValidator:
     """A check of a subject, routing key or topic template: known placeholders only,
     none of the characters in ``forbidden`` (wildcards, separators) and no whitespace."""
@@ -386,7 +397,11 @@ Headers = Annotated[dict[str, str], BeforeValidator(_headers)]
 OptionalSecret = Annotated[SecretStr | None, BeforeValidator(_blank_is_none)]
 NatsUrl = Annotated[str, _broker_url(("nats", "tls"), "nats://127.0.0.1:4222")]
 AmqpUrl = Annotated[str, _broker_url(("amqp", "amqps"), "amqp://guest:guest@127.0.0.1:5672/")]
-RedisUrl = Annotated[str, _broker_url(("redis", "rediss"), "redis://127.0.0.1:6379/0")]
+RedisUrl = Annotated[
+    str,
+    _broker_url(("redis", "rediss"), "redis://127.0.0.1:6379/0"),
+    AfterValidator(_redis_database),
+]
 MqttUrl = Annotated[str, _broker_url(("mqtt", "mqtts"), "mqtt://127.0.0.1:1883")]
 NatsSubject = Annotated[
     str, Field(min_length=1), _target("*>", "poller.{workspace}.{resource}.{action}")

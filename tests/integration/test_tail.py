@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import pathlib
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from click.testing import CliRunner
 
 from poller import catalog, store, tail
+from poller.cli import main
 from poller.model import Event
 from poller.store.feed import Feed, Notices
 from poller.store.outbox import add_events
@@ -172,3 +175,28 @@ def test_notices_wake_the_tail_before_its_interval(postgres_url: str) -> None:
         notices.close()
         engine.dispose()
     assert follower.seen == ["f1"]
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (
+            ["--type", "batch.*"],
+            "poller: --type 'batch.*' matches no event type; known types: batch_job.created,",
+        ),
+        (
+            ["--workspace", "prod"],
+            "poller: --workspace 'prod' is not a workspace of the config; its workspaces: default",
+        ),
+    ],
+)
+def test_a_filter_that_can_match_nothing_is_refused(
+    tmp_path: pathlib.Path, option: list[str], message: str
+) -> None:
+    """A --type glob no event type matches, or an unknown workspace: one line, exit 2."""
+    path = tmp_path / "poller.yaml"
+    path.write_text(f"store:\n  url: sqlite:///{tmp_path}/p.db\n")
+    store.create_engine(f"sqlite:///{tmp_path}/p.db").dispose()
+    result = CliRunner().invoke(main, ["events", "tail", "--config", str(path), *option])
+    assert result.exit_code == 2
+    assert result.output.startswith(message) and result.output.count("\n") == 1

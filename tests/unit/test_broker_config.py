@@ -83,6 +83,11 @@ def test_defaults_of_each_broker_type() -> None:
             "whitespace, e.g. poller:events",
         ),
         (
+            "{name: r, type: redis, url: 'redis://:pw@h:6379/events', stream: s}",
+            "poller.yaml:2: sinks[0].url: '/events' is not a database number; "
+            "use e.g. redis://127.0.0.1:6379/0 (or no path, for database 0)",
+        ),
+        (
             "{name: m, type: mqtt, url: 'mqtt://h', qos: 3}",
             "poller.yaml:2: sinks[0].qos: qos is 0 (at most once), 1 (at least once, the default) "
             "or 2 (exactly once)",
