@@ -17,7 +17,7 @@ from poller.runner import Runner
 from poller.simulator import Simulator, SimulatorServer
 from poller.testing import WebhookReceiver
 
-from .conftest import SECRET, make_config
+from .conftest import SECRET, eventually, make_config
 
 
 def envelopes(receiver: WebhookReceiver) -> list[dict[str, Any]]:
@@ -274,7 +274,7 @@ async def test_daemon_runs_on_its_schedule(
     stop = asyncio.Event()
     async with App(config) as app:
         task = asyncio.create_task(Runner(app).run(stop, grace=1))
-        await asyncio.sleep(0.5)
+        await eventually(lambda: app.store.source_state("default", "batch_jobs").baselined)
         job = sim.create_batch_job(outcome="SUCCESS", queued_for=0.2, running_for=0.3)
         await asyncio.to_thread(receiver.wait_delivered, 3, 10)
         stop.set()
