@@ -146,13 +146,10 @@ async def test_circuit_probes_with_one_delivery(engine: sa.Engine, http: httpx.A
             policy=policy,
             concurrency=1,
         )
-        stop = asyncio.Event()
-        task = asyncio.create_task(worker.run(stop))
-        await asyncio.sleep(1.0)
-        stop.set()
-        await task
-        calls = len(receiver.requests)
-    assert 2 <= calls <= 6
+        await run_until(worker, lambda: len(receiver.requests) >= 3)
+        first = [r.headers["webhook-id"] for r in receiver.requests[:3]]
+    # one per delivery would be the three oldest events; probes retry the oldest one or two
+    assert len(set(first)) <= 2
     assert Outbox(engine).sink_state("hook").circuit_open
 
 
