@@ -11,7 +11,7 @@ import json
 import os
 import pathlib
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import httpx
 import pytest
@@ -32,6 +32,8 @@ from poller.sinks.http import HttpSink
 from poller.sources import BATCH_JOBS
 from poller.store import Outbox, PollCommit, Store
 from poller.testing import Received, WebhookReceiver, failing_for
+
+from .conftest import eventually
 
 SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
 SECRET_2 = "whsec_" + base64.b64encode(b"j" * 32).decode()
@@ -81,16 +83,11 @@ def record_jobs(
     return events
 
 
-async def run_until(worker: SinkWorker, condition: object, limit: float = 10.0) -> None:
+async def run_until(worker: SinkWorker, condition: Callable[[], object]) -> None:
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop, grace=2))
-    loop = asyncio.get_running_loop()
-    end = loop.time() + limit
     try:
-        while not condition():  # type: ignore[operator]
-            if loop.time() > end:
-                raise TimeoutError("condition not met")
-            await asyncio.sleep(0.02)
+        await eventually(condition)
     finally:
         stop.set()
         await task
@@ -381,10 +378,7 @@ async def test_one_failing_sink_does_not_delay_another(
         ok = SinkWorker(HttpSink("ok", receiver.url, client=http), outbox, policy=FAST)
         stop = asyncio.Event()
         tasks = [asyncio.create_task(w.run(stop)) for w in (dead, ok)]
-        for _ in range(200):
-            if len(receiver.delivered()) == 10:
-                break
-            await asyncio.sleep(0.02)
+        await eventually(lambda: len(receiver.delivered()) == 10)
         stop.set()
         await asyncio.gather(*tasks)
         assert len(receiver.delivered()) == 10
@@ -447,7 +441,7 @@ async def test_store_error_while_releasing_still_releases(
         worker = SinkWorker(
             HttpSink("hook", receiver.url, client=http), outbox, policy=policy, concurrency=3
         )
-        await run_until(worker, lambda: len(receiver.delivered()) == 3, limit=5)
+        await run_until(worker, lambda: len(receiver.delivered()) == 3)
 
 
 async def test_two_replicas_share_the_outbox_each_event_once_in_order(
@@ -466,12 +460,7 @@ async def test_two_replicas_share_the_outbox_each_event_once_in_order(
         tasks = [asyncio.create_task(w.run(stop, grace=2)) for w in workers]
         sent: dict[str, int] = {}
         try:
-            loop = asyncio.get_running_loop()
-            end = loop.time() + 20
-            while len(receiver.delivered()) < 60:
-                if loop.time() > end:
-                    raise TimeoutError("not everything arrived")
-                await asyncio.sleep(0.02)
+            await eventually(lambda: len(receiver.delivered()) >= 60)
         finally:
             stop.set()
             await asyncio.gather(*tasks)
@@ -497,7 +486,7 @@ async def test_a_dead_replicas_claims_are_delivered_by_another_after_the_deadlin
         sink = HttpSink("hook", receiver.url, client=http, secrets=[SECRET])
         # it would look again only in an hour, but it knows when the claims lapse
         worker = SinkWorker(sink, Outbox(engine), policy=FAST, idle_check=3600)
-        await run_until(worker, lambda: len(receiver.delivered()) >= 3, limit=20)
+        await run_until(worker, lambda: len(receiver.delivered()) >= 3)
         got = sorted(r.headers["webhook-id"] for r in receiver.delivered())
     assert got == sorted(e.id for e in events)
     assert Outbox(engine).sink_stats()["hook"].delivered == 3
