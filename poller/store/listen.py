@@ -6,8 +6,9 @@ listener holds one psycopg connection in autocommit, outside the engine's pool (
 connection would carry LISTEN to whoever borrows it next). Polling stays the fallback: a
 missed or spurious wake-up costs one look at the outbox, nothing else. The channel is
 database-wide, so the payload names the schema and other schemas' notices are ignored.
-A lost connection is opened again after ``retry`` seconds, and the dispatchers are woken
-then for whatever was committed meanwhile.
+A lost connection is opened again after ``retry`` seconds, doubling while the store stays
+away (up to ``max_retry``), and the dispatchers are woken then for whatever was committed
+meanwhile.
 """
 
 from __future__ import annotations
@@ -42,11 +43,13 @@ class OutboxListener:
         wake: Callable[[], None],
         *,
         retry: float = 1.0,
+        max_retry: float = 30.0,
         check_every: float = 10.0,
     ) -> None:
         self._conninfo = conninfo(url)
         self.wake = wake
         self.retry = retry
+        self.max_retry = max_retry
         self.check_every = check_every
         self.connects = 0
         """How many times the listener has connected (tests and logs read it)."""
@@ -68,16 +71,19 @@ class OutboxListener:
                 await listening  # an error of its own ends the daemon, as any service's
 
     async def _reconnecting(self) -> None:
+        delay = self.retry
         while True:
+            connects = self.connects
             try:
                 await self._listen()
             except (psycopg.Error, OSError) as exc:
                 self.listening.clear()
                 self.backend_pid = None
-                log.warning(
-                    "outbox_listener_lost", error=utils.first_line(exc), retry_in_s=self.retry
-                )
-                await asyncio.sleep(self.retry)
+                if self.connects != connects:
+                    delay = self.retry  # it was listening: the first retry comes soon
+                log.warning("outbox_listener_lost", error=utils.first_line(exc), retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.max_retry)
 
     async def _listen(self) -> None:
         conn = await psycopg.AsyncConnection.connect(

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 import sqlalchemy as sa
+from structlog.testing import capture_logs
 
 from poller import store as store_mod
 from poller.delivery.dispatcher import SinkWorker
@@ -18,7 +19,7 @@ from poller.sinks.http import HttpSink
 from poller.sources import BATCH_JOBS
 from poller.store import Outbox, Store
 from poller.store.listen import OutboxListener
-from poller.testing import WebhookReceiver
+from poller.testing import WebhookReceiver, free_port
 
 from .conftest import eventually
 
@@ -146,3 +147,19 @@ async def test_the_daemon_listens_unless_told_not_to(postgres_url: str) -> None:
         assert [s.name for s in app.services] == ["outbox-listener"]
     async with App(config(False)) as app:
         assert app.services == []
+
+
+async def test_a_store_that_stays_away_is_tried_less_and_less_often() -> None:
+    """While the store refuses connections, the listener's retry delay doubles up to a cap."""
+    url = sa.engine.make_url(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/test")
+    listener = OutboxListener(url, lambda: None, retry=0.01, max_retry=0.04)
+    stop = asyncio.Event()
+    with capture_logs() as logs:
+        task = asyncio.create_task(listener.run(stop))
+        lost = lambda: [e for e in logs if e["event"] == "outbox_listener_lost"]  # noqa: E731
+        try:
+            await eventually(lambda: len(lost()) >= 5)
+        finally:
+            stop.set()
+            await task
+    assert [e["retry_in_s"] for e in lost()[:5]] == [0.01, 0.02, 0.04, 0.04, 0.04]
