@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import pathlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import aiomqtt
 
@@ -25,6 +25,7 @@ from tests.integration.brokers import (
     unique,
     write_config,
 )
+from tests.integration.conftest import eventually
 
 URL = f"mqtt://127.0.0.1:{MOSQUITTO}"
 
@@ -65,15 +66,6 @@ async def subscribed(topic: str) -> AsyncIterator[Subscriber]:
             await task
 
 
-async def until(condition: Callable[[], bool], limit: float = 10) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + limit
-    while not condition():
-        if loop.time() > end:
-            raise TimeoutError("condition not met")
-        await asyncio.sleep(0.02)
-
-
 async def test_event_is_published_on_the_default_topic_with_its_id(tmp_path: pathlib.Path) -> None:
     """A recorded event arrives on poller/<resource>/<action>, id as an MQTT 5 user property."""
     async with subscribed("poller/#") as sub:
@@ -83,7 +75,7 @@ async def test_event_is_published_on_the_default_topic_with_its_id(tmp_path: pat
             events = record(app, 2)
             await run_until(app.workers["bus"], lambda: delivered(app, "bus") == 4)
         ids = {e.id for e in events}
-        await until(lambda: len(sub.of(ids)) == 4)
+        await eventually(lambda: len(sub.of(ids)) == 4)
     first = next(m for m in sub.of(ids) if json.loads(m.payload)["id"] == events[0].id)
     assert first.topic.value == "poller/batch_job/created"
     assert first.qos == 1
@@ -107,7 +99,7 @@ async def test_qos_2_and_topic_template(tmp_path: pathlib.Path) -> None:
         async with App(load(path)) as app:
             events = record(app, 1)
             await run_until(app.workers["bus"], lambda: delivered(app, "bus") == 2)
-        await until(lambda: len(sub.messages) == 2)
+        await eventually(lambda: len(sub.messages) == 2)
     topics = sorted(m.topic.value for m in sub.messages)
     assert topics == [
         f"{prefix}/default/batch_job.created",
@@ -126,7 +118,7 @@ async def test_broker_away_opens_the_circuit_and_nothing_is_lost(tmp_path: pathl
         async with App(load(path)) as app:
             events = await ride_out_an_outage(app, "bus", cut.stop, cut.start)
         ids = {e.id for e in events}
-        await until(lambda: {json.loads(m.payload)["id"] for m in sub.messages} == ids)
+        await eventually(lambda: {json.loads(m.payload)["id"] for m in sub.messages} == ids)
 
 
 def mqtt_311_only(connect: bytes) -> bytes | None:
@@ -146,7 +138,7 @@ async def test_a_broker_without_mqtt_5_is_spoken_to_in_3_1_1(tmp_path: pathlib.P
         async with App(load(path)) as app:
             events = record(app, 1)
             await run_until(app.workers["bus"], lambda: delivered(app, "bus") == 2)
-        await until(lambda: len(sub.messages) == 2)
+        await eventually(lambda: len(sub.messages) == 2)
     assert {json.loads(m.payload)["id"] for m in sub.messages} == {e.id for e in events}
     assert all(not getattr(m.properties, "UserProperty", None) for m in sub.messages)
 
