@@ -25,7 +25,8 @@ from poller.app import App
 from poller.model import Event
 from poller.testing import document_problems, event_problems
 from tests.integration.brokers import MOSQUITTO, RABBITMQ, REDIS, nats_server, require, unique
-from tests.integration.test_sink_mqtt import subscribed, until
+from tests.integration.conftest import eventually
+from tests.integration.test_sink_mqtt import subscribed
 
 NOW = dt.datetime(2026, 11, 27, 10, 42, 7, 118000, tzinfo=dt.UTC)
 SUCCEEDED = Event(
@@ -134,7 +135,7 @@ async def test_mqtt_messages_match_the_mqtt_channel(tmp_path: pathlib.Path) -> N
         sink = {"name": "topic", "type": "mqtt", "url": f"mqtt://127.0.0.1:{MOSQUITTO}"}
         events = await publish(sink, tmp_path)
         ids = {e.id for e in events}
-        await until(lambda: len(subscriber.of(ids)) >= 2)
+        await eventually(lambda: len(subscriber.of(ids)) >= 2)
     mine = subscriber.of({events[1].id}) + subscriber.of({events[0].id})[:1]
     assert sorted(str(m.topic) for m in mine) == [
         "poller/batch_job/succeeded",
