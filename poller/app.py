@@ -217,7 +217,7 @@ class App:
                 sources.BY_NAME[name],
                 client=client,
                 store=self.store,
-                settings=_settings(ws),
+                settings=_settings(ws, name),
                 clock=self.clock,
             )
             paces[name] = _pace(ws, name)
@@ -247,7 +247,7 @@ class App:
         ws = next(w for w in self.workspaces if w.name == ws_config.name)
         ws.timeout = ws_config.poll.timeout
         for name, poller in ws.pollers.items():
-            poller.settings = _settings(ws_config)
+            poller.settings = _settings(ws_config, name)
             ws.paces[name] = _pace(ws_config, name)
             self.metrics.interval.labels(ws.name, name).set(ws.paces[name].interval)
             if self.leadership is None or (ws.name, name) in self.board.sources:
@@ -369,13 +369,18 @@ class App:
         return [(ws, p) for ws in self.workspaces for p in ws.pollers.values()]
 
 
-def _settings(ws: config_mod.Workspace) -> Settings:
+def _settings(ws: config_mod.Workspace, source: str) -> Settings:
+    src = ws.sources.get(source)
+    opt_in = set()
+    if isinstance(src, config_mod.BatchJobsConfig) and src.emit_started:
+        opt_in.add("batch_job.started")
     return Settings(
         workspace=ws.name,
         emit_existing=ws.poll.emit_existing,
         reconcile_interval=ws.poll.reconcile_interval,
         mass_delete_threshold=ws.poll.mass_delete_threshold,
         mass_delete_min=ws.poll.mass_delete_min,
+        opt_in=frozenset(opt_in),
     )
 
 

@@ -154,6 +154,40 @@ TYPES: tuple[EventType, ...] = (
         seed=False,
     ),
     EventType(
+        "batch_job.started",
+        "A batch job started running (QUEUED to RUNNING); opt-in: sources.batch_jobs.emit_started.",
+        (
+            _JOB_ID,
+            _status("RUNNING"),
+            _BATCH_MODEL,
+            _f(
+                "started_at",
+                schema=_t("integer", "null"),
+                description="When the job started, in unix seconds.",
+            ),
+            _f(
+                "total_requests",
+                schema=_t("integer"),
+                description="Total number of requests in the batch.",
+            ),
+        ),
+        seed=False,
+    ),
+    EventType(
+        "batch_job.deleted",
+        "A batch job was deleted (absent from a complete listing and confirmed by a 404).",
+        (
+            _JOB_ID,
+            _f(
+                "status",
+                schema=_t("string"),
+                description="The last status poller saw before the job was deleted.",
+            ),
+            _BATCH_MODEL,
+        ),
+        seed=False,
+    ),
+    EventType(
         "fine_tuning_job.created",
         "A new fine-tuning job was created.",
         (_JOB_ID, _any_status(), _FT_MODEL),

@@ -64,6 +64,7 @@ def diff(
     announce: bool = True,
     workspace: str,
     now: dt.datetime,
+    milestones: Collection[str] = (),
 ) -> DiffResult:
     """Compare ``seen`` (fresh from the API) and ``gone`` (confirmed deleted) with ``before``.
 
@@ -71,6 +72,8 @@ def diff(
     - an id in ``seen`` but not in ``before`` is new: ``<resource>.created`` (or
       ``file.uploaded``), followed by its outcome when it is already terminal;
     - a remembered job whose status enters a terminal one gets its outcome event, once;
+    - a job seen in a milestone status (batch jobs: ``RUNNING``) after an earlier one, or
+      new in it, gets that opt-in event when its type is among ``milestones``;
     - an id in ``gone`` is dropped, with ``<resource>.deleted`` where the source has one;
     - ``announce=False`` (a silent baseline) records everything and announces nothing.
 
@@ -89,12 +92,23 @@ def diff(
         if previous is None:
             upserts.append(resource)
             emit(f"{spec.resource}.{spec.created_action}", resource)
+            milestone = spec.milestone_type(resource.status)
+            if milestone is not None and milestone in milestones:
+                emit(milestone, resource)
             if outcome := spec.outcome_type(resource.status):
                 emit(outcome, resource)
             continue
         if previous == resource:
             continue
         upserts.append(resource)
+        milestone = spec.milestone_type(resource.status)
+        if (
+            milestone is not None
+            and milestone in milestones
+            and previous.status != resource.status
+            and spec.outcome_type(previous.status) is None
+        ):
+            emit(milestone, resource)
         outcome = spec.outcome_type(resource.status)
         if outcome and spec.outcome_type(previous.status) is None:
             emit(outcome, resource)

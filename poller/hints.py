@@ -10,8 +10,8 @@ row written beside it keeps the next poll from announcing it again.
   is the new resource;
 - ``POST /batch/jobs/{id}/cancel``, ``POST /fine_tuning/jobs/{id}/cancel``: changed, the
   answer is the job as it is now;
-- ``DELETE /files/{id}``, ``DELETE /models/{id}``: deleted, when the answer says
-  ``deleted: true``.
+- ``DELETE /batch/jobs/{id}``, ``DELETE /files/{id}``, ``DELETE /models/{id}``: deleted,
+  when the answer says ``deleted: true``.
 
 A hint adds what was created and moves or drops only what the snapshot already knows;
 anything else is left to polling, which stays the truth.
@@ -54,6 +54,7 @@ def _route(method: str, path: str, spec: SourceSpec, kind: str) -> Route:
 ROUTES: tuple[Route, ...] = (
     _route("POST", "/batch/jobs", sources.BATCH_JOBS, CREATED),
     _route("POST", "/batch/jobs/{id}/cancel", sources.BATCH_JOBS, CHANGED),
+    _route("DELETE", "/batch/jobs/{id}", sources.BATCH_JOBS, DELETED),
     _route("POST", "/fine_tuning/jobs", sources.FINE_TUNING_JOBS, CREATED),
     _route("POST", "/fine_tuning/jobs/{id}/cancel", sources.FINE_TUNING_JOBS, CHANGED),
     _route("POST", "/files", sources.FILES, CREATED),

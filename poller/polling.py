@@ -53,6 +53,8 @@ class Settings:
     mass_delete_threshold: float = 0.5
     mass_delete_min: int = 10
     incremental: bool = True
+    opt_in: frozenset[str] = frozenset()
+    """Opt-in event types this source announces (``batch_job.started``)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -205,7 +207,13 @@ class SourcePoller:
                     else {}
                 )
                 result = diff(
-                    self.spec, before, seen, announce=announce, workspace=self.workspace, now=now
+                    self.spec,
+                    before,
+                    seen,
+                    announce=announce,
+                    workspace=self.workspace,
+                    now=now,
+                    milestones=self.settings.opt_in,
                 )
                 created = {r.id: r.created or 0 for r in result.upserts}
                 ordered.extend(
@@ -242,7 +250,13 @@ class SourcePoller:
                         [*gone, *(r.id for r in found)],
                     )
                     change = diff(
-                        self.spec, before, found, gone=gone, workspace=self.workspace, now=now
+                        self.spec,
+                        before,
+                        found,
+                        gone=gone,
+                        workspace=self.workspace,
+                        now=now,
+                        milestones=self.settings.opt_in,
                     )
             commit = PollCommit(
                 workspace=self.workspace,
@@ -369,7 +383,13 @@ class SourcePoller:
             self.store.load_resources, self.workspace, self.spec.name, [*seen, *gone]
         )
         result = diff(
-            self.spec, before, seen.values(), gone=gone, workspace=self.workspace, now=now
+            self.spec,
+            before,
+            seen.values(),
+            gone=gone,
+            workspace=self.workspace,
+            now=now,
+            milestones=self.settings.opt_in,
         )
         return await self._commit(result, now, seen.values(), state)
 
@@ -420,7 +440,14 @@ class SourcePoller:
             )
             self.order = None
             return await self._full(state, now)
-        result = diff(self.spec, before, seen, workspace=self.workspace, now=now)
+        result = diff(
+            self.spec,
+            before,
+            seen,
+            workspace=self.workspace,
+            now=now,
+            milestones=self.settings.opt_in,
+        )
         return await self._commit(result, now, seen, state)
 
     # -- shared ------------------------------------------------------------------------

@@ -41,6 +41,9 @@ class SourceSpec:
     """Terminal status → event action (``SUCCESS`` → ``succeeded``)."""
     active_statuses: frozenset[str] = frozenset()
     """Statuses of a job still moving; empty for sources without a lifecycle."""
+    milestones: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """Active status → opt-in event action (batch jobs: ``RUNNING`` → ``started``): announced
+    when a poll sees a job in that status after an earlier one, where the config opts in."""
     include: Callable[[Mapping[str, Any]], bool] | None = None
     """Which listed items poller tracks (models: the fine-tuned ones)."""
     tail: bool = False
@@ -63,7 +66,11 @@ class SourceSpec:
 
     @property
     def event_types(self) -> tuple[str, ...]:
-        actions = [self.created_action, *dict.fromkeys(self.outcomes.values())]
+        actions = [
+            self.created_action,
+            *dict.fromkeys(self.milestones.values()),
+            *dict.fromkeys(self.outcomes.values()),
+        ]
         if self.deleted_action:
             actions.append(self.deleted_action)
         return tuple(f"{self.resource}.{a}" for a in actions)
@@ -86,6 +93,11 @@ class SourceSpec:
 
     def outcome_type(self, status: str | None) -> str | None:
         action = self.outcomes.get(status or "")
+        return f"{self.resource}.{action}" if action else None
+
+    def milestone_type(self, status: str | None) -> str | None:
+        """The opt-in event of a job seen in ``status``, if that status is a milestone."""
+        action = self.milestones.get(status or "")
         return f"{self.resource}.{action}" if action else None
 
     def to_resource(self, obj: Mapping[str, Any]) -> Resource:
@@ -115,7 +127,7 @@ BATCH_JOBS = SourceSpec(
     paged=True,
     created_field="created_at",
     created_action="created",
-    deleted_action=None,
+    deleted_action="deleted",
     outcomes={
         "SUCCESS": "succeeded",
         "FAILED": "failed",
@@ -123,6 +135,7 @@ BATCH_JOBS = SourceSpec(
         "CANCELLED": "cancelled",
     },
     active_statuses=BATCH_ACTIVE,
+    milestones={"RUNNING": "started"},
 )
 
 FINE_TUNING_JOBS = SourceSpec(

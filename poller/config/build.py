@@ -34,7 +34,6 @@ from poller.config.models import (
     ProxySection,
     ShutdownConfig,
     SinkConfig,
-    SourceConfig,
     SourcesConfig,
     SourceSection,
     SourcesSection,
@@ -157,15 +156,21 @@ def _merge_sources(
     poll: PollConfig, top: SourcesSection, own: SourcesSection | None
 ) -> SourcesConfig:
     merged = {}
+    defaults = SourcesConfig()
     for name in SOURCE_NAMES:
         base: SourceSection = getattr(top, name) or SourceSection()
         mine: SourceSection = (getattr(own, name) if own else None) or SourceSection()
-        merged[name] = SourceConfig(
-            enabled=_first(mine.enabled, base.enabled, True),
-            interval=_first(mine.interval, base.interval, poll.interval),
-            active_interval=_first(
-                mine.active_interval, base.active_interval, poll.active_interval
-            ),
+        # a source's own keys (batch_jobs.emit_started, ...) are inherited the same way
+        written = {**base.model_dump(exclude_none=True), **mine.model_dump(exclude_none=True)}
+        merged[name] = type(defaults.get(name))(
+            **{
+                **written,
+                "enabled": _first(mine.enabled, base.enabled, True),
+                "interval": _first(mine.interval, base.interval, poll.interval),
+                "active_interval": _first(
+                    mine.active_interval, base.active_interval, poll.active_interval
+                ),
+            }
         )
     return SourcesConfig(**merged)
 

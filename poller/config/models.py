@@ -168,31 +168,48 @@ SourceEntry = Annotated[
 ]
 
 
+class BatchJobsConfig(SourceConfig):
+    """Effective settings of the batch-jobs source."""
+
+    emit_started: bool = False
+
+
+class BatchJobsSection(SourceSection):
+    """The ``batch_jobs`` entry as written."""
+
+    emit_started: bool | None = None
+
+
+BatchJobsEntry = Annotated[
+    BatchJobsSection | None,
+    BeforeValidator(_source_shorthand),
+    Field(json_schema_extra=_also_boolean),
+]
+
+
 class SourcesSection(_Section):
     """A ``sources:`` block as written: ``false`` disables a source, absent keys are inherited."""
 
-    batch_jobs: SourceEntry = None
+    batch_jobs: BatchJobsEntry = None
     fine_tuning_jobs: SourceEntry = None
     files: SourceEntry = None
     models: SourceEntry = None
 
 
 class SourcesConfig(_Section):
-    """Effective settings of the four sources of one workspace."""
+    """Effective settings of every source of one workspace."""
 
-    batch_jobs: SourceConfig = Field(default_factory=SourceConfig)
+    batch_jobs: BatchJobsConfig = Field(default_factory=BatchJobsConfig)
     fine_tuning_jobs: SourceConfig = Field(default_factory=SourceConfig)
     files: SourceConfig = Field(default_factory=SourceConfig)
     models: SourceConfig = Field(default_factory=SourceConfig)
 
     def get(self, name: str) -> SourceConfig:
         """The settings of source ``name`` (one of ``SOURCE_NAMES``); ``KeyError`` otherwise."""
-        return {
-            "batch_jobs": self.batch_jobs,
-            "fine_tuning_jobs": self.fine_tuning_jobs,
-            "files": self.files,
-            "models": self.models,
-        }[name]
+        if name not in SOURCE_NAMES:
+            raise KeyError(name)
+        found: SourceConfig = getattr(self, name)
+        return found
 
     def enabled(self) -> tuple[str, ...]:
         """Names of the enabled sources, in ``SOURCE_NAMES`` order."""

@@ -351,3 +351,27 @@ async def test_a_cancel_through_the_proxy_is_announced_once_by_the_poll_that_see
     assert asked.status == "CANCELLATION_REQUESTED"
     assert [r.json()["type"] for r in delivered] == ["batch_job.created", "batch_job.cancelled"]
     assert len(receiver.delivered()) == 2
+
+
+async def test_a_batch_job_deleted_through_the_proxy_is_announced_at_once(
+    store_file: str, daemon: Any
+) -> None:
+    """DELETE /v1/batch/jobs/{id}: batch_job.deleted before any poll, none from the next."""
+    sim = frozen(api_key=KEY)
+    with SimulatorServer(sim) as server, WebhookReceiver() as receiver:
+        config = config_for(server, receiver, store_file)
+        running = await daemon(config)
+        polls = running.polls()
+        async with mistral(running.proxy.url) as client:
+            job = await inline_batch_job(client)
+            answer = await client.batch.jobs.delete_async(job_id=job.id)
+            delivered = await asyncio.to_thread(receiver.wait_delivered, 2, 30)
+            assert running.polls() == polls
+        await running.close()
+        assert answer.deleted is True
+        assert [(r.json()["type"], r.json()["id"]) for r in delivered] == [
+            ("batch_job.created", polled_id("batch_job.created", job.id, int(T0))),
+            ("batch_job.deleted", polled_id("batch_job.deleted", job.id, int(T0))),
+        ]
+        assert await next_poll(config) == []
+    assert len(receiver.delivered()) == 2

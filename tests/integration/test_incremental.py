@@ -248,3 +248,84 @@ async def test_an_incomplete_first_listing_is_not_a_baseline(world: World) -> No
     assert (await poller.poll()).mode == "baseline"
     assert set(poller.store.ids("default", "files")) == {f["id"] for f in files}
     assert (await poller.poll()).events == ()
+
+
+async def test_deleted_batch_job_is_announced_after_a_404(world: World) -> None:
+    """A batch job gone from a complete listing and answering 404 gives batch_job.deleted."""
+    poller = world.poller(BATCH_JOBS, reconcile_interval=60)
+    jobs = [world.sim.create_batch_job(outcome="SUCCESS", queued_for=0, running_for=0)]
+    jobs += [world.sim.create_batch_job(outcome="SUCCESS", queued_for=0, running_for=0)]
+    world.now += 10
+    await poller.poll()
+    world.sim.delete("batch_jobs", jobs[0]["id"])
+    world.now += 30
+    assert (await poller.poll()).events == ()  # between reconciles: nothing is moving
+    world.now += 60
+    world.sim.reset_stats()
+    report = await poller.poll()
+    assert report.mode == "full"
+    assert [(e.type, e.resource_id, e.data["status"]) for e in report.events] == [
+        ("batch_job.deleted", jobs[0]["id"], "SUCCESS")
+    ]
+    assert any(r.startswith(f"GET /v1/batch/jobs/{jobs[0]['id']}?") for r in world.routes())
+    assert poller.store.ids("default", "batch_jobs") == {jobs[1]["id"]}
+
+
+async def test_running_batch_job_deleted_is_announced_between_reconciles(world: World) -> None:
+    """A moving job that vanished is confirmed by its direct GET: batch_job.deleted, once."""
+    poller = world.poller(BATCH_JOBS)
+    await poller.poll()
+    job = world.sim.create_batch_job(queued_for=0, running_for=1000)
+    world.now += 1
+    await poller.poll()
+    world.sim.delete("batch_jobs", job["id"])
+    world.now += 5
+    report = await poller.poll()
+    assert [(e.type, e.resource_id) for e in report.events] == [("batch_job.deleted", job["id"])]
+    world.now += 5
+    assert (await poller.poll()).events == ()
+
+
+async def test_batch_job_started_is_opt_in_and_free(world: World) -> None:
+    """batch_job.started comes once for an opted-in source; either way a cycle costs the same."""
+    pollers = {
+        "on": world.poller(BATCH_JOBS, workspace="on", opt_in=frozenset({"batch_job.started"})),
+        "off": world.poller(BATCH_JOBS, workspace="off"),
+    }
+    found: dict[str, list[tuple[str, str]]] = {"on": [], "off": []}
+    costs: dict[str, list[int]] = {"on": [], "off": []}
+
+    async def cycle() -> None:
+        for name, poller in pollers.items():
+            report = await poller.poll()
+            found[name] += [(e.type, e.resource_id) for e in report.events]
+            costs[name].append(report.requests)
+
+    await cycle()
+    job = world.sim.create_batch_job(outcome="SUCCESS", queued_for=10, running_for=100)
+    for step in (1, 20, 5, 200):
+        world.now += step
+        await cycle()
+    lifecycle = ["batch_job.created", "batch_job.started", "batch_job.succeeded"]
+    assert found["on"] == [(t, job["id"]) for t in lifecycle]
+    assert found["off"] == [(t, job["id"]) for t in lifecycle if t != "batch_job.started"]
+    assert costs["on"] == costs["off"]
+
+
+async def test_emit_started_in_the_config_reaches_the_batch_poller(store_url: str) -> None:
+    """sources.batch_jobs.emit_started: true makes the daemon announce batch_job.started."""
+    now = {"t": T0}
+    sim = Simulator(clock=lambda: now["t"], seed=3)
+    with SimulatorServer(sim) as server:
+        config = make_config(
+            server.url, None, store_url, sources={"batch_jobs": {"emit_started": True}}
+        )
+        async with App(config) as app:
+            runner = Runner(app)
+            await runner.once()
+            job = sim.create_batch_job(queued_for=10, running_for=1000)
+            await runner.once()
+            now["t"] += 20
+            await runner.once()
+            recorded = [(e.type, e.resource_id) for e in app.outbox.events()]
+    assert recorded == [("batch_job.created", job["id"]), ("batch_job.started", job["id"])]

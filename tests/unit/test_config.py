@@ -873,6 +873,25 @@ def test_enabled_sources(text: str, enabled: tuple[str, ...]) -> None:
     assert parse(text).workspaces[0].sources.enabled() == enabled
 
 
+def test_a_source_key_of_its_own_is_inherited() -> None:
+    """batch_jobs.emit_started at the top level holds in a workspace unless it says otherwise."""
+    text = (
+        "sources:\n  batch_jobs: {emit_started: true}\n"
+        "workspaces:\n  - name: a\n  - name: b\n    sources:\n"
+        "      batch_jobs: {emit_started: false, interval: 9s}\n"
+    )
+    loaded = parse(text)
+    a, b = (loaded.workspace(n).sources.batch_jobs for n in ("a", "b"))
+    assert (a.emit_started, b.emit_started, b.interval) == (True, False, 9.0)
+    assert parse("poll:\n").workspaces[0].sources.batch_jobs.emit_started is False
+
+
+def test_a_source_key_of_another_source_is_refused() -> None:
+    """emit_started belongs to batch_jobs: on files it is an unknown key."""
+    with pytest.raises(ConfigError, match="unknown key 'emit_started'"):
+        parse("sources:\n  files: {emit_started: true}\n")
+
+
 def test_sources_get() -> None:
     """SourcesConfig.get(name) returns that source and raises KeyError for others."""
     sources = parse("sources:\n  files: {interval: 9s}\n").workspaces[0].sources

@@ -152,6 +152,50 @@ def test_transition_table(
     assert types(spec, snap(spec, *before), seen) == expected
 
 
+STARTED = ("batch_job.started",)
+
+
+@pytest.mark.parametrize(
+    ("before", "seen", "opted", "expected"),
+    [
+        ([batch(status="QUEUED")], [batch(status="RUNNING")], STARTED, ["batch_job.started"]),
+        ([batch(status="QUEUED")], [batch(status="RUNNING")], (), []),
+        ([], [batch(status="RUNNING")], STARTED, ["batch_job.created", "batch_job.started"]),
+        ([], [batch(status="QUEUED")], STARTED, ["batch_job.created"]),
+        ([], [batch(status="SUCCESS")], STARTED, ["batch_job.created", "batch_job.succeeded"]),
+        ([batch(status="RUNNING")], [batch(status="RUNNING", total_requests=11)], STARTED, []),
+        ([batch(status="QUEUED")], [batch(status="SUCCESS")], STARTED, ["batch_job.succeeded"]),
+        ([batch(status="QUEUED")], [batch(status="CANCELLATION_REQUESTED")], STARTED, []),
+        ([batch(status="SUCCESS")], [batch(status="RUNNING")], STARTED, []),
+    ],
+)
+def test_started_is_opt_in(
+    before: list[dict[str, Any]],
+    seen: list[dict[str, Any]],
+    opted: tuple[str, ...],
+    expected: list[str],
+) -> None:
+    """batch_job.started comes once, when a job is seen RUNNING, only for an opted-in source."""
+    assert types(BATCH_JOBS, snap(BATCH_JOBS, *before), seen, milestones=opted) == expected
+
+
+def test_started_payload_and_id() -> None:
+    """batch_job.started carries its fields and an id of its own, stable across detections."""
+    running = res(BATCH_JOBS, batch(status="RUNNING", started_at=1010))
+    queued = snap(BATCH_JOBS, batch(status="QUEUED"))
+    a = diff(BATCH_JOBS, queued, [running], workspace="w", now=NOW, milestones=STARTED)
+    b = diff(BATCH_JOBS, queued, [running], workspace="w", now=LATER, milestones=STARTED)
+    (event,) = a.events
+    assert dict(event.data) == {
+        "id": "b1",
+        "status": "RUNNING",
+        "model": "mistral-small-latest",
+        "started_at": 1010,
+        "total_requests": 10,
+    }
+    assert event.id == "evt_rcrgecszo2lnjdtkzzw2yrk3yy" == b.events[0].id
+
+
 def test_baseline_is_silent_but_recorded() -> None:
     """A silent baseline writes every item and announces nothing."""
     result = diff(
@@ -202,14 +246,24 @@ def test_changed_field_is_upserted_silently() -> None:
     [
         (FILES, file(), {"file.deleted": {"id": "f1"}}),
         (MODELS, model(), {"model.deleted": {"id": model()["id"], "owned_by": "org-1"}}),
-        (BATCH_JOBS, batch(status="SUCCESS"), {}),
+        (
+            BATCH_JOBS,
+            batch(status="SUCCESS"),
+            {
+                "batch_job.deleted": {
+                    "id": "b1",
+                    "status": "SUCCESS",
+                    "model": "mistral-small-latest",
+                }
+            },
+        ),
         (FINE_TUNING_JOBS, ft(status="SUCCESS"), {}),
     ],
 )
 def test_confirmed_deletion(
     spec: SourceSpec, obj: dict[str, Any], expected: dict[str, Any]
 ) -> None:
-    """A confirmed-gone item is dropped; files and models announce it with the remembered fields."""
+    """A confirmed-gone item is dropped; files, models and batch jobs announce it."""
     result = diff(spec, snap(spec, obj), [], gone=[obj["id"]], workspace="default", now=NOW)
     assert result.removals == (obj["id"],)
     assert {e.type: dict(e.data) for e in result.events} == expected

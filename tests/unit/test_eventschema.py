@@ -54,12 +54,14 @@ def test_docs_events_is_what_the_catalog_generates() -> None:
 
 
 def test_every_event_type_has_a_schema_file() -> None:
-    """All 12 polled types, the 5 synchronous ones and poller.test have a schema file."""
+    """All 14 polled types, the 5 synchronous ones and poller.test have a schema file."""
     assert sorted(p.stem for p in (DOCS / "types").glob("*.json")) == [
         "agent_completion.created",
         "batch_job.cancelled",
         "batch_job.created",
+        "batch_job.deleted",
         "batch_job.failed",
+        "batch_job.started",
         "batch_job.succeeded",
         "chat_completion.created",
         "embeddings.generated",
@@ -215,8 +217,8 @@ def test_asyncapi_channels_and_addresses() -> None:
         "batch_job.succeeded.cloudevents",
         "poller.test",
     }
-    assert len(channels["mqtt"]["messages"]) == 36  # the envelope and the CloudEvents form
-    assert len(channels["redis"]["messages"]) == 18  # one entry shape
+    assert len(channels["mqtt"]["messages"]) == 40  # the envelope and the CloudEvents form
+    assert len(channels["redis"]["messages"]) == 20  # one entry shape
     assert channels["webhookPerEvent"]["parameters"]["resource"]["enum"] == [
         "agent_completion",
         "batch_job",

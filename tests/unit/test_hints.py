@@ -48,6 +48,7 @@ def known(spec: sources.SourceSpec, obj: dict[str, Any]) -> dict[str, Resource]:
     [("POST", "/batch/jobs", "batch_jobs", "created", None),
      ("POST", "/batch/jobs/", "batch_jobs", "created", None),
      ("POST", "/batch/jobs/j1/cancel", "batch_jobs", "changed", "j1"),
+     ("DELETE", "/batch/jobs/j1", "batch_jobs", "deleted", "j1"),
      ("POST", "/fine_tuning/jobs?dry_run=false", "fine_tuning_jobs", "created", None),
      ("POST", "/fine_tuning/jobs/j2/cancel", "fine_tuning_jobs", "changed", "j2"),
      ("POST", "/files", "files", "created", None),
@@ -64,7 +65,7 @@ def test_routes(method: str, path: str, source: str, kind: str, rid: str | None)
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("GET", "/batch/jobs"), ("POST", "/batch/jobs/j1"), ("DELETE", "/batch/jobs/j1"),
+    [("GET", "/batch/jobs"), ("POST", "/batch/jobs/j1"), ("DELETE", "/batch/jobs"),
      ("POST", "/fine_tuning/jobs/j1/start"), ("GET", "/files/f1"), ("DELETE", "/files"),
      ("POST", "/chat/completions"), ("DELETE", "/files/f1/content")],
 )  # fmt: skip
@@ -126,6 +127,22 @@ def test_a_cancel_of_a_job_the_snapshot_does_not_know_is_left_to_polling() -> No
     """A job poller never saw is not announced by a cancel: the next poll finds it."""
     hint = hints.read(call("POST", "/batch/jobs/job-1/cancel", {**JOB, "status": "CANCELLED"}), "w")
     assert hint is not None and hints.plan(hint, {}).empty
+
+
+def test_a_deleted_batch_job_is_announced_with_its_last_status() -> None:
+    """DELETE /batch/jobs/{id} answering deleted: true gives batch_job.deleted, polling's id."""
+    answer = {"id": "job-1", "object": "batch", "deleted": True}
+    hint = hints.read(call("DELETE", "/batch/jobs/job-1", answer), "default")
+    assert hint is not None
+    result = hints.plan(hint, known(sources.BATCH_JOBS, {**JOB, "status": "SUCCESS"}))
+    assert result.removals == ("job-1",)
+    assert [(e.type, e.id, e.data) for e in result.events] == [
+        (
+            "batch_job.deleted",
+            "evt_q6xrkn5iyntkcahgxb5mqm5vji",
+            {"id": "job-1", "status": "SUCCESS", "model": "mistral-small-latest"},
+        )
+    ]
 
 
 def test_a_confirmed_deletion_drops_the_row_with_its_event() -> None:
