@@ -4,7 +4,7 @@
 worker's last turn of its loop — and the judgements are pure functions of it:
 
 - **ready**: every enabled source had a successful poll within 3 of its intervals. A source
-  switched off (the fine-tuning API answered 404) does not count. (``/readyz`` adds the
+  switched off (its list answered 404, as fine-tuning may) does not count. (``/readyz`` adds the
   store's own check.)
 - **stalled**: a source whose next poll should have finished by now (its delay, plus its
   poll timeout, plus a margin) and has not, or a sink worker whose loop has not turned for

@@ -157,7 +157,7 @@ class Metrics:
         )
         self.disabled = Gauge(
             "poller_source_disabled",
-            "1 when a source was switched off (the fine-tuning API answered 404).",
+            "1 when a source was switched off (its list answered 404: an API the account lacks).",
             source,
             registry=r,
         )
