@@ -193,6 +193,8 @@ class Runner:
     # -- the daemon --------------------------------------------------------------------
 
     async def _job(self, ws: Workspace, poller: Polling, job_id: str) -> None:
+        if self._stopping:  # fell due as the daemon began to stop: not started at all
+            return
         task = asyncio.current_task()
         if task is not None:
             self._polls.add(task)

@@ -336,3 +336,15 @@ async def test_a_service_that_stops_on_its_own_fails_the_daemon(
         app.services.append(_Quits())
         with pytest.raises(ServiceError, match="broken"):
             await asyncio.wait_for(Runner(app).run(asyncio.Event(), grace=1), 10)
+
+
+async def test_a_poll_due_as_the_daemon_stops_is_not_started(
+    sim: Simulator, server: SimulatorServer, store_file: str
+) -> None:
+    """A poll the scheduler hands over once stopping began makes no request (none abandoned)."""
+    async with App(make_config(server.url, None, store_file)) as app:
+        runner = Runner(app)
+        runner._stopping = True
+        ws, poller = app.pollers()[0]
+        await runner._job(ws, poller, "due-at-stop")
+    assert sim.stats()["total"] == 0
