@@ -20,9 +20,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Match, Route
 from starlette.types import Message, Receive, Scope, Send
 
-from poller.simulator import api, control, inference
+from poller.simulator import api, control, inference, workflows_api
 from poller.simulator.errors import InvalidRequest, NotFound, Unprocessable
-from poller.simulator.faults import EMPTY_LIST, GARBLED_BODY, Fault, error_body
+from poller.simulator.faults import GARBLED_BODY, LIST_KEYS, Fault, empty_list, error_body
 from poller.simulator.state import Simulator
 
 _CONVERTOR = re.compile(r"\{(\w+):\w+\}")
@@ -31,11 +31,20 @@ _CONVERTOR = re.compile(r"\{(\w+):\w+\}")
 
 def build_app(sim: Simulator) -> Starlette:
     """An ASGI app serving ``sim``: the API under ``/v1``, the control API under ``/_sim``."""
-    api_routes = [*api.routes(sim), *inference.routes(sim, sim.inference, sim.now)]
+    api_routes = [
+        *api.routes(sim),
+        *workflows_api.routes(sim.workflows),
+        *inference.routes(sim, sim.inference, sim.now),
+    ]
     return _SimulatorApp(
         sim,
         api_routes,
-        routes=[*api_routes, *control.routes(sim), *inference.control_routes(sim.inference)],
+        routes=[
+            *api_routes,
+            *workflows_api.control_routes(sim.workflows),
+            *control.routes(sim),
+            *inference.control_routes(sim.inference),
+        ],
         exception_handlers={
             NotFound: _not_found,
             InvalidRequest: _invalid,
@@ -95,7 +104,7 @@ class _SimulatorApp(Starlette):
         sim.record_request(method, self._template(scope), path, query, str(URL(scope=scope)))
         fault = sim.take_fault(method, path)
         if fault is not None:
-            response = await _suffer(fault, send)
+            response = await _suffer(fault, send, path)
             if response is None:
                 return None
             if isinstance(response, Response):
@@ -111,7 +120,7 @@ class _SimulatorApp(Starlette):
         return send
 
 
-async def _suffer(fault: Fault, send: Send) -> Response | Send | None:
+async def _suffer(fault: Fault, send: Send, path: str) -> Response | Send | None:
     """What ``fault`` does to a request: an answer of its own, a send to route with, or None."""
     if fault.kind == "status":
         body = fault.response_body()
@@ -124,7 +133,7 @@ async def _suffer(fault: Fault, send: Send) -> Response | Send | None:
             return Response(text, media_type="application/json")
         return JSONResponse(fault.body)
     if fault.kind == "empty":
-        return JSONResponse(EMPTY_LIST)
+        return JSONResponse(empty_list(path))
     if fault.kind == "disconnect":
         await _disconnect(send)
         return None
@@ -178,7 +187,8 @@ def _drop_items(body: bytes, drop: int) -> bytes:
         answer = json.loads(body)
     except ValueError:
         return body
-    if not isinstance(answer, dict) or not isinstance(answer.get("data"), list) or drop <= 0:
+    items = next((k for k in LIST_KEYS if isinstance(answer, dict) and k in answer), None)
+    if items is None or not isinstance(answer[items], list) or drop <= 0:
         return body
-    answer["data"] = answer["data"][: max(0, len(answer["data"]) - drop)]
+    answer[items] = answer[items][: max(0, len(answer[items]) - drop)]
     return json.dumps(answer, separators=(",", ":")).encode()

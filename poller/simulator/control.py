@@ -17,7 +17,7 @@ from poller.simulator import schemas
 from poller.simulator.state import KINDS, Simulator
 
 
-async def _args(request: Request, model: type[BaseModel]) -> dict[str, Any]:
+async def body_args(request: Request, model: type[BaseModel]) -> dict[str, Any]:
     body = schemas.parse_body(model, await request.body(), required=False)
     return body.model_dump(exclude_unset=True)
 
@@ -29,7 +29,7 @@ def routes(sim: Simulator) -> list[Route]:
         return JSONResponse(
             {
                 "now": sim.now(),
-                "counts": sim.counts(),
+                "counts": {**sim.counts(), "workflow_runs": sim.workflows.counts()},
                 "activity": sim.activity(),
                 "faults": sim.faults(),
                 "fine_tuning": sim.fine_tuning,
@@ -42,20 +42,20 @@ def routes(sim: Simulator) -> list[Route]:
         return JSONResponse(sim.reset())
 
     async def create_batch_job(request: Request) -> Response:
-        return JSONResponse(sim.create_batch_job(**await _args(request, schemas.SimBatchJob)))
+        return JSONResponse(sim.create_batch_job(**await body_args(request, schemas.SimBatchJob)))
 
     async def create_fine_tuning_job(request: Request) -> Response:
-        args = await _args(request, schemas.SimFineTuningJob)
+        args = await body_args(request, schemas.SimFineTuningJob)
         return JSONResponse(sim.create_fine_tuning_job(**args))
 
     async def create_file(request: Request) -> Response:
-        return JSONResponse(sim.create_file(**await _args(request, schemas.SimFile)))
+        return JSONResponse(sim.create_file(**await body_args(request, schemas.SimFile)))
 
     async def create_model(request: Request) -> Response:
-        return JSONResponse(sim.create_model(**await _args(request, schemas.SimModel)))
+        return JSONResponse(sim.create_model(**await body_args(request, schemas.SimModel)))
 
     async def bulk(request: Request) -> Response:
-        return JSONResponse(sim.bulk(**await _args(request, schemas.SimBulk)))
+        return JSONResponse(sim.bulk(**await body_args(request, schemas.SimBulk)))
 
     async def get_order(request: Request) -> Response:
         return JSONResponse({"files": sim.files_order})
@@ -65,7 +65,7 @@ def routes(sim: Simulator) -> list[Route]:
         return JSONResponse(sim.set_files_order(body.files))
 
     async def advance(request: Request) -> Response:
-        args = await _args(request, schemas.SimAdvance)
+        args = await body_args(request, schemas.SimAdvance)
         kind, id = request.path_params["kind"], request.path_params["id"]
         return JSONResponse(sim.advance(kind, id, args.get("status")))
 

@@ -19,6 +19,14 @@ KINDS = ("status", "delay", "garbled", "empty", "truncate", "disconnect")
 # what a garbled answer looks like when no body is given: JSON cut off mid-way
 GARBLED_BODY = '{"data": [{"id": "'
 EMPTY_LIST: dict[str, Any] = {"data": [], "object": "list", "total": 0}
+EMPTY_RUNS: dict[str, Any] = {"executions": [], "next_page_token": None}
+LIST_KEYS = ("data", "executions")
+"""Where a list answer keeps its items (``executions``: the workflow runs list)."""
+
+
+def empty_list(path: str) -> dict[str, Any]:
+    """What an ``empty`` fault answers on ``path``: a list with nothing in it."""
+    return EMPTY_RUNS if path.startswith("/v1/workflows/runs") else EMPTY_LIST
 
 
 def error_body(message: str) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from poller.simulator import activity as act
-from poller.simulator import inference, records, seeding, world
+from poller.simulator import inference, records, seeding, workflows, world
 from poller.simulator.errors import InvalidRequest
 from poller.simulator.faults import Fault, FaultQueue, make_fault
 from poller.simulator.index import Page, Table, select
@@ -133,8 +133,13 @@ class Simulator:
         self._stats = RequestStats()
         self.inference = inference.Inference(seed=seed)
         """The synchronous endpoints' stream counters and token pacing."""
+        self.workflows = workflows.Workflows(
+            self._world.now, seed=seed, activity=activity, every=activity_every
+        )
+        """The workflow runs (``/v1/workflows``), with their own lock."""
         if scenario == "demo":
             seeding.demo(self._world, self._world.now())
+            self.workflows.demo()
 
     @contextmanager
     def _moment(self) -> Iterator[float]:
@@ -525,6 +530,7 @@ class Simulator:
         """Forget every resource (base models excepted), fault and request count."""
         with self._lock:
             self._world.clear()
+            self.workflows.reset()
             self._faults.clear()
             self._stats.clear()
             self.inference.reset()
@@ -542,6 +548,7 @@ class Simulator:
                 activity.restart(now)
             activity.enabled = enabled
             activity.every = every or activity.every
+            self.workflows.set_activity(enabled, activity.every)
             return activity.as_dict()
 
     def activity(self) -> Json:

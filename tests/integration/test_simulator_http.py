@@ -478,3 +478,61 @@ def test_files_list_order_is_chosen_over_the_control_api(
         assert refused.status_code == 400 and "newest, oldest, none" in refused.json()["message"]
     finally:
         sim.set_files_order("newest")
+
+
+# ----------------------------------------------------------------- workflow runs
+
+
+def test_workflow_run_controls(control: httpx.Client, client: httpx.Client) -> None:
+    """/_sim/workflow_runs starts, advances, expires and bulk-seeds runs the API then lists."""
+    run = control.post("/_sim/workflow_runs", json={"outcome": "FAILED", "running_for": 60})
+    assert run.status_code == 200 and run.json()["status"] == "RUNNING"
+    run_id = run.json()["run_id"]
+    moved = control.post(f"/_sim/workflow_runs/{run_id}/advance", json={"status": "TIMED_OUT"})
+    assert moved.json()["status"] == "TIMED_OUT"
+    assert client.get(f"/workflows/runs/{run_id}").json()["status"] == "TIMED_OUT"
+    assert control.delete(f"/_sim/workflow_runs/{run_id}").json() == {
+        "run_id": run_id,
+        "expired": True,
+    }
+    assert client.get(f"/workflows/runs/{run_id}").status_code == 404
+    assert control.post("/_sim/workflow_runs/bulk", json={"count": 1500}).json() == {
+        "workflow_runs": 1500
+    }
+    assert control.get("/_sim").json()["counts"]["workflow_runs"] == 1500
+    names = {w["name"] for w in control.get("/_sim/workflows").json()}
+    assert names >= {"order-fulfilment", "parallel-execution"}
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [({"outcome": "DONE"}, 400), ({"outcomes": "FAILED"}, 422), ({"count": -1}, 400)],
+)
+def test_bad_workflow_run_controls_say_what_to_change(
+    control: httpx.Client, body: dict[str, Any], status: int
+) -> None:
+    """An unknown outcome, a misspelt key or a negative count is refused."""
+    path = "/_sim/workflow_runs/bulk" if "count" in body else "/_sim/workflow_runs"
+    assert control.post(path, json=body).status_code == status
+
+
+def test_runs_list_faults_keep_the_runs_shape(
+    sim: Simulator, control: httpx.Client, client: httpx.Client
+) -> None:
+    """An empty fault on the runs list answers no runs; a truncate one drops the last runs."""
+    for _ in range(3):
+        sim.workflows.create_run()
+    add_fault(control, kind="empty")
+    assert client.get("/workflows/runs").json() == {"executions": [], "next_page_token": None}
+    add_fault(control, kind="truncate", drop=2)
+    assert len(client.get("/workflows/runs").json()["executions"]) == 1
+
+
+def test_cancel_and_terminate_answer_no_content(sim: Simulator, client: httpx.Client) -> None:
+    """Cancel and terminate answer 204; an execution no longer running answers 400."""
+    run = sim.workflows.create_run(running_for=100)
+    path = f"/workflows/executions/{run['execution_id']}"
+    assert client.post(f"{path}/terminate").status_code == 204
+    refused = client.post(f"{path}/cancel")
+    assert refused.status_code == 400 and "not running" in refused.json()["message"]
+    assert client.post("/workflows/executions/nope/cancel").status_code == 404

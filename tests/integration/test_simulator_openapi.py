@@ -126,13 +126,27 @@ def _populate(sim: Simulator) -> None:
     sim.create_file(purpose="batch")
     sim.create_file(purpose="ocr", mimetype="application/pdf", filename="scan.pdf")
     sim.create_model(root="mistral-small-latest")
+    runs = sim.workflows
+    for outcome, ago, running in [("COMPLETED", 100, 10), ("FAILED", 90, 10), ("TIMED_OUT", 80, 10),
+                                  ("COMPLETED", 10, 100), ("COMPLETED", 70, 5)]:  # fmt: skip
+        runs.create_run(outcome=outcome, start_time=T0 - ago, running_for=running)
+    runs.create_run(outcome="COMPLETED", continues=1, start_time=T0 - 60, running_for=10)
+    runs.create_run(start_time=T0 - 5, retrying_at=4, running_for=100)
+    for ended in ("CANCELED", "TERMINATED"):
+        run = runs.create_run(start_time=T0 - 50, running_for=100, user_id="u-1")
+        runs.advance(run["run_id"], ended)
 
 
 @pytest.fixture(scope="module")
-def client() -> Iterator[httpx.Client]:
+def simulator() -> Simulator:
     sim = Simulator(clock=lambda: T0, seed=9)
     _populate(sim)
-    with SimulatorServer(sim) as server, httpx.Client(base_url=server.url) as c:
+    return sim
+
+
+@pytest.fixture(scope="module")
+def client(simulator: Simulator) -> Iterator[httpx.Client]:
+    with SimulatorServer(simulator) as server, httpx.Client(base_url=server.url) as c:
         yield c
 
 
@@ -272,13 +286,68 @@ def test_model_get_and_delete_conform(client: httpx.Client, current: Spec) -> No
     current.response(deleted, "/v1/models/{model_id}", "delete")
 
 
+# ---------------------------------------------------------------- workflow runs
+
+RUN_STATUSES = {"RUNNING", "COMPLETED", "FAILED", "CANCELED", "TERMINATED", "CONTINUED_AS_NEW",
+                "TIMED_OUT", "RETRYING_AFTER_ERROR"}  # fmt: skip
+
+
+def test_workflow_run_list_conforms(client: httpx.Client, current: Spec) -> None:
+    """GET /v1/workflows/runs, every status represented, pages included, conforms."""
+    answer = _get(client, "/workflows/runs", page_size=1000)
+    assert {r["status"] for r in answer["executions"]} == RUN_STATUSES
+    current.response(answer, "/v1/workflows/runs", "get")
+    _assert_no_invented_fields(
+        answer["executions"], current.fields("WorkflowExecutionWithoutResultResponse")
+    )
+    first = _get(client, "/workflows/runs", page_size=2, start_time_after="2020-01-01T00:00:00Z")
+    assert first["next_page_token"]
+    after = {"page_size": 2, "next_page_token": first["next_page_token"]}
+    current.response(_get(client, "/workflows/runs", **after), "/v1/workflows/runs", "get")
+    ended = _get(
+        client, "/workflows/runs", end_time_after="2020-01-01T00:00:00Z", sort_by="end_time"
+    )
+    current.response(ended, "/v1/workflows/runs", "get")
+
+
+def test_workflow_run_and_execution_get_conform(client: httpx.Client, current: Spec) -> None:
+    """GET a run and an execution answer WorkflowExecutionResponse, in every status."""
+    for run in _get(client, "/workflows/runs", page_size=1000)["executions"]:
+        got = _get(client, f"/workflows/runs/{run['run_id']}")
+        current.response(got, "/v1/workflows/runs/{run_id}", "get")
+        _assert_no_invented_fields([got], current.fields("WorkflowExecutionResponse"))
+        latest = _get(client, f"/workflows/executions/{run['execution_id']}")
+        current.response(latest, "/v1/workflows/executions/{execution_id}", "get")
+
+
+def test_workflow_execute_cancel_terminate_conform(
+    client: httpx.Client, simulator: Simulator, current: Spec
+) -> None:
+    """Executing (by name, by registration, waiting), cancel and terminate answer their schemas."""
+    executed = client.post("/workflows/document-digest/execute", json={"input": {"a": 1}})
+    current.response(executed.json(), "/v1/workflows/{workflow_identifier}/execute", "post")
+    waited = client.post("/workflows/document-digest/execute", json={"wait_for_result": True})
+    current.response(waited.json(), "/v1/workflows/{workflow_identifier}/execute", "post")
+    current.component(waited.json(), "WorkflowExecutionSyncResponse")
+    registration = next(
+        w["registration_id"] for w in simulator.workflows.registered() if not w["internal"]
+    )
+    path = "/v1/workflows/registrations/{workflow_registration_id}/execute"
+    by_registration = client.post(f"/workflows/registrations/{registration}/execute", json={})
+    current.response(by_registration.json(), path, "post")
+    second = client.post("/workflows/nightly-report/execute", json={}).json()
+    cancel = client.post(f"/workflows/executions/{executed.json()['execution_id']}/cancel")
+    terminate = client.post(f"/workflows/executions/{second['execution_id']}/terminate")
+    assert (cancel.status_code, cancel.content, terminate.status_code) == (204, b"", 204)
+
+
 # ----------------------------------------------------------------------- errors
 
 
 @pytest.mark.parametrize(
     "path",
     [f"/batch/jobs/{UNKNOWN_ID}", f"/fine_tuning/jobs/{UNKNOWN_ID}", f"/files/{UNKNOWN_ID}",
-     "/models/ft:nothing:here"],
+     "/models/ft:nothing:here", f"/workflows/runs/{UNKNOWN_ID}", "/workflows/executions/nope"],
 )  # fmt: skip
 def test_not_found_is_mistral_error(client: httpx.Client, path: str, current: Spec) -> None:
     """404 answers are Mistral's error object."""
@@ -291,7 +360,9 @@ def test_not_found_is_mistral_error(client: httpx.Client, path: str, current: Sp
 @pytest.mark.parametrize(
     "path",
     ["/batch/jobs?page=-1", "/batch/jobs?status=DONE", "/batch/jobs?created_after=x",
-     "/fine_tuning/jobs?status=QUEUED,RUNNING", "/files?page_size=0", "/files/not-a-uuid"],
+     "/fine_tuning/jobs?status=QUEUED,RUNNING", "/files?page_size=0", "/files/not-a-uuid",
+     "/workflows/runs?page_size=1001", "/workflows/runs?status=DONE", "/workflows/runs/not-a-uuid",
+     "/workflows/runs?start_time_after=yesterday", "/workflows/runs?search_key=nocolon"],
 )  # fmt: skip
 def test_unprocessable_is_http_validation_error(
     client: httpx.Client, path: str, current: Spec

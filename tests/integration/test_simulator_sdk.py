@@ -54,3 +54,16 @@ def test_sdk_sees_404_as_an_error(mistral: Any) -> None:
     """An unknown job raises the SDK's error, with the status code."""
     with pytest.raises(sdk.errors.SDKError, match="404"):
         mistral.batch.jobs.get(job_id="5bd3c4b4-2f69-4c04-a9a3-6f3c5e7e1d11")
+
+
+def test_sdk_pages_through_workflow_runs_and_reads_one(mistral: Any) -> None:
+    """The SDK follows the runs list's page tokens and reads a run by its id."""
+    page = mistral.workflows.runs.list_runs(page_size=2, order="asc")
+    seen = []
+    while page is not None:
+        seen += page.result.executions
+        page = page.next() if page.result.next_page_token else None
+    assert len(seen) == len({r.run_id for r in seen}) >= 4
+    assert {r.status for r in seen} >= {"COMPLETED", "CONTINUED_AS_NEW"}
+    one = mistral.workflows.runs.get_run(run_id=seen[0].run_id)
+    assert (one.run_id, one.execution_id) == (seen[0].run_id, seen[0].execution_id)
