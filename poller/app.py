@@ -16,7 +16,17 @@ from typing import Any, Protocol, TextIO
 import httpx
 import sqlalchemy as sa
 
-from poller import __version__, health, leadership, logs, metrics, sources, store, utils
+from poller import (
+    __version__,
+    health,
+    leadership,
+    logs,
+    metrics,
+    sources,
+    store,
+    utils,
+    workflow_runs,
+)
 from poller import config as config_mod
 from poller.delivery.dispatcher import SinkWorker
 from poller.delivery.retry import RetryPolicy
@@ -35,7 +45,7 @@ from poller.sinks.redacted import Redacted
 from poller.store.outbox import SinkState
 
 USER_AGENT = f"poller/{__version__}"
-STRATEGIES: dict[str, PollerFactory] = {}
+STRATEGIES: dict[str, PollerFactory] = {"workflow_runs": workflow_runs.WorkflowRunPoller}
 """Source name → the poller of a source that ``SourcePoller`` (paged lists) does not serve."""
 _CREDENTIAL_HEADER = re.compile(r"(auth|token|key|secret|password|cookie|signature)", re.I)
 
@@ -381,6 +391,7 @@ def _settings(ws: config_mod.Workspace, source: str) -> Settings:
         mass_delete_threshold=ws.poll.mass_delete_threshold,
         mass_delete_min=ws.poll.mass_delete_min,
         opt_in=frozenset(opt_in),
+        include_internal=isinstance(src, config_mod.WorkflowRunsConfig) and src.include_internal,
     )
 
 

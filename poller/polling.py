@@ -29,7 +29,7 @@ import structlog
 from poller import listorder, staging, utils
 from poller.diff import DiffResult, diff
 from poller.exceptions import ApiError, GarbledError
-from poller.mistral.client import MistralClient
+from poller.mistral.client import CursorPages, MistralClient, Pages
 from poller.model import Event, Resource, SourceState
 from poller.sources import BATCH_JOBS, SourceSpec
 from poller.store.sql import Fence, PollCommit, Store
@@ -55,6 +55,8 @@ class Settings:
     incremental: bool = True
     opt_in: frozenset[str] = frozenset()
     """Opt-in event types this source announces (``batch_job.started``)."""
+    include_internal: bool = False
+    """Workflow runs: also track the runs of internal workflows (parallel execution...)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -187,7 +189,7 @@ class SourcePoller:
         baseline = not state.baselined
         announce = self.settings.emit_existing or not baseline
         stored = await asyncio.to_thread(self.store.ids, self.workspace, self.spec.name)
-        pager = self.client.pages(self.spec.list_path, paged=self.spec.paged)
+        pager = self.listing()
         listed: set[str] = set()
         ordered: list[tuple[int, int, Event]] = []
         cursor = state.cursor
@@ -220,7 +222,7 @@ class SourcePoller:
                     (created.get(e.resource_id, 0), len(ordered), e) for e in result.events
                 )
                 staged.add(result.upserts)
-                cursor = newest(cursor, seen)
+                cursor = self.advance(cursor, seen)
             if baseline and not pager.complete:
                 # a baseline must see everything, or what it missed would be announced as
                 # new later; nothing is written, and the next poll takes it again
@@ -340,7 +342,7 @@ class SourcePoller:
         async def one(rid: str) -> None:
             async with semaphore:
                 try:
-                    item = await self.client.get_item(self.spec.item_url(rid))
+                    item = await self.fetch(rid)
                 except ApiError as exc:
                     self.log.warning("confirm_failed", resource_id=rid, error=str(exc))
                     return
@@ -452,6 +454,18 @@ class SourcePoller:
 
     # -- shared ------------------------------------------------------------------------
 
+    def listing(self) -> Pages | CursorPages:
+        """The pages of the source's complete listing (a full poll reads them all)."""
+        return self.client.pages(self.spec.list_path, paged=self.spec.paged)
+
+    async def fetch(self, rid: str) -> dict[str, Any] | None:
+        """One item by its id, or ``None`` when the API answers 404 (it is gone)."""
+        return await self.client.get_item(self.spec.item_url(rid))
+
+    def advance(self, cursor: int | None, seen: Iterable[Resource]) -> int | None:
+        """The source's cursor once ``seen`` was read (the newest creation time)."""
+        return newest(cursor, seen)
+
     def _resources(self, items: Iterable[dict[str, Any]]) -> list[Resource]:
         return [self.spec.to_resource(item) for item in items if self.spec.tracks(item)]
 
@@ -464,7 +478,7 @@ class SourcePoller:
             source=self.spec.name,
             result=result,
             now=now,
-            cursor=newest(state.cursor, seen),
+            cursor=self.advance(state.cursor, seen),
             held_since=state.held_since,
             held_count=state.held_count,
         )

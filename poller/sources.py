@@ -7,6 +7,7 @@ in ``poller.polling``.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -18,6 +19,7 @@ BATCH_ACTIVE = frozenset({"QUEUED", "RUNNING", "CANCELLATION_REQUESTED"})
 FINE_TUNING_ACTIVE = frozenset(
     {"QUEUED", "STARTED", "VALIDATING", "VALIDATED", "RUNNING", "CANCELLATION_REQUESTED"}
 )
+WORKFLOW_RUN_ACTIVE = frozenset({"RUNNING", "RETRYING_AFTER_ERROR"})
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -115,6 +117,42 @@ class SourceSpec:
         )
 
 
+def unix_seconds(value: Any) -> int | None:
+    """Whole unix seconds of an RFC 3339 date-time (``None`` for anything else)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return int(moment.timestamp() // 1)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RunSpec(SourceSpec):
+    """Workflow runs: items named by ``run_id`` (or ``execution_id`` for an answer without
+    one), created at their ``start_time``, a date-time rather than unix seconds."""
+
+    def identity(self, obj: Mapping[str, Any]) -> str:
+        """The id poller tracks a run by (raises ``ValueError`` if it has none)."""
+        for field in ("run_id", "execution_id"):
+            value = obj.get(field)
+            if isinstance(value, str) and value:
+                return value
+        raise ValueError(f"{self.resource} without a run_id or an execution_id")
+
+    def to_resource(self, obj: Mapping[str, Any]) -> Resource:
+        status = obj.get("status")
+        return Resource(
+            id=self.identity(obj),
+            status=status if isinstance(status, str) else None,
+            created=unix_seconds(obj.get(self.created_field)),
+            data={k: obj[k] for k in self.keep if k in obj},
+        )
+
+
 def _fine_tuned(obj: Mapping[str, Any]) -> bool:
     return obj.get("type") == "fine-tuned" or str(obj.get("id", "")).startswith("ft:")
 
@@ -181,5 +219,26 @@ MODELS = SourceSpec(
     include=_fine_tuned,
 )
 
-ALL: tuple[SourceSpec, ...] = (BATCH_JOBS, FINE_TUNING_JOBS, FILES, MODELS)
+WORKFLOW_RUNS = RunSpec(
+    name="workflow_runs",
+    resource="workflow_run",
+    list_path="/workflows/runs",
+    item_path="/workflows/runs/{id}",
+    paged=False,
+    created_field="start_time",
+    created_action="started",
+    deleted_action=None,
+    outcomes={
+        "COMPLETED": "completed",
+        "FAILED": "failed",
+        "CANCELED": "canceled",
+        "TERMINATED": "terminated",
+        "TIMED_OUT": "timed_out",
+        "CONTINUED_AS_NEW": "continued_as_new",
+    },
+    active_statuses=WORKFLOW_RUN_ACTIVE,
+    optional="the workflows API answered 404 (not offered to this workspace)",
+)
+
+ALL: tuple[SourceSpec, ...] = (BATCH_JOBS, FINE_TUNING_JOBS, FILES, MODELS, WORKFLOW_RUNS)
 BY_NAME: Mapping[str, SourceSpec] = {s.name: s for s in ALL}

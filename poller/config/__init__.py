@@ -81,6 +81,7 @@ from poller.config.models import (
     SourcesSection,
     StoreConfig,
     StoreSection,
+    WorkflowRunsConfig,
     Workspace,
     WorkspaceEntry,
 )
@@ -146,6 +147,7 @@ __all__ = [
     "StoreUrl",
     "Threshold",
     "WebhookSecrets",
+    "WorkflowRunsConfig",
     "Workspace",
     "WorkspaceEntry",
     "WorkspaceName",

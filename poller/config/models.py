@@ -57,7 +57,7 @@ from poller.config.fields import (
 )
 
 DEFAULT_STORE_URL = "sqlite:////var/lib/poller/poller.db"
-SOURCE_NAMES = ("batch_jobs", "fine_tuning_jobs", "files", "models")
+SOURCE_NAMES = ("batch_jobs", "fine_tuning_jobs", "files", "models", "workflow_runs")
 SINK_TYPES = ("file", "http", "log", "nats", "amqp", "redis", "mqtt")
 
 
@@ -187,6 +187,25 @@ BatchJobsEntry = Annotated[
 ]
 
 
+class WorkflowRunsConfig(SourceConfig):
+    """Effective settings of the workflow-runs source."""
+
+    include_internal: bool = False
+
+
+class WorkflowRunsSection(SourceSection):
+    """The ``workflow_runs`` entry as written."""
+
+    include_internal: bool | None = None
+
+
+WorkflowRunsEntry = Annotated[
+    WorkflowRunsSection | None,
+    BeforeValidator(_source_shorthand),
+    Field(json_schema_extra=_also_boolean),
+]
+
+
 class SourcesSection(_Section):
     """A ``sources:`` block as written: ``false`` disables a source, absent keys are inherited."""
 
@@ -194,6 +213,7 @@ class SourcesSection(_Section):
     fine_tuning_jobs: SourceEntry = None
     files: SourceEntry = None
     models: SourceEntry = None
+    workflow_runs: WorkflowRunsEntry = None
 
 
 class SourcesConfig(_Section):
@@ -203,6 +223,7 @@ class SourcesConfig(_Section):
     fine_tuning_jobs: SourceConfig = Field(default_factory=SourceConfig)
     files: SourceConfig = Field(default_factory=SourceConfig)
     models: SourceConfig = Field(default_factory=SourceConfig)
+    workflow_runs: WorkflowRunsConfig = Field(default_factory=WorkflowRunsConfig)
 
     def get(self, name: str) -> SourceConfig:
         """The settings of source ``name`` (one of ``SOURCE_NAMES``); ``KeyError`` otherwise."""

@@ -111,7 +111,7 @@ def test_service_lifecycle(tmp_path: pathlib.Path, notify: NotifySocket) -> None
             assert 'poller_outbox_oldest_pending_age_seconds{sink="hook"}' in scraped
 
             sim.add_fault(kind="status", status=503, count=-1, match={"path": "/v1"})
-            wait_until(lambda: len(get(base + "/readyz")[1].splitlines()) == 4)
+            wait_until(lambda: len(get(base + "/readyz")[1].splitlines()) == 5)
             status, body = get(base + "/readyz")
             assert status == 503
             assert sorted(line.split(":")[0] for line in body.splitlines()) == [
@@ -119,6 +119,7 @@ def test_service_lifecycle(tmp_path: pathlib.Path, notify: NotifySocket) -> None
                 "default/files",
                 "default/fine_tuning_jobs",
                 "default/models",
+                "default/workflow_runs",
             ]
             assert all("last successful poll" in line for line in body.splitlines())
             scraped = get(base + "/metrics")[1]

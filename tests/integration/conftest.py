@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -13,6 +13,8 @@ import pytest
 from poller import config as config_mod
 from poller.simulator import Simulator, SimulatorServer
 from poller.testing import WebhookReceiver
+
+from .worlds import World
 
 SECRET = "whsec_" + base64.b64encode(b"integration-secret-32-bytes-long").decode()
 
@@ -36,6 +38,14 @@ def sim() -> Simulator:
 def server(sim: Simulator) -> Iterator[SimulatorServer]:
     with SimulatorServer(sim) as running:
         yield running
+
+
+@pytest.fixture
+async def world(store_url: str) -> AsyncIterator[World]:
+    """A simulator on a hand-driven clock and pollers over it, on each store backend."""
+    w = World(store_url)
+    yield w
+    await w.close()
 
 
 @pytest.fixture

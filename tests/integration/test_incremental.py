@@ -3,64 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import itertools
 import pathlib
-from collections.abc import AsyncIterator
-from typing import Any
 
-import httpx
 import pytest
 
-from poller import store as store_mod
 from poller.app import App
-from poller.mistral.client import MistralClient
-from poller.polling import Settings, SourcePoller
 from poller.runner import Runner
-from poller.simulator import Simulator, SimulatorServer, build_app
-from poller.sources import BATCH_JOBS, FINE_TUNING_JOBS, SourceSpec
+from poller.simulator import Simulator, SimulatorServer
+from poller.sources import BATCH_JOBS, FINE_TUNING_JOBS
 from poller.testing import WebhookReceiver
 
 from .conftest import make_config
-
-T0 = 1_800_000_000.0
-
-
-class World:
-    """A simulator on a hand-driven clock, served in-process, and pollers over it."""
-
-    def __init__(self, store_url: str) -> None:
-        self.now = T0
-        self.sim = Simulator(clock=lambda: self.now, seed=5)
-        self.transport = httpx.ASGITransport(app=build_app(self.sim))
-        self.engine = store_mod.create_engine(store_url)
-        self.clients: list[httpx.AsyncClient] = []
-
-    def poller(self, spec: SourceSpec, **settings: Any) -> SourcePoller:
-        http = httpx.AsyncClient(base_url="http://sim/v1", transport=self.transport)
-        self.clients.append(http)
-        return SourcePoller(
-            spec,
-            client=MistralClient(http),
-            store=store_mod.Store(self.engine, lambda _e: ["s"]),
-            settings=Settings(**{"reconcile_interval": 3600, **settings}),
-            clock=lambda: dt.datetime.fromtimestamp(self.now, dt.UTC),
-        )
-
-    def routes(self) -> list[str]:
-        return [f"{r['method']} {r['path']}?{r['query']}" for r in self.sim.stats()["recent"]]
-
-    async def close(self) -> None:
-        for client in self.clients:
-            await client.aclose()
-        self.engine.dispose()
-
-
-@pytest.fixture
-async def world(store_url: str) -> AsyncIterator[World]:
-    w = World(store_url)
-    yield w
-    await w.close()
+from .worlds import T0, World
 
 
 async def test_idle_cycle_costs_one_request_whatever_the_history(world: World) -> None:

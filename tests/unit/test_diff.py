@@ -10,7 +10,7 @@ import pytest
 from poller import sources
 from poller.diff import diff
 from poller.model import Resource
-from poller.sources import BATCH_JOBS, FILES, FINE_TUNING_JOBS, MODELS, SourceSpec
+from poller.sources import BATCH_JOBS, FILES, FINE_TUNING_JOBS, MODELS, WORKFLOW_RUNS, SourceSpec
 
 NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
 LATER = NOW + dt.timedelta(minutes=5)
@@ -75,12 +75,32 @@ def model(id: str = "ft:open-mistral-7b:abc:20261127:def", **kw: Any) -> dict[st
     }
 
 
+def run(run_id: str | None = "r1", status: str | None = "RUNNING", **kw: Any) -> dict[str, Any]:
+    return {
+        "workflow_name": "order-fulfilment",
+        "workflow_id": None,
+        "deployment_name": "default",
+        "execution_id": "e1",
+        "parent_execution_id": None,
+        "root_execution_id": "e1",
+        "run_id": run_id,
+        "user_id": None,
+        "status": status,
+        "start_time": "2026-11-27T11:00:00.500000Z",
+        "end_time": None
+        if status in ("RUNNING", "RETRYING_AFTER_ERROR")
+        else "2026-11-27T11:05:00Z",
+        "total_duration_ms": None,
+        **kw,
+    }
+
+
 def res(spec: SourceSpec, obj: dict[str, Any]) -> Resource:
     return spec.to_resource(obj)
 
 
 def snap(spec: SourceSpec, *objs: dict[str, Any]) -> dict[str, Resource]:
-    return {o["id"]: res(spec, o) for o in objs}
+    return {spec.to_resource(o).id: res(spec, o) for o in objs}
 
 
 def types(
@@ -143,6 +163,27 @@ def types(
         (FILES, [], [file()], ["file.uploaded"]),
         (FILES, [file()], [file()], []),
         (MODELS, [], [model()], ["model.created"]),
+        (WORKFLOW_RUNS, [], [run()], ["workflow_run.started"]),
+        (
+            WORKFLOW_RUNS,
+            [],
+            [run(status="COMPLETED")],
+            ["workflow_run.started", "workflow_run.completed"],
+        ),
+        (WORKFLOW_RUNS, [run()], [run(status="RETRYING_AFTER_ERROR")], []),
+        (WORKFLOW_RUNS, [run(status="RETRYING_AFTER_ERROR")], [run()], []),
+        (WORKFLOW_RUNS, [run()], [run(status="FAILED")], ["workflow_run.failed"]),
+        (WORKFLOW_RUNS, [run()], [run(status="CANCELED")], ["workflow_run.canceled"]),
+        (WORKFLOW_RUNS, [run()], [run(status="TERMINATED")], ["workflow_run.terminated"]),
+        (WORKFLOW_RUNS, [run()], [run(status="TIMED_OUT")], ["workflow_run.timed_out"]),
+        (
+            WORKFLOW_RUNS,
+            [run(status="RETRYING_AFTER_ERROR")],
+            [run(status="CONTINUED_AS_NEW"), run(run_id="r2", start_time="2026-11-27T11:05:00Z")],
+            ["workflow_run.continued_as_new", "workflow_run.started"],
+        ),
+        (WORKFLOW_RUNS, [run(status="COMPLETED")], [run(status="COMPLETED")], []),
+        (WORKFLOW_RUNS, [run(status="TERMINATED")], [run(status="COMPLETED")], []),
     ],
 )
 def test_transition_table(
@@ -194,6 +235,31 @@ def test_started_payload_and_id() -> None:
         "total_requests": 10,
     }
     assert event.id == "evt_rcrgecszo2lnjdtkzzw2yrk3yy" == b.events[0].id
+
+
+def test_a_run_is_named_by_its_run_id_else_its_execution_id() -> None:
+    """A run's id is its run_id (its execution_id without one), created at its start second."""
+    with_run, without = WORKFLOW_RUNS.to_resource(run()), WORKFLOW_RUNS.to_resource(run(None))
+    assert (with_run.id, without.id) == ("r1", "e1")
+    assert with_run.created == 1_795_777_200 == without.created
+    with pytest.raises(ValueError, match="run_id"):
+        WORKFLOW_RUNS.to_resource(run(None, execution_id=""))
+
+
+def test_continued_as_new_runs_have_their_own_ids() -> None:
+    """The runs of one execution get distinct event ids; each run's are stable."""
+    first = res(WORKFLOW_RUNS, run(status="CONTINUED_AS_NEW"))
+    second = res(WORKFLOW_RUNS, run(run_id="r2", start_time="2026-11-27T11:05:00Z"))
+    a = diff(WORKFLOW_RUNS, {}, [first, second], workspace="w", now=NOW)
+    b = diff(WORKFLOW_RUNS, {}, [second, first], workspace="w", now=LATER)
+    assert [(e.type, e.resource_id) for e in a.events] == [
+        ("workflow_run.started", "r1"),
+        ("workflow_run.continued_as_new", "r1"),
+        ("workflow_run.started", "r2"),
+    ]
+    assert [e.id for e in a.events] == [e.id for e in b.events]
+    assert len({e.id for e in a.events}) == 3
+    assert a.events[2].id == "evt_eriuqowtsr2vv6dd6opi3tzija"
 
 
 def test_baseline_is_silent_but_recorded() -> None:
@@ -320,6 +386,24 @@ def test_absence_alone_deletes_nothing() -> None:
             model(),
             {"id": model()["id"], "owned_by": "org-1", "root": "open-mistral-7b", "job": "j1"},
         ),
+        (
+            "workflow_run.completed",
+            run(status="COMPLETED", total_duration_ms=299500, user_id="u1"),
+            {
+                "execution_id": "e1",
+                "run_id": "r1",
+                "workflow_name": "order-fulfilment",
+                "workflow_id": None,
+                "status": "COMPLETED",
+                "start_time": "2026-11-27T11:00:00.500000Z",
+                "end_time": "2026-11-27T11:05:00Z",
+                "total_duration_ms": 299500,
+                "deployment_name": "default",
+                "root_execution_id": "e1",
+                "parent_execution_id": None,
+                "user_id": "u1",
+            },
+        ),
     ],
 )
 def test_payload_fields(event_type: str, obj: dict[str, Any], payload: dict[str, Any]) -> None:
@@ -330,6 +414,7 @@ def test_payload_fields(event_type: str, obj: dict[str, Any], payload: dict[str,
             "fine_tuning_job": "fine_tuning_jobs",
             "file": "files",
             "model": "models",
+            "workflow_run": "workflow_runs",
         }[event_type.split(".")[0]]
     ]
     result = diff(spec, {}, [res(spec, obj)], workspace="default", now=NOW)

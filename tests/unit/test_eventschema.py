@@ -54,7 +54,7 @@ def test_docs_events_is_what_the_catalog_generates() -> None:
 
 
 def test_every_event_type_has_a_schema_file() -> None:
-    """All 14 polled types, the 5 synchronous ones and poller.test have a schema file."""
+    """All 21 polled types, the 5 synchronous ones and poller.test have a schema file."""
     assert sorted(p.stem for p in (DOCS / "types").glob("*.json")) == [
         "agent_completion.created",
         "batch_job.cancelled",
@@ -76,6 +76,13 @@ def test_every_event_type_has_a_schema_file() -> None:
         "model.deleted",
         "ocr.completed",
         "poller.test",
+        "workflow_run.canceled",
+        "workflow_run.completed",
+        "workflow_run.continued_as_new",
+        "workflow_run.failed",
+        "workflow_run.started",
+        "workflow_run.terminated",
+        "workflow_run.timed_out",
     ]
 
 
@@ -217,8 +224,8 @@ def test_asyncapi_channels_and_addresses() -> None:
         "batch_job.succeeded.cloudevents",
         "poller.test",
     }
-    assert len(channels["mqtt"]["messages"]) == 40  # the envelope and the CloudEvents form
-    assert len(channels["redis"]["messages"]) == 20  # one entry shape
+    assert len(channels["mqtt"]["messages"]) == 54  # the envelope and the CloudEvents form
+    assert len(channels["redis"]["messages"]) == 27  # one entry shape
     assert channels["webhookPerEvent"]["parameters"]["resource"]["enum"] == [
         "agent_completion",
         "batch_job",
@@ -230,6 +237,7 @@ def test_asyncapi_channels_and_addresses() -> None:
         "model",
         "ocr",
         "poller",
+        "workflow_run",
     ]
 
 
