@@ -11,7 +11,14 @@ row written beside it keeps the next poll from announcing it again.
 - ``POST /batch/jobs/{id}/cancel``, ``POST /fine_tuning/jobs/{id}/cancel``: changed, the
   answer is the job as it is now;
 - ``DELETE /batch/jobs/{id}``, ``DELETE /files/{id}``, ``DELETE /models/{id}``: deleted,
-  when the answer says ``deleted: true``.
+  when the answer says ``deleted: true``;
+- ``POST /workflows/{workflow}/execute``, ``POST /workflows/registrations/{id}/execute``:
+  created, the answer is the new run (when it names its ``run_id``: an answer without one,
+  a ``wait_for_result`` one, is left to polling);
+- ``POST /workflows/executions/{id}/terminate``: ended, the execution's running run is
+  ``TERMINATED`` from the 204 alone (terminating is immediate and unconditional);
+- ``POST /workflows/executions/{id}/cancel``: requested, no event — the workflow decides
+  how it ends — but the source is polled at its active interval from then on.
 
 A hint adds what was created and moves or drops only what the snapshot already knows;
 anything else is left to polling, which stays the truth.
@@ -26,7 +33,7 @@ import urllib.parse
 from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from poller import sources, synchronous
+from poller import sources, synchronous, utils
 from poller.diff import DiffResult, diff
 from poller.model import Event, Resource
 from poller.sources import SourceSpec
@@ -35,6 +42,7 @@ if TYPE_CHECKING:
     from poller.store.sql import Store
 
 CREATED, CHANGED, DELETED = "created", "changed", "deleted"
+ENDED, REQUESTED = "ended", "requested"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -45,10 +53,24 @@ class Route:
     pattern: re.Pattern[str]
     spec: SourceSpec
     kind: str
+    status: str | None = None
+    """``ENDED``: the status the call leaves the resource in."""
+    requires: str | None = None
+    """``CREATED``: an answer field the hint needs to name the resource as polling does."""
 
 
-def _route(method: str, path: str, spec: SourceSpec, kind: str) -> Route:
-    return Route(method, re.compile(path.replace("{id}", "(?P<id>[^/]+)") + "/?"), spec, kind)
+def _route(
+    method: str,
+    path: str,
+    spec: SourceSpec,
+    kind: str,
+    *,
+    status: str | None = None,
+    requires: str | None = None,
+) -> Route:
+    """A route; ``{id}`` in ``path`` is the resource's id, any other ``{name}`` a free part."""
+    pattern = re.compile(re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path) + "/?")
+    return Route(method, pattern, spec, kind, status, requires)
 
 
 ROUTES: tuple[Route, ...] = (
@@ -60,6 +82,24 @@ ROUTES: tuple[Route, ...] = (
     _route("POST", "/files", sources.FILES, CREATED),
     _route("DELETE", "/files/{id}", sources.FILES, DELETED),
     _route("DELETE", "/models/{id}", sources.MODELS, DELETED),
+    _route(
+        "POST",
+        "/workflows/registrations/{registration}/execute",
+        sources.WORKFLOW_RUNS,
+        CREATED,
+        requires="run_id",
+    ),
+    _route(
+        "POST", "/workflows/{workflow}/execute", sources.WORKFLOW_RUNS, CREATED, requires="run_id"
+    ),
+    _route(
+        "POST",
+        "/workflows/executions/{id}/terminate",
+        sources.WORKFLOW_RUNS,
+        ENDED,
+        status="TERMINATED",
+    ),
+    _route("POST", "/workflows/executions/{id}/cancel", sources.WORKFLOW_RUNS, REQUESTED),
 )
 
 
@@ -88,11 +128,15 @@ class Hint:
     at: dt.datetime
     """When the answer was complete: the timestamp of the events it gives."""
     resource: Resource | None = None
-    """The resource as the answer shows it (``None`` for a deletion)."""
+    """The resource as the answer shows it (``None`` for a deletion, an end, a request)."""
+    status: str | None = None
+    """``ENDED``: the status the call left the resource in."""
 
     @property
     def joins_active_set(self) -> bool:
         """A job still moving: the source is polled at its active interval from now."""
+        if self.kind == REQUESTED:
+            return True
         return self.resource is not None and self.spec.is_active(self.resource.status)
 
 
@@ -109,7 +153,12 @@ def of_answer(
         if answer.get("deleted") is not True or not path_id:
             return None
         return Hint(workspace, spec, DELETED, path_id, at)
-    if not spec.tracks(answer):
+    if where.kind in (ENDED, REQUESTED):
+        # the answer is a bare 204: the path names the execution
+        return (
+            Hint(workspace, spec, where.kind, path_id, at, status=where.status) if path_id else None
+        )
+    if not spec.tracks(answer) or (where.requires and not answer.get(where.requires)):
         return None
     try:
         resource = spec.to_resource(answer)
@@ -132,7 +181,11 @@ def read(
     if polled is not None and found[0].spec.name not in polled:
         return None
     try:
-        answer = synchronous.answer_of(call, keep_content=False)
+        answer = (
+            {}
+            if found[0].kind in (ENDED, REQUESTED)
+            else synchronous.answer_of(call, keep_content=False)
+        )
     except ValueError:
         return None
     return of_answer(call.method, call.path, answer, workspace=workspace, at=call.finished_at)
@@ -144,6 +197,10 @@ def plan(hint: Hint, before: Mapping[str, Resource]) -> DiffResult:
     A created resource is new unless the snapshot has it already; a changed job moves only
     if the snapshot knows it; a deleted one is dropped, with its event, only if it does.
     """
+    if hint.kind == REQUESTED:
+        return DiffResult()
+    if hint.kind == ENDED:
+        return _ended(hint, before)
     known = hint.resource_id in before
     if hint.kind == DELETED:
         gone: Sequence[str] = (hint.resource_id,) if known else ()
@@ -156,12 +213,31 @@ def plan(hint: Hint, before: Mapping[str, Resource]) -> DiffResult:
     return diff(hint.spec, before, seen, gone=gone, workspace=hint.workspace, now=hint.at)
 
 
+def _ended(hint: Hint, before: Mapping[str, Resource]) -> DiffResult:
+    """The execution ``hint`` names: its moving runs the snapshot knows, ended now."""
+    assert hint.status is not None
+    at = utils.isoformat(hint.at)
+    ended = [
+        dataclasses.replace(
+            run,
+            status=hint.status,
+            data={**run.data, "status": hint.status, "end_time": at, "total_duration_ms": None},
+        )
+        for run in before.values()
+        if run.data.get("execution_id") == hint.resource_id and hint.spec.is_active(run.status)
+    ]
+    return diff(hint.spec, before, ended, workspace=hint.workspace, now=hint.at)
+
+
 def record(store: Store, hint: Hint) -> list[Event]:
     """Write ``hint``'s snapshot rows and events in one transaction; the events new to it."""
+    ids = [hint.resource_id]
+    if hint.kind == ENDED:  # the path names an execution: its runs are among the moving ones
+        ids = store.active_ids(hint.workspace, hint.spec.name)
     return store.commit_hint(
         hint.workspace,
         hint.spec.name,
-        [hint.resource_id],
+        ids,
         lambda before: plan(hint, before),
         hint.at,
         active=lambda resource: hint.spec.is_active(resource.status),

@@ -375,3 +375,70 @@ async def test_a_batch_job_deleted_through_the_proxy_is_announced_at_once(
         ]
         assert await next_poll(config) == []
     assert len(receiver.delivered()) == 2
+
+
+async def test_workflow_runs_executed_and_terminated_through_the_proxy_are_announced_at_once(
+    store_url: str, daemon: Any
+) -> None:
+    """Execute (by name, by registration), terminate: at once, polling's ids; none twice."""
+    sim = frozen(api_key=KEY)
+    (digest,) = [w for w in sim.workflows.registered() if w["name"] == "document-digest"]
+    with SimulatorServer(sim) as server, WebhookReceiver() as receiver:
+        config = config_for(server, receiver, store_url)
+        running = await daemon(config)
+        polls = running.polls()
+        async with mistral(running.proxy.url) as client:
+            first = await client.workflows.execute_workflow_async(
+                workflow_identifier="nightly-report", input={"day": "mon"}
+            )
+            with pytest.warns(DeprecationWarning, match="DEPRECATED"):  # the API says so too
+                second = await client.workflows.execute_workflow_registration_async(
+                    workflow_registration_id=digest["registration_id"]
+                )
+            await client.workflows.executions.terminate_workflow_execution_async(
+                execution_id=first.execution_id
+            )
+            delivered = await asyncio.to_thread(receiver.wait_delivered, 3, 30)
+            assert running.polls() == polls
+        await running.close()
+        started = int(T0)
+        assert [(r.json()["type"], r.json()["id"]) for r in delivered] == [
+            ("workflow_run.started", polled_id("workflow_run.started", first.run_id, started)),
+            ("workflow_run.started", polled_id("workflow_run.started", second.run_id, started)),
+            (
+                "workflow_run.terminated",
+                polled_id("workflow_run.terminated", first.run_id, started),
+            ),
+        ]
+        terminated = delivered[2].json()["data"]
+        assert (terminated["execution_id"], terminated["status"]) == (
+            first.execution_id,
+            "TERMINATED",
+        )
+        assert await next_poll(config) == []
+    assert len(receiver.delivered()) == 3
+
+
+async def test_a_workflow_cancelled_through_the_proxy_is_announced_once_by_polling(
+    store_file: str, daemon: Any
+) -> None:
+    """Cancel (204): no event at once, the source polls soon, canceled comes once from polling."""
+    now = {"t": T0}
+    sim = Simulator(clock=lambda: now["t"], seed=3, api_key=KEY)
+    with SimulatorServer(sim) as server, WebhookReceiver() as receiver:
+        running = await daemon(config_for(server, receiver, store_file, active="0.2s"))
+        async with mistral(running.proxy.url) as client:
+            run = await client.workflows.execute_workflow_async(
+                workflow_identifier="nightly-report"
+            )
+            await asyncio.to_thread(receiver.wait_delivered, 1, 30)
+            await client.workflows.executions.cancel_workflow_execution_async(
+                execution_id=run.execution_id
+            )
+        now["t"] += 2  # the workflow handles the cancellation within a second
+        delivered = await asyncio.to_thread(receiver.wait_delivered, 2, 30)
+    assert [(r.json()["type"], r.json()["data"]["run_id"]) for r in delivered] == [
+        ("workflow_run.started", run.run_id),
+        ("workflow_run.canceled", run.run_id),
+    ]
+    assert len(receiver.delivered()) == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from typing import Any
@@ -192,3 +193,100 @@ def test_a_deleted_fine_tuned_model_gives_model_deleted() -> None:
     assert [(e.type, e.data) for e in result.events] == [
         ("model.deleted", {"id": "ft:m:1", "owned_by": "me"})
     ]
+
+
+RUN = {
+    "workflow_name": "order-fulfilment",
+    "workflow_id": "5d4905d7-e6bb-40c7-9608-392fc1d49267",
+    "deployment_name": "default",
+    "execution_id": "exec-1",
+    "parent_execution_id": None,
+    "root_execution_id": "exec-1",
+    "run_id": "1f0e6a3c-7a1b-4c61-9d0e-6f1a2b3c4d5e",
+    "user_id": None,
+    "status": "RUNNING",
+    "start_time": "2025-06-15T15:06:40.000000Z",
+    "end_time": None,
+    "total_duration_ms": None,
+    "result": None,
+}
+RUN_STARTED = 1_750_000_000
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kind", "rid"),
+    [("POST", "/workflows/order-fulfilment/execute", "created", None),
+     ("POST", "/workflows/registrations/6a0e/execute", "created", None),
+     ("POST", "/workflows/executions/exec-1/terminate", "ended", "exec-1"),
+     ("POST", "/workflows/executions/exec-1/cancel", "requested", "exec-1")],
+)  # fmt: skip
+def test_workflow_routes(method: str, path: str, kind: str, rid: str | None) -> None:
+    """Executing a workflow, terminating or cancelling an execution: each has its route."""
+    found = hints.route(method, path)
+    assert found is not None
+    assert (found[0].spec.name, found[0].kind, found[1]) == ("workflow_runs", kind, rid)
+
+
+def test_an_executed_workflow_gives_the_started_event_polling_would() -> None:
+    """POST .../execute: workflow_run.started, id from the run id and start time, row written."""
+    hint = hints.read(call("POST", "/workflows/order-fulfilment/execute", RUN), "default")
+    assert hint is not None and hint.joins_active_set
+    result = hints.plan(hint, {})
+    assert [(e.type, e.id, e.resource_id) for e in result.events] == [
+        ("workflow_run.started", "evt_t57vdodt6wfs6dvtvple7ibybq", RUN["run_id"])
+    ]
+    assert result.events[0].data["execution_id"] == "exec-1"
+    assert [r.id for r in result.upserts] == [RUN["run_id"]]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {**RUN, "run_id": None},
+        {"workflow_name": "order-fulfilment", "execution_id": "exec-1", "result": {"ok": 1}},
+    ],
+    ids=["no run id", "wait_for_result"],
+)
+def test_an_execute_answer_without_a_run_id_is_left_to_polling(answer: dict[str, Any]) -> None:
+    """Without its run id the hint could not name the run as polling does: no hint."""
+    assert hints.read(call("POST", "/workflows/w/execute", answer), "default") is None
+
+
+def test_a_terminate_ends_the_execution_s_running_run() -> None:
+    """POST .../terminate (204, no body): workflow_run.terminated for the run that was moving."""
+    other = {**RUN, "execution_id": "exec-2", "run_id": "2f0e6a3c-7a1b-4c61-9d0e-6f1a2b3c4d5e"}
+    before = {
+        **known(sources.WORKFLOW_RUNS, RUN),
+        **known(sources.WORKFLOW_RUNS, other),
+    }
+    answer = call("POST", "/workflows/executions/exec-1/terminate", None, status=204)
+    hint = hints.read(dataclasses.replace(answer, body=b""), "default")
+    assert hint is not None and not hint.joins_active_set
+    result = hints.plan(hint, before)
+    assert [(e.type, e.id, e.resource_id) for e in result.events] == [
+        ("workflow_run.terminated", "evt_zi7xxi3kednl7wba43chotwzim", RUN["run_id"])
+    ]
+    assert result.events[0].data["status"] == "TERMINATED"
+    assert result.events[0].data["end_time"] == "2026-11-28T12:00:00.000000Z"
+    assert [(r.id, r.status) for r in result.upserts] == [(RUN["run_id"], "TERMINATED")]
+
+
+def test_a_terminate_of_a_run_the_snapshot_does_not_know_is_left_to_polling() -> None:
+    """An execution poller never saw moving: the terminate records nothing."""
+    ended = known(sources.WORKFLOW_RUNS, {**RUN, "status": "COMPLETED"})
+    answer = dataclasses.replace(
+        call("POST", "/workflows/executions/exec-1/terminate", None, status=204), body=b""
+    )
+    hint = hints.read(answer, "default")
+    assert hint is not None
+    assert hints.plan(hint, {}).empty and hints.plan(hint, ended).empty
+
+
+def test_a_cancel_records_nothing_but_wakes_the_source() -> None:
+    """POST .../cancel: the workflow decides how it ends; its source is polled soon."""
+    answer = dataclasses.replace(
+        call("POST", "/workflows/executions/exec-1/cancel", None, status=204), body=b""
+    )
+    hint = hints.read(answer, "default")
+    assert hint is not None and hint.joins_active_set
+    assert hints.plan(hint, known(sources.WORKFLOW_RUNS, RUN)).empty
