@@ -2,10 +2,10 @@
 
 - **requests per idle cycle** with 1k, 10k and 100k finished batch jobs in the workspace:
   poller's incremental cycle next to a naive poller that lists everything every cycle;
-- **requests per idle cycle of all four sources** with as many files beside those jobs
-  and 100 fine-tuned models, counted by the simulator; how many cycles an upload takes to
-  be announced, and a deletion of the oldest file made in the same cycle as an upload
-  (so the total does not move);
+- **requests per idle cycle of all five sources** with as many files and workflow runs
+  beside those jobs and 100 fine-tuned models, counted by the simulator; how many cycles
+  an upload takes to be announced, and a deletion of the oldest file made in the same
+  cycle as an upload (so the total does not move);
 - **CPU per cycle and peak RSS** with 10k and 100k tracked resources (each size in a
   fresh child process, so the figures are that process's alone);
 - **detection-to-delivery latency** with ``active_interval: 1s``: p50 and p95 over 100
@@ -35,6 +35,7 @@ import httpx
 from bench.common import percentile, row, simulator
 from poller import logs
 from poller import store as store_mod
+from poller.app import STRATEGIES
 from poller.mistral.client import MistralClient
 from poller.polling import Settings, SourcePoller
 from poller.sources import ALL, BATCH_JOBS, FILES
@@ -53,6 +54,8 @@ async def measure_size(port: int, size: int, root: str) -> dict[str, Any]:
         (await control.post("/_sim/reset")).raise_for_status()
         body = {"batch_jobs": size, "files": size, "status": "SUCCESS"}
         (await control.post("/_sim/bulk", json=body)).raise_for_status()
+        runs = await control.post("/_sim/workflow_runs/bulk", json={"count": size})
+        runs.raise_for_status()
         for n in range(MODELS):
             model = {"id": f"ft:open-mistral-nemo:bench{n:04d}"}
             (await control.post("/_sim/models", json=model)).raise_for_status()
@@ -100,9 +103,9 @@ async def measure_size(port: int, size: int, root: str) -> dict[str, Any]:
 async def every_source(
     base: str, http: httpx.AsyncClient, store: store_mod.Store
 ) -> dict[str, Any]:
-    """Idle cycles of all four sources, and how soon an upload and a hidden deletion show."""
+    """Idle cycles of every source, and how soon an upload and a hidden deletion show."""
     pollers = [
-        SourcePoller(
+        STRATEGIES.get(spec.name, SourcePoller)(
             spec,
             client=MistralClient(http),
             store=store,
@@ -257,8 +260,8 @@ def main() -> None:
     print()
     print(
         row(
-            "files (+ as many jobs, 100 models)",
-            "req/idle cycle, all four sources (mean, max)",
+            "files (+ as many jobs and runs, 100 models)",
+            "req/idle cycle, all five sources (mean, max)",
             "files listed in full (req)",
             "upload announced (cycles)",
             "hidden deletion found (cycles, req that cycle)",
