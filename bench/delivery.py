@@ -27,7 +27,7 @@ import httpx
 from bench.common import receiver, row
 from poller import logs
 from poller import store as store_mod
-from poller.cli import run_async
+from poller.cli.common import run_async
 from poller.delivery.dispatcher import SinkWorker
 from poller.diff import DiffResult, event_for
 from poller.model import Event

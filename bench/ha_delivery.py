@@ -33,7 +33,7 @@ from bench.common import ROOT, receiver, row
 from bench.delivery import make_events
 from poller import logs
 from poller import store as store_mod
-from poller.cli import run_async
+from poller.cli.common import run_async
 from poller.delivery.dispatcher import SinkWorker
 from poller.diff import DiffResult
 from poller.sinks.http import HttpSink
