@@ -32,7 +32,7 @@ from poller.sinks.file import FileSink
 from poller.sinks.http import HttpSink
 from poller.sinks.log import LogSink
 from poller.sinks.redacted import Redacted
-from poller.store.outbox import SinkState
+from poller.store.sinkstate import SinkState
 
 USER_AGENT = f"poller/{__version__}"
 _CREDENTIAL_HEADER = re.compile(r"(auth|token|key|secret|password|cookie|signature)", re.I)
@@ -136,6 +136,10 @@ class App:
         self.leadership: leadership.Leadership | None = None
         """Which workspaces this replica polls, on a PostgreSQL store (``None`` on SQLite)."""
         self.outbox: store.Outbox
+        self.ledger: store.Ledger
+        """The outbox as operators read it (figures, deliveries, replay)."""
+        self.sink_store: store.SinkStates
+        """Each sink's durable enablement and circuit."""
         self.workspaces: list[Workspace] = []
         self.sinks: dict[str, Sink] = {}
         self.workers: dict[str, SinkWorker] = {}
@@ -154,7 +158,9 @@ class App:
         self.engine = await asyncio.to_thread(store.create_engine, self.config.store.url)
         self.store = store.Store(self.engine, self.route)
         self.outbox = store.Outbox(self.engine)
-        self.metrics.watch_outbox(self.outbox, self.sink_states, self.clock)
+        self.ledger = store.Ledger(self.engine)
+        self.sink_store = store.SinkStates(self.engine)
+        self.metrics.watch_outbox(self.ledger, self.sink_states, self.clock)
         if self.engine.dialect.name == "postgresql":
             store.limit_idle_transactions(self.engine, self.config.ha.lease_ttl)
             leases = store.Leases(
@@ -266,6 +272,7 @@ class App:
         worker = SinkWorker(
             sink,
             self.outbox,
+            states=self.sink_store,
             policy=policy,
             concurrency=cfg.concurrency,
             clock=self.clock,

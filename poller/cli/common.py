@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import functools
 import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from poller import config as config_mod
 from poller import logs, utils
 from poller.exceptions import ConfigError, PollerError, StoreError, UsageError
+
+if TYPE_CHECKING:
+    from poller.store import Ledger, Outbox, SinkStates, Store
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -107,14 +111,29 @@ def install_stop(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
+@dataclasses.dataclass(frozen=True)
+class Opened:
+    """The daemon's store as an operator command reads and changes it."""
+
+    store: Store
+    ledger: Ledger
+    sink_states: SinkStates
+    outbox: Outbox
+
+
 @contextlib.contextmanager
-def opened_store(config: config_mod.Config) -> Iterator[tuple[Any, Any]]:
-    """(Store, Outbox) over the daemon's store, for an operator command; closed afterwards."""
+def opened_store(config: config_mod.Config) -> Iterator[Opened]:
+    """The daemon's store, for an operator command; closed afterwards."""
     from poller import store
 
     engine = store.create_engine(config.store.url, create=False)
     try:
-        yield store.Store(engine, lambda _e: []), store.Outbox(engine)
+        yield Opened(
+            store.Store(engine, lambda _e: []),
+            store.Ledger(engine),
+            store.SinkStates(engine),
+            store.Outbox(engine),
+        )
     finally:
         engine.dispose()
 

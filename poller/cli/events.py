@@ -49,8 +49,10 @@ def events_list(
 ) -> None:
     """Deliveries, newest first."""
     config = load_config(config_path)
-    with opened_store(config) as (_store, outbox):
-        rows = outbox.list_deliveries(status=status, sink=sink, event_type=event_type, limit=limit)
+    with opened_store(config) as opened:
+        rows = opened.ledger.list_deliveries(
+            status=status, sink=sink, event_type=event_type, limit=limit
+        )
     for row in rows:
         if row.pop("failing"):
             row["status"] = "failed"
@@ -82,8 +84,8 @@ def events_list(
 def events_show(config_path: str | None, as_json: bool, event_id: str) -> None:
     """An event's envelope and every delivery attempt."""
     config = load_config(config_path)
-    with opened_store(config) as (_store, outbox):
-        detail = outbox.event_detail(event_id)
+    with opened_store(config) as opened:
+        detail = opened.ledger.event_detail(event_id)
     if detail is None:
         fail(f"no event with id {event_id!r}; `poller events list` shows recorded ids")
         return
@@ -244,12 +246,12 @@ def events_replay(
     config = load_config(config_path)
     if sink is not None:
         known_sink(config, sink)
-    with opened_store(config) as (_store, outbox):
+    with opened_store(config) as opened:
         if event_ids:
-            unknown = sorted(set(event_ids) - outbox.known_event_ids(list(event_ids)))
+            unknown = sorted(set(event_ids) - opened.ledger.known_event_ids(list(event_ids)))
             if unknown:
                 fail(f"no event with id {', '.join(unknown)}; nothing was queued")
-        count = outbox.replay(
+        count = opened.ledger.replay(
             utils.utcnow(),
             ids=list(event_ids),
             since=parse_time(since),

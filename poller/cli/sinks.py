@@ -32,8 +32,8 @@ def sinks_list(config_path: str | None, as_json: bool) -> None:
     from poller import status as status_mod
 
     config = load_config(config_path)
-    with opened_store(config) as (store, outbox):
-        rows = status_mod.gather(config, store, outbox)["sinks"]
+    with opened_store(config) as opened:
+        rows = status_mod.gather(config, opened.store, opened.ledger, opened.sink_states)["sinks"]
     if as_json:
         click.echo(render.to_json(rows))
     else:
@@ -80,15 +80,15 @@ def sinks_enable(config_path: str | None, name: str) -> None:
 
     config = load_config(config_path)
     known_sink(config, name)
-    with opened_store(config) as (_store, outbox):
-        state = outbox.sink_state(name)
-        outbox.save_sink_state(
+    with opened_store(config) as opened:
+        state = opened.sink_states.get(name)
+        opened.sink_states.save(
             dataclasses.replace(
                 state, enabled=True, disabled_reason=None, failing_since=None, next_probe_at=None
             )
         )
         # what waited on the sink's failure goes now, as when its circuit closes by itself
-        released = outbox.release(name, utils.utcnow())
+        released = opened.outbox.release(name, utils.utcnow())
     click.echo(
         f"sink {name} enabled; {released} waiting deliver{'y' if released == 1 else 'ies'} due now"
     )

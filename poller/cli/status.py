@@ -23,8 +23,8 @@ def status(config_path: str | None, as_json: bool) -> None:
     from poller import status as status_mod
 
     config = load_config(config_path)
-    with opened_store(config) as (store, outbox):
-        report = status_mod.gather(config, store, outbox)
+    with opened_store(config) as opened:
+        report = status_mod.gather(config, opened.store, opened.ledger, opened.sink_states)
     if as_json:
         click.echo(render.to_json(report))
         return

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from poller import catalog, store
 from poller.model import Event
-from poller.store.outbox import add_events
+from poller.store.intake import add_events
 
 from .conftest import ROOT, env
 

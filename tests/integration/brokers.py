@@ -258,7 +258,7 @@ async def run_until(worker: SinkWorker, condition: Callable[[], bool], limit: fl
 
 
 def delivered(app: App, sink: str) -> int:
-    stats = app.outbox.sink_stats().get(sink)
+    stats = app.ledger.sink_stats().get(sink)
     return stats.delivered if stats else 0
 
 
@@ -298,6 +298,6 @@ async def refused(app: App, sink: str, config: pathlib.Path) -> str:
     refusal (the circuit stayed closed); what ``poller events show`` then prints."""
     worker = app.workers[sink]
     event = record(app, 1)[0]
-    await run_until(worker, lambda: bool(app.outbox.event_detail(event.id)["deliveries"][0]["log"]))
+    await run_until(worker, lambda: bool(app.ledger.event_detail(event.id)["deliveries"][0]["log"]))
     assert not worker.state.circuit_open
     return events_show(config, event.id)

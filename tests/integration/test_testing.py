@@ -11,7 +11,7 @@ import pytest
 
 from poller import store
 from poller.model import Event
-from poller.store.outbox import add_events
+from poller.store.intake import add_events
 from poller.testing import WebhookReceiver, recorded_problems
 
 T0 = dt.datetime(2026, 11, 27, 10, 0, tzinfo=dt.UTC)
