@@ -20,6 +20,7 @@ from poller import __version__, health, leadership, logs, metrics, sources, stor
 from poller import config as config_mod
 from poller.delivery.dispatcher import SinkWorker
 from poller.delivery.retry import RetryPolicy
+from poller.mistral.auth import auth_headers
 from poller.mistral.client import MistralClient
 from poller.mistral.pace import Gate
 from poller.model import Event
@@ -80,13 +81,6 @@ def _url_credentials(url: str) -> list[str]:
         if raw and _CREDENTIAL_HEADER.search(urllib.parse.unquote_plus(name)):
             found.extend({raw, urllib.parse.unquote_plus(raw)})
     return found
-
-
-def auth_headers(ws: config_mod.Workspace) -> dict[str, str]:
-    if ws.api_key is None:
-        return {}
-    key = ws.api_key.get_secret_value()
-    return {ws.auth_header: f"{ws.auth_scheme} {key}".strip() if ws.auth_scheme else key}
 
 
 @dataclasses.dataclass
@@ -181,9 +175,7 @@ class App:
 
                 self.services.append(OutboxListener(self.engine.url, self.notify))
             if self.config.proxy is not None and self.config.proxy.enabled:
-                from poller.proxy.server import ProxyService
-
-                self.services.append(ProxyService.from_app(self))
+                self.services.append(self._build_proxy(self.config.proxy))
         except BaseException:
             await self.aclose()
             raise
@@ -196,6 +188,22 @@ class App:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+    def _build_proxy(self, cfg: config_mod.ProxyConfig) -> Service:
+        """The recording proxy, over this app's store, an API client for its workspace and
+        this app's wake-ups and metrics."""
+        from poller.proxy.server import ProxyService  # its server stack loads only when on
+
+        ws = self.config.workspace(cfg.workspace)
+        return ProxyService.build(
+            self.config,
+            store=self.store,
+            client=self.api_client(ws, read_timeout=cfg.read_timeout),
+            notify=self.notify,
+            wake=self.wake,
+            clock=self.clock,
+            on_drop=self.metrics.proxy_dropped.inc,
+        )
 
     def _build_workspace(self, ws: config_mod.Workspace) -> Workspace:
         http = httpx.AsyncClient(
