@@ -52,7 +52,12 @@ def test_tail_follows_until_ctrl_c(store_url: str, write: Callable[[str], pathli
         cwd=ROOT,
     ) as proc:
         lines: queue.Queue[str] = queue.Queue()
-        reader = threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout or ()])
+
+        def read() -> None:
+            for line in proc.stdout or ():
+                lines.put(line)
+
+        reader = threading.Thread(target=read)
         reader.start()
         try:
             assert json.loads(lines.get(timeout=30))["id"] == first.id  # -n 1: it is reading

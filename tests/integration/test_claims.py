@@ -77,7 +77,7 @@ def test_200_concurrent_claims_never_claim_one_delivery_twice(
     start = threading.Barrier(len(engines))
 
     def claimer(own: sa.Engine) -> list[int]:
-        outbox, taken = Outbox(own), []
+        outbox, taken = Outbox(own), list[int]()
         start.wait()
         while batch := outbox.claim("hook", T0, 7, T0 + 30 * SECOND):
             taken.extend(d.id for d in batch)

@@ -11,7 +11,7 @@ import json
 import os
 import pathlib
 import threading
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 
 import httpx
 import pytest
@@ -41,9 +41,9 @@ FAST = RetryPolicy(schedule=(0.05, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05), probe_in
 
 
 @pytest.fixture
-def engine(store_url: str) -> sa.Engine:
+def engine(store_url: str) -> Iterator[sa.Engine]:
     engine = store_mod.create_engine(store_url)
-    yield engine  # type: ignore[misc]
+    yield engine
     engine.dispose()
 
 

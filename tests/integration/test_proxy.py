@@ -6,7 +6,7 @@ import asyncio
 import base64
 import json
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, MutableMapping
 from typing import Any
 
 import httpx
@@ -116,7 +116,7 @@ async def mistral() -> AsyncIterator[Client]:
 
 
 def comparable(answer: Any) -> dict[str, Any]:
-    doc = answer.model_dump()
+    doc: dict[str, Any] = answer.model_dump()
     doc.pop("id")
     doc.pop("created", None)
     return doc
@@ -610,7 +610,7 @@ async def test_a_call_cut_off_while_its_event_is_built_is_logged_lost(store_file
         assert app.ledger.list_deliveries() == []
 
 
-async def cut_off_in_its_thread(app: App, fail: bool) -> list[dict[str, Any]]:
+async def cut_off_in_its_thread(app: App, fail: bool) -> list[MutableMapping[str, Any]]:
     """Shut a recorder down while its write is in the store's thread; that write then ends."""
     writing, release = threading.Event(), threading.Event()
 

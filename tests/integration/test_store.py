@@ -10,6 +10,7 @@ import sqlite3
 import stat
 import threading
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -330,8 +331,9 @@ def test_sqlite_waits_for_wal_while_another_connection_writes(tmp_path: pathlib.
     )
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         opened = pool.submit(lambda: engine.connect().close())
+        either: list[concurrent.futures.Future[Any]] = [opened, pool.submit(tried_twice.wait, 30)]
         concurrent.futures.wait(
-            [opened, pool.submit(tried_twice.wait, 30)],
+            either,
             return_when=concurrent.futures.FIRST_COMPLETED,
         )
         writer.execute("commit")
