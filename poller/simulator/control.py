@@ -29,7 +29,7 @@ def routes(sim: Simulator) -> list[Route]:
         return JSONResponse(
             {
                 "now": sim.now(),
-                "counts": {**sim.counts(), "workflow_runs": sim.workflows.counts()},
+                "counts": sim.counts(),
                 "activity": sim.activity(),
                 "faults": sim.faults(),
                 "fine_tuning": sim.fine_tuning,

@@ -161,7 +161,7 @@ async def test_workspaces_are_independent_and_named(store_url: str) -> None:
             sims[0].create_file(filename="prod.jsonl")
             sims[1].create_file(filename="lab.jsonl")
             await runner.once()
-            recorded = app.outbox.events()
+            recorded = app.ledger.events()
     assert {(e.workspace, e.data["filename"]) for e in recorded} == {
         ("prod", "prod.jsonl"),
         ("lab", "lab.jsonl"),
@@ -282,5 +282,5 @@ async def test_emit_started_in_the_config_reaches_the_batch_poller(store_url: st
             await runner.once()
             now["t"] += 20
             await runner.once()
-            recorded = [(e.type, e.resource_id) for e in app.outbox.events()]
+            recorded = [(e.type, e.resource_id) for e in app.ledger.events()]
     assert recorded == [("batch_job.created", job["id"]), ("batch_job.started", job["id"])]

@@ -306,7 +306,7 @@ async def test_the_daemon_announces_runs_as_they_move(store_url: str) -> None:
             await runner.once()
             now["t"] += 10
             await runner.once()
-            recorded = [(e.type, e.resource_id, e.data["status"]) for e in app.outbox.events()]
+            recorded = [(e.type, e.resource_id, e.data["status"]) for e in app.ledger.events()]
     assert recorded == [
         ("workflow_run.started", run["run_id"], "RUNNING"),
         ("workflow_run.completed", run["run_id"], "COMPLETED"),

@@ -410,7 +410,13 @@ def test_reset_keeps_only_base_models(sim: Simulator) -> None:
     sim.add_fault(kind="empty")
     sim.record_request("GET", "/v1/models", "/v1/models", "", "http://x/v1/models")
     assert sim.reset() == {"reset": True}
-    assert sim.counts() == {"batch_jobs": 0, "fine_tuning_jobs": 0, "files": 0, "models": 5}
+    assert sim.counts() == {
+        "batch_jobs": 0,
+        "fine_tuning_jobs": 0,
+        "files": 0,
+        "models": 5,
+        "workflow_runs": 0,
+    }
     assert sim.faults() == [] and sim.stats()["total"] == 0
 
 
@@ -438,7 +444,13 @@ def test_bulk_seeds_finished_jobs_in_the_past(sim: Simulator) -> None:
     assert {j["status"] for j in jobs["data"]} == {"SUCCESS"}
     assert all(T0 - 86400 - 700 <= j["created_at"] < T0 for j in jobs["data"])
     assert sim.list_batch_jobs(status=["RUNNING"])["total"] == 0
-    assert sim.counts() == {"batch_jobs": 2000, "fine_tuning_jobs": 10, "files": 30, "models": 5}
+    assert sim.counts() == {
+        "batch_jobs": 2000,
+        "fine_tuning_jobs": 10,
+        "files": 30,
+        "models": 5,
+        "workflow_runs": 0,
+    }
 
 
 def test_bulk_then_new_jobs_head_query(sim: Simulator) -> None:
