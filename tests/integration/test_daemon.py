@@ -348,3 +348,20 @@ async def test_a_poll_due_as_the_daemon_stops_is_not_started(
         ws, poller = app.pollers()[0]
         await runner._job(ws, poller, "due-at-stop")
     assert sim.stats()["total"] == 0
+
+
+async def test_a_poll_in_flight_at_stop_finishes_within_the_grace(
+    sim: Simulator, server: SimulatorServer, store_file: str
+) -> None:
+    """Stopping lets a poll waiting on the API finish and report, instead of abandoning it."""
+    sim.add_fault(kind="delay", seconds=1.0, match={"method": "GET", "path": "/v1/models"})
+    async with App(make_config(server.url, None, store_file)) as app:
+        stop = asyncio.Event()
+        with structlog.testing.capture_logs() as logs:
+            task = asyncio.create_task(Runner(app).run(stop, grace=10))
+            await eventually(lambda: "GET /v1/models" in sim.stats()["by_route"])
+            stop.set()
+            await task
+    after = [e for e in logs[[e["event"] for e in logs].index("stopping") :]]
+    assert ("poll_done", "models") in {(e["event"], e.get("source")) for e in after}
+    assert "poll_abandoned" not in {e["event"] for e in logs}
