@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pathlib
 import resource
 import statistics
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 from poller.testing import wait_port
 
@@ -33,6 +35,21 @@ def process(args: Sequence[str], port: int) -> Iterator[subprocess.Popen[bytes]]
 
 def simulator(port: int) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
     return process(["-m", "poller", "simulate", "--port", str(port)], port)
+
+
+def sizes_in_children(module: str, port: int, sizes: Iterable[int]) -> list[dict[str, Any]]:
+    """``python -m MODULE --child PORT SIZE`` for each size in turn, each in a fresh process
+    (so its CPU and peak RSS are its own); the JSON line each printed last."""
+    results = []
+    for size in sizes:
+        out = subprocess.run(
+            [sys.executable, "-m", module, "--child", str(port), str(size)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    return results
 
 
 def receiver(port: int) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:

@@ -24,15 +24,13 @@ import json
 import random
 import resource
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from typing import Any
 
 import httpx
 
-from bench.common import percentile, row, simulator
+from bench.common import percentile, row, simulator, sizes_in_children
 from poller import logs
 from poller import store as store_mod
 from poller.app import STRATEGIES
@@ -223,16 +221,9 @@ def main() -> None:
         return
     logs.configure(level="warning")
     port = free_port()
-    results = []
+    sizes = [int(s) for s in args.sizes.split(",")]
     with simulator(port):
-        for size in (int(s) for s in args.sizes.split(",")):
-            out = subprocess.run(
-                [sys.executable, "-m", "bench.polling", "--child", str(port), str(size)],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        results = sizes_in_children("bench.polling", port, sizes)
         delays = asyncio.run(latency(port, args.transitions))
     print(
         row(

@@ -21,15 +21,13 @@ import argparse
 import asyncio
 import json
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from typing import Any
 
 import httpx
 
-from bench.common import peak_rss_mb, row, simulator
+from bench.common import peak_rss_mb, row, simulator, sizes_in_children
 from poller import logs
 from poller import store as store_mod
 from poller.mistral.client import MistralClient
@@ -121,16 +119,9 @@ def main() -> None:
         return
     logs.configure(level="warning")
     port = free_port()
-    results = []
+    sizes = [int(s) for s in args.sizes.split(",")]
     with simulator(port):
-        for size in (int(s) for s in args.sizes.split(",")):
-            out = subprocess.run(
-                [sys.executable, "-m", "bench.workflow_runs", "--child", str(port), str(size)],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        results = sizes_in_children("bench.workflow_runs", port, sizes)
     print(
         row(
             "ended runs",
