@@ -10,6 +10,10 @@ import pytest
 from poller.simulator import Simulator, SimulatorServer
 
 sdk = pytest.importorskip("mistralai.client")
+# the SDK's models keep the datetime class in place when they are built: build the runs'
+# at collection, before a test freezes time (freezegun), not at their first use
+for _model in ("WorkflowExecutionWithoutResultResponse", "WorkflowExecutionResponse"):
+    getattr(pytest.importorskip("mistralai.client.models"), _model)
 
 T0 = 1_750_000_000.0
 
