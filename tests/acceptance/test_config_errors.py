@@ -154,3 +154,29 @@ def test_default_store_directory_is_named(write: Callable[[str], pathlib.Path]) 
         "/nonexistent/poller/poller.db, but /nonexistent/poller does not exist; create it "
         "(install -d -m 0700 /nonexistent/poller) or set store.url"
     ]
+
+
+STARTING = {
+    "MISTRAL_API_KEY": "sk-test",
+    "WEBHOOK_URL": "https://hooks.example.com/mistral",
+    "WEBHOOK_SECRET": "whsec_cG9sbGVyLWRlbW8tc2VjcmV0LW9mLTMyLWJ5dGVzIQ==",
+}
+
+
+def test_starting_config_passes_with_its_variables_set() -> None:
+    """config/poller.yaml, as README copies it, passes check-config once its variables are set."""
+    result = poller("check-config", "--config", "config/poller.yaml", **STARTING)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("config/poller.yaml: ok — workspaces: default")
+    assert "sinks: webhook (http), console (log)" in result.stdout
+
+
+@pytest.mark.parametrize("unset", sorted(STARTING))
+def test_starting_config_names_a_variable_left_unset(unset: str) -> None:
+    """Each variable the starting config needs, left unset, is one error line naming it."""
+    given = {name: value for name, value in STARTING.items() if name != unset}
+    result = poller("check-config", "--config", "config/poller.yaml", **given)
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert "config/poller.yaml:" in line
+    assert f"environment variable {unset} is not set" in line
