@@ -9,7 +9,8 @@ every problem found is reported at once (a file that is not YAML stops at its fi
 
 The parts, each importable on its own: ``fields`` (field types and value checks), ``models``
 (the pydantic models), ``reader`` (YAML with line numbers, ``${VAR}``), ``errors`` (pydantic
-errors as one line) and ``build`` (the file as written into :class:`Config`).
+errors as one line), ``across`` (checks across sections) and ``build`` (the file as written
+into :class:`Config`).
 """
 
 from __future__ import annotations
