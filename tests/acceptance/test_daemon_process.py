@@ -13,7 +13,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from poller.simulator import Simulator, SimulatorServer
-from poller.testing import WebhookReceiver
+from poller.testing import WebhookReceiver, free_port
 
 from .conftest import poller, spawn, wait_until
 
@@ -78,18 +78,30 @@ def test_sigterm_stops_cleanly(
     write: Callable[[str], pathlib.Path],
     tmp_path: pathlib.Path,
 ) -> None:
-    """SIGTERM ends `poller run` with exit 0 after it finishes its current step."""
-    _simulator, server = sim
-    path = write(config_text(server.url, str(tmp_path / "p.db")))
-    log = tmp_path / "run.log"
-    proc = spawn(["run", "--config", str(path)], log)
-    wait_until(lambda: "baseline_recorded" in log.read_text())
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=20) == 0
+    """One SIGTERM ends `poller run` (webhook, ops listener, events delivered) with exit 0,
+    and `stopped` is the last line it writes."""
+    simulator, server = sim
+    with WebhookReceiver() as receiver:
+        text = config_text(server.url, str(tmp_path / "p.db"), receiver.url)
+        path = write(text + f"ops:\n  listen: 127.0.0.1:{free_port()}\n")
+        log = tmp_path / "run.log"
+        proc = spawn(["run", "--config", str(path)], log)
+        wait_until(
+            lambda: any(
+                '"baseline_recorded"' in line and '"files"' in line
+                for line in log.read_text().splitlines()
+            )
+        )
+        upload = simulator.create_file(filename="before-stop.jsonl")
+        wait_until(
+            lambda: any(r.json()["data"]["id"] == upload["id"] for r in receiver.delivered())
+        )
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
     lines = log.read_text().splitlines()
     # poller's lines, the libraries' and the log sink's: each one a JSON object
     assert all(isinstance(json.loads(line), dict) for line in lines), lines
-    assert any(json.loads(line)["event"] == "stopped" for line in lines)
+    assert json.loads(lines[-1])["event"] == "stopped"
 
 
 def test_kill_9_and_restart_lose_nothing_and_invent_nothing(
