@@ -287,7 +287,10 @@ class Image:
         env: dict[str, str] = {}
         for step in steps:
             if step.op == "ENV":
-                env.update(word.split("=", 1) for word in step.words() if "=" in word)
+                for word in step.words():
+                    name, equals, value = word.partition("=")
+                    if equals:
+                        env[name] = value
         copied: dict[str, str] = {}
         for step in steps:
             words = [w for w in step.words() if not w.startswith("--")] if step.op == "COPY" else []

@@ -165,7 +165,7 @@ STARTING = {
 
 def test_starting_config_passes_with_its_variables_set() -> None:
     """config/poller.yaml, as README copies it, passes check-config once its variables are set."""
-    result = poller("check-config", "--config", "config/poller.yaml", **STARTING)
+    result = poller("check-config", "--config", "config/poller.yaml", environ=STARTING)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("config/poller.yaml: ok — workspaces: default")
     assert "sinks: webhook (http), console (log)" in result.stdout
@@ -175,7 +175,7 @@ def test_starting_config_passes_with_its_variables_set() -> None:
 def test_starting_config_names_a_variable_left_unset(unset: str) -> None:
     """Each variable the starting config needs, left unset, is one error line naming it."""
     given = {name: value for name, value in STARTING.items() if name != unset}
-    result = poller("check-config", "--config", "config/poller.yaml", **given)
+    result = poller("check-config", "--config", "config/poller.yaml", environ=given)
     assert result.returncode == 2
     [line] = result.stderr.splitlines()
     assert "config/poller.yaml:" in line

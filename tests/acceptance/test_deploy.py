@@ -204,7 +204,7 @@ def test_compose_poller_service_fits_the_image() -> None:
     service = yaml.safe_load((DOCKER / "compose.yaml").read_text())["services"]["poller"]
     uid, gid = facts.user or (0, 0)
     assert service.get("user", f"{uid}:{gid}") == f"{uid}:{gid}" and uid != 0
-    mounts = dict(reversed(v.split(":")[:2]) for v in service["volumes"])
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in service["volumes"]}
     config_file = DOCKER / mounts[facts.config_path()]
     assert set(mounts) - {facts.config_path()} == set(facts.volumes)
     loaded = config_mod.load(
@@ -373,7 +373,7 @@ def test_readme_docker_runs_give_what_their_config_needs() -> None:
     for words in runs:
         flags = list(itertools.pairwise(words))
         given = {value for flag, value in flags if flag == "-e"}
-        mounts = dict(reversed(value.split(":")[:2]) for flag, value in flags if flag == "-v")
+        mounts = {value.split(":")[1]: value.split(":")[0] for flag, value in flags if flag == "-v"}
         config = mounts.get(facts.config_path(), "deploy/docker/poller.yaml")
         config_text = (ROOT / config.removeprefix("$PWD/")).read_text()
         assert deployfiles.required_variables(config_text) <= given, config
