@@ -34,9 +34,13 @@ def fail(message: str, code: int = 1) -> None:
 
 
 def fail_config(exc: ConfigError) -> None:
-    """One line per problem of the config on stderr, then exit 2."""
+    """One line per problem of the config on stderr, then exit 2.
+
+    Each line starts ``FILE:LINE:`` (docs/configuration.md), as editors and CI matchers
+    expect of a compiler's errors, so no prefix of poller's own comes before it.
+    """
     for problem in exc.problems:
-        click.echo(f"poller: config error: {problem.render()}", err=True)
+        click.echo(problem.render(), err=True)
     sys.exit(EXIT_USAGE)
 
 
