@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 
 import structlog
 
@@ -45,19 +45,26 @@ async def run(
     On a SQLite store it first takes the store's lock file: one daemon per SQLite store.
     """
     env = os.environ if environ is None else environ
-    began = False  # a daemon refused its store's lock never started, so never stops
+    held = contextlib.ExitStack()
+    lock = lockfile.path_for(config.store.url)
+    if lock is not None:  # refused here, before anything started: nothing to say stopped
+        replica = config.ha.replica_id or leadership.default_replica_id(env)
+        held.enter_context(lockfile.exclusive(lock, replica))
+    async with lifetime():
+        with held:
+            await _run(config, stop, hangup, env)
+
+
+@contextlib.asynccontextmanager
+async def lifetime() -> AsyncIterator[None]:
+    """The span of a daemon (``poller run``, ``poller demo``): its blocking work runs in a
+    pool of its own (``executor``), and ``stopped`` is logged once everything inside, and
+    every call still running in that pool, has ended."""
     try:
         async with executor.owned():
-            with contextlib.ExitStack() as held:
-                lock = lockfile.path_for(config.store.url)
-                if lock is not None:
-                    replica = config.ha.replica_id or leadership.default_replica_id(env)
-                    held.enter_context(lockfile.exclusive(lock, replica))
-                began = True
-                await _run(config, stop, hangup, env)
+            yield
     finally:
-        if began:
-            log.info("stopped")
+        log.info("stopped")
 
 
 async def _run(
