@@ -340,7 +340,7 @@ class App:
             return FileSink(cfg.name, cfg.path)
         if isinstance(cfg, config_mod.BrokerSinkConfig):
             return brokers.build(cfg)
-        return LogSink(cfg.name, stream=self.stdout)
+        return LogSink(cfg.name, stream=self.stdout, format=cfg.format)
 
     async def aclose(self) -> None:
         for sink in self.sinks.values():

@@ -156,7 +156,7 @@ def events_tail(
         signal.signal(sig, lambda _signum, _frame: stop.set())
 
     def emit(event: Any) -> None:
-        click.echo(dumps(event.envelope()).decode() if as_json else tail.line(event))
+        click.echo(dumps(event.envelope()).decode() if as_json else render.event_line(event))
 
     def on_error(problem: str | None) -> None:
         message = f"store unavailable, retrying: {problem}" if problem else "store back"

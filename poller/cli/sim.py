@@ -135,7 +135,7 @@ async def _demo_daemon(
         setup_logging(config)
         click.echo(
             f"poller demo: simulator at http://127.0.0.1:{port}/v1, store {path}. "
-            "Events print below as JSON lines (Ctrl-C to stop).",
+            "Events print below, one line each (Ctrl-C to stop).",
             err=True,
         )
         if duration is not None:

@@ -231,7 +231,7 @@ ERRORS = [
         "key of another sink type",
         "sinks:\n  - name: ops\n    type: log\n    url: https://hooks.example.com/\n",
         "poller.yaml:4: sinks[0].url: unknown key 'url'; "
-        "valid keys: name, events, workspaces, concurrency, retry, type",
+        "valid keys: name, events, workspaces, concurrency, retry, type, format",
     ),
     (
         "duplicate sink names",
