@@ -1377,3 +1377,43 @@ def test_bare_default_store_is_left_to_the_daemon() -> None:
 def test_without_the_filesystem_the_directory_is_not_checked() -> None:
     """Parsing alone (reload, tests, tools) never looks at the disk."""
     assert config.parse("store:\n  url: sqlite:////nonexistent/x/poller.db\n", environ={})
+
+
+def test_a_part_not_read_is_left_out_for_an_unset_variable() -> None:
+    """With `reads`, each unset variable outside what is read takes its part out: a sink is
+    kept by name, the proxy goes, any other key goes alone; what went is reported once."""
+    heard: list[config.partial.Skipped] = []
+    text = (
+        "workspaces:\n  - name: prod\n    api_key: ${KEY}\n    timeout: 5s\n"
+        "sinks:\n  - name: hook\n    type: http\n    url: https://h.example/x\n"
+        "    secret: ${SECRET}\n    headers:\n      Authorization: Bearer ${SECRET}\n"
+        "ops:\n  listen: ${LISTEN}\n"
+        "proxy:\n  token: ${TOKEN}\n  inject_key: true\n"
+    )
+    loaded = config.parse(
+        text,
+        source="poller.yaml",
+        environ={},
+        reads=config.partial.operator(),
+        on_skip=heard.append,
+    )
+    assert [(w.name, w.api_key, w.timeout) for w in loaded.workspaces] == [("prod", None, 5.0)]
+    assert [(s.name, s.type) for s in loaded.sinks] == [("hook", "log")]
+    assert (loaded.ops.listen, loaded.proxy) == (None, None)
+    assert heard == [
+        config.partial.Skipped(
+            ("KEY", "SECRET", "LISTEN", "TOKEN"),
+            ("workspaces[0].api_key", "sink 'hook'", "ops.listen", "proxy"),
+        )
+    ]
+
+
+def test_what_is_read_stays_strict() -> None:
+    """An unset variable in what the command reads is still an error, and alone reported."""
+    text = "store:\n  url: ${STORE}\nmistral:\n  api_key: ${KEY}\n"
+    with pytest.raises(ConfigError) as info:
+        config.parse(text, source="poller.yaml", environ={}, reads=config.partial.operator())
+    assert str(info.value) == (
+        "poller.yaml:2: store.url: environment variable STORE is not set; "
+        "export it or write the value in the file"
+    )
