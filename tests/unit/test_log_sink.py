@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import datetime as dt
+import dataclasses
 import io
 import json
 
 import pytest
 
-from poller.model import Event
 from poller.sinks.log import LogSink
 
-EVENT = Event(
-    "evt_3k2qbn5pdmc4w6xsl7ayvjrt2e",
-    "file.uploaded",
-    "default",
-    "file-1",
-    dt.datetime(2026, 11, 27, 10, 42, 7, 118000, tzinfo=dt.UTC),
-    {"id": "file-1", "filename": "in.jsonl", "purpose": "batch", "size": 12},
+from . import test_render
+
+EVENT = dataclasses.replace(
+    test_render.EVENT,
+    type="file.uploaded",
+    resource_id="file-1",
+    data={"id": "file-1", "filename": "in.jsonl", "purpose": "batch", "size": 12},
 )
 PLAIN = (
     "2026-11-27T10:42:07.118000Z  default  file.uploaded  file-1  evt_3k2qbn5pdmc4w6xsl7ayvjrt2e"
