@@ -24,6 +24,7 @@ from poller.exceptions import ConfigError
 from poller.proxy import guard
 from poller.proxy.app import ProxyApp, Settings
 from poller.proxy.recorder import Recorder
+from poller.proxy.strangers import Strangers
 
 if TYPE_CHECKING:
     from poller.app import App
@@ -91,7 +92,6 @@ class ProxyService:
         recorder = Recorder(
             enqueue=app.store.enqueue,
             notify=app.notify,
-            workspace=ws.name,
             record_content=cfg.record_content,
             clock=app.clock,
             queue_size=cfg.queue_size,
@@ -101,7 +101,10 @@ class ProxyService:
             wake=app.wake,
         )
         client = app.api_client(ws, read_timeout=cfg.read_timeout)
-        proxy = ProxyApp(settings, client=client, recorder=recorder, clock=app.clock)
+        strangers = Strangers(count=app.metrics.observe_unattributed)
+        proxy = ProxyApp(
+            settings, client=client, recorder=recorder, clock=app.clock, strangers=strangers
+        )
         return cls(
             proxy,
             listen=cfg.listen,
