@@ -80,8 +80,16 @@ class NatsServer:
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
-    def start(self) -> None:
-        args = [self.binary, "-js", "-a", "127.0.0.1", "-p", str(self.port)]
+    def start(self, jetstream: bool = True) -> None:
+        """Start on the port; without ``jetstream`` as a server whose JetStream is not up."""
+        args = [
+            self.binary,
+            *(["-js"] if jetstream else []),
+            "-a",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+        ]
         self.process = subprocess.Popen(
             [*args, "-sd", str(self.store_dir)],
             stdout=subprocess.DEVNULL,
@@ -126,6 +134,35 @@ def mosquitto(tmp_path: pathlib.Path, acl: str) -> Iterator[int]:
     )
     process = subprocess.Popen(
         [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_port(port)
+        yield port
+    finally:
+        process.kill()
+        process.wait()
+
+
+@contextlib.contextmanager
+def redis_server(folder: pathlib.Path, *options: str) -> Iterator[int]:
+    """A ``redis-server`` of its own on a free port, working in ``folder``; its port.
+
+    For states the machine's shared Redis must not be put in (a failed snapshot, too few
+    replicas). ``options`` are added to its command line, e.g. ``--min-replicas-to-write 1``.
+    """
+    binary = shutil.which("redis-server")
+    if binary is None:
+        message = "redis-server is not installed"
+        if os.environ.get("POLLER_REQUIRE_BROKERS") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    port = free_port()
+    folder.mkdir(parents=True, exist_ok=True)
+    args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    process = subprocess.Popen(
+        [binary, *args, "--dir", str(folder), *options],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         wait_port(port)
