@@ -19,6 +19,12 @@ from tests.integration.brokers import RABBITMQ, relay, require, unique
 
 from .conftest import spawn
 
+# what RabbitMQ sends each client as it shuts down (pamqp's Connection.Close, marshalled)
+FORCED = (
+    b"\x01\x00\x00\x00\x00\x00T\x00\n\x002\x01@ICONNECTION_FORCED - broker forced "
+    b"connection closure with reason shutdown\x00\x00\x00\x00\xce"
+)
+
 
 @pytest.fixture
 async def queue() -> AsyncIterator[tuple[str, aio_pika.abc.AbstractQueue]]:
@@ -48,11 +54,19 @@ async def until(check: Callable[[], Any], limit: float = 30.0) -> None:
             await asyncio.sleep(0.05)
 
 
-@pytest.mark.parametrize("level", ["info", "debug"])
+@pytest.mark.parametrize(
+    ("level", "farewell"),
+    [("info", b""), ("info", FORCED), ("debug", FORCED)],
+    ids=["cut-info", "shutdown-info", "shutdown-debug"],
+)
 async def test_a_cut_connection_is_reported_by_poller_alone_and_stopped_ends_the_log(
-    queue: tuple[str, aio_pika.abc.AbstractQueue], tmp_path: pathlib.Path, level: str
+    queue: tuple[str, aio_pika.abc.AbstractQueue],
+    tmp_path: pathlib.Path,
+    level: str,
+    farewell: bytes,
 ) -> None:
-    """RabbitMQ cut off and back: poller reconnects; aio-pika's traceback is debug, stopped last."""
+    """RabbitMQ cut off or shut down, then back: poller reconnects; aio-pika's error and
+    traceback are debug lines; nothing follows stopped."""
     exchange, bound = queue
     received: list[aio_pika.abc.AbstractIncomingMessage] = []
 
@@ -82,7 +96,7 @@ async def test_a_cut_connection_is_reported_by_poller_alone_and_stopped_ends_the
                 await until(lambda: "baseline_recorded" in log.read_text())
                 sim.create_batch_job()
                 await until(lambda: delivered(1))
-                await cut.stop()  # every connection through it cut, as a broker restart does
+                await cut.stop(farewell)  # every connection through it ends, as in a restart
                 await cut.start()
                 sim.create_batch_job()
                 await until(lambda: delivered(2))

@@ -184,14 +184,21 @@ class Relay:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._clients: set[asyncio.StreamWriter] = set()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
         self.port = self._server.sockets[0].getsockname()[1]
 
-    async def stop(self) -> None:
+    async def stop(self, farewell: bytes = b"") -> None:
+        """Cut every connection; ``farewell`` goes to each client first, as the broker's
+        own last words (e.g. AMQP's Connection.Close of a broker shutting down)."""
         if self._server is not None:
             self._server.close()
+            for client in list(self._clients) if farewell else ():
+                client.write(farewell)
+                with contextlib.suppress(ConnectionError):
+                    await client.drain()
             for writer in list(self._writers):
                 writer.transport.abort()
             await self._server.wait_closed()
@@ -214,11 +221,13 @@ class Relay:
             writer.transport.abort()
             return
         self._writers |= {writer, up_writer}
+        self._clients.add(writer)
         up_writer.write(first)
         try:
             await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
         finally:
             self._writers -= {writer, up_writer}
+            self._clients.discard(writer)
             writer.transport.abort()
             up_writer.transport.abort()
 
