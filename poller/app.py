@@ -24,7 +24,7 @@ from poller.mistral.client import MistralClient
 from poller.mistral.pace import Gate
 from poller.model import Event
 from poller.pacing import Pace
-from poller.polling import PollReport, Settings, SourcePoller
+from poller.polling import PollerFactory, Polling, PollReport, Settings, SourcePoller
 from poller.proxy import transport as upstream
 from poller.sinks import brokers
 from poller.sinks.base import Sink
@@ -35,6 +35,8 @@ from poller.sinks.redacted import Redacted
 from poller.store.outbox import SinkState
 
 USER_AGENT = f"poller/{__version__}"
+STRATEGIES: dict[str, PollerFactory] = {}
+"""Source name → the poller of a source that ``SourcePoller`` (paged lists) does not serve."""
 _CREDENTIAL_HEADER = re.compile(r"(auth|token|key|secret|password|cookie|signature)", re.I)
 
 
@@ -96,7 +98,7 @@ class Workspace:
     name: str
     http: httpx.AsyncClient
     gate: Gate
-    pollers: dict[str, SourcePoller]
+    pollers: dict[str, Polling]
     paces: dict[str, Pace]
     timeout: float
 
@@ -200,7 +202,7 @@ class App:
             follow_redirects=False,
         )
         gate = Gate(per_minute=ws.max_requests_per_minute)
-        pollers: dict[str, SourcePoller] = {}
+        pollers: dict[str, Polling] = {}
         paces: dict[str, Pace] = {}
         for name in ws.sources.enabled():
             # one client per source over the workspace's connection pool and gate,
@@ -211,7 +213,7 @@ class App:
                 gate=gate,
                 observe=self.metrics.api_observer(ws.name, name),
             )
-            pollers[name] = SourcePoller(
+            pollers[name] = STRATEGIES.get(name, SourcePoller)(
                 sources.BY_NAME[name],
                 client=client,
                 store=self.store,
@@ -363,7 +365,7 @@ class App:
         for waker in list(self.wakers):
             waker(workspace, source)
 
-    def pollers(self) -> list[tuple[Workspace, SourcePoller]]:
+    def pollers(self) -> list[tuple[Workspace, Polling]]:
         return [(ws, p) for ws in self.workspaces for p in ws.pollers.values()]
 
 

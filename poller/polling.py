@@ -22,7 +22,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import structlog
 
@@ -70,6 +70,31 @@ class PollReport:
     complete: bool = True
     held: int = 0
     """Deletions held back by the mass-deletion guard."""
+
+
+class Polling(Protocol):
+    """What the runner schedules: one source of one workspace, polled one poll at a time.
+
+    ``SourcePoller`` serves the paged lists; a source whose API pages or nests otherwise
+    brings a class of its own, chosen by the composition root (``app.STRATEGIES``).
+    """
+
+    spec: SourceSpec
+    settings: Settings
+    """Replaced whole at a reload."""
+    fence: Fence | None
+    """First call of each poll's write transaction (a replica's lease check), if any."""
+
+    @property
+    def workspace(self) -> str: ...
+
+    async def poll(self) -> PollReport:
+        """One poll; raises ``ApiError`` when the API gave nothing usable (nothing is written)."""
+        ...
+
+
+PollerFactory = Callable[..., Polling]
+"""Builds a source's poller: ``(spec, *, client, store, settings, clock)``."""
 
 
 async def settled(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

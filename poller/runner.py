@@ -29,7 +29,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from poller import pacing, utils
 from poller.app import App, Workspace
 from poller.exceptions import ApiError, AuthError, LeaseLost, NotFoundError, ServiceError
-from poller.polling import PollReport, SourcePoller
+from poller.polling import Polling, PollReport
 
 log = structlog.get_logger("poller.runner")
 
@@ -104,7 +104,7 @@ class Runner:
 
     # -- one poll ----------------------------------------------------------------------
 
-    async def poll_once(self, ws: Workspace, poller: SourcePoller) -> SourceHealth:
+    async def poll_once(self, ws: Workspace, poller: Polling) -> SourceHealth:
         """Poll one source once, record the outcome, and compute when to poll it next."""
         key = (ws.name, poller.spec.name)
         health = self.health.setdefault(key, SourceHealth())
@@ -122,8 +122,8 @@ class Runner:
             bound.info("poll_fenced", reason=str(exc))
             return health
         except NotFoundError as exc:
-            if poller.spec.name == "fine_tuning_jobs":
-                health.disabled = "the fine-tuning API answered 404 (deprecated upstream)"
+            if poller.spec.optional is not None:
+                health.disabled = poller.spec.optional
                 bound.warning("source_disabled", reason=health.disabled, error=str(exc))
                 self.app.observe_poll(ws.name, poller.spec.name, health, None)
                 return health
@@ -170,7 +170,7 @@ class Runner:
         self,
         bound: structlog.typing.FilteringBoundLogger,
         ws: Workspace,
-        poller: SourcePoller,
+        poller: Polling,
         health: SourceHealth,
         error: str,
     ) -> None:
@@ -192,7 +192,7 @@ class Runner:
 
     # -- the daemon --------------------------------------------------------------------
 
-    async def _job(self, ws: Workspace, poller: SourcePoller, job_id: str) -> None:
+    async def _job(self, ws: Workspace, poller: Polling, job_id: str) -> None:
         task = asyncio.current_task()
         if task is not None:
             self._polls.add(task)

@@ -46,6 +46,9 @@ class SourceSpec:
     tail: bool = False
     """A paged list with a total and no time filter, read at its end between reconciles
     (``poller.listorder``); every listed item must be tracked."""
+    optional: str | None = None
+    """Why the source is switched off, with one warning, when its list answers 404 (an API
+    that is deprecated or not offered to every account); ``None``: a 404 is a failure."""
     _keep: tuple[str, ...] = dataclasses.field(default=(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -138,6 +141,7 @@ FINE_TUNING_JOBS = SourceSpec(
         "CANCELLED": "cancelled",
     },
     active_statuses=FINE_TUNING_ACTIVE,
+    optional="the fine-tuning API answered 404 (deprecated upstream)",
 )
 
 FILES = SourceSpec(
