@@ -58,6 +58,32 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
+def installed(name: str, *where: str) -> str:
+    """The path of the program ``name`` (looked for in ``where`` too); the test is skipped
+    without it (failed, where brokers are required)."""
+    binary = shutil.which(name) or next(
+        filter(None, (shutil.which(name, path=p) for p in where)), None
+    )
+    if binary is None:
+        message = f"{name} is not installed"
+        if os.environ.get("POLLER_REQUIRE_BROKERS") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return binary
+
+
+@contextlib.contextmanager
+def serving(args: list[str], port: int) -> Iterator[int]:
+    """``args`` run as a server for the block, once it listens on ``port``; that port."""
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port)
+        yield port
+    finally:
+        process.kill()
+        process.wait()
+
+
 class NatsServer:
     """A ``nats-server`` with JetStream on a free port, stopped and started again at will.
 
@@ -65,13 +91,7 @@ class NatsServer:
     """
 
     def __init__(self, store_dir: pathlib.Path) -> None:
-        binary = shutil.which("nats-server")
-        if binary is None:
-            message = "nats-server is not installed"
-            if os.environ.get("POLLER_REQUIRE_BROKERS") == "1":
-                pytest.fail(message)
-            pytest.skip(message)
-        self.binary = binary
+        self.binary = installed("nats-server")
         self.store_dir = store_dir
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
@@ -117,12 +137,7 @@ def nats_server(tmp_path: pathlib.Path) -> Iterator[NatsServer]:
 @contextlib.contextmanager
 def mosquitto(tmp_path: pathlib.Path, acl: str) -> Iterator[int]:
     """A Mosquitto of its own on a free port, anonymous clients limited by ``acl``; its port."""
-    binary = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin")
-    if binary is None:
-        message = "mosquitto is not installed"
-        if os.environ.get("POLLER_REQUIRE_BROKERS") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+    binary = installed("mosquitto", "/usr/sbin")
     port = free_port()
     (tmp_path / "acl").write_text(acl)
     conf = tmp_path / "mosquitto.conf"
@@ -132,15 +147,8 @@ def mosquitto(tmp_path: pathlib.Path, acl: str) -> Iterator[int]:
         # started as root it would become the mosquitto user, who cannot read tmp_path
         f"user {getpass.getuser()}\n"
     )
-    process = subprocess.Popen(
-        [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        wait_port(port)
+    with serving([binary, "-c", str(conf)], port):
         yield port
-    finally:
-        process.kill()
-        process.wait()
 
 
 @contextlib.contextmanager
@@ -150,26 +158,12 @@ def redis_server(folder: pathlib.Path, *options: str) -> Iterator[int]:
     For states the machine's shared Redis must not be put in (a failed snapshot, too few
     replicas). ``options`` are added to its command line, e.g. ``--min-replicas-to-write 1``.
     """
-    binary = shutil.which("redis-server")
-    if binary is None:
-        message = "redis-server is not installed"
-        if os.environ.get("POLLER_REQUIRE_BROKERS") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+    binary = installed("redis-server")
     port = free_port()
     folder.mkdir(parents=True, exist_ok=True)
     args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    process = subprocess.Popen(
-        [binary, *args, "--dir", str(folder), *options],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_port(port)
+    with serving([binary, *args, "--dir", str(folder), *options], port):
         yield port
-    finally:
-        process.kill()
-        process.wait()
 
 
 class Relay:
