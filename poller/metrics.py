@@ -43,7 +43,9 @@ from poller.exceptions import (
 from poller.health import PollResult
 from poller.model import Delivery, Event, Outcome
 from poller.proxy import strangers
-from poller.store.outbox import DEAD, Outbox, SinkState
+from poller.store.ledger import Ledger
+from poller.store.rows import DEAD
+from poller.store.sinkstate import SinkState
 
 log = structlog.get_logger("poller.metrics")
 
@@ -221,12 +223,12 @@ class Metrics:
 
     def watch_outbox(
         self,
-        outbox: Outbox,
+        ledger: Ledger,
         sinks: Callable[[], Mapping[str, SinkState]],
         clock: Callable[[], dt.datetime] = utils.utcnow,
     ) -> None:
         """Serve the outbox figures and circuits of the sinks ``sinks()`` names at scrape time."""
-        self.registry.register(OutboxCollector(outbox, sinks, clock))
+        self.registry.register(OutboxCollector(ledger, sinks, clock))
 
     # -- observations ------------------------------------------------------------------
 
@@ -297,11 +299,11 @@ class OutboxCollector:
 
     def __init__(
         self,
-        outbox: Outbox,
+        ledger: Ledger,
         sinks: Callable[[], Mapping[str, SinkState]],
         clock: Callable[[], dt.datetime],
     ) -> None:
-        self.outbox = outbox
+        self.ledger = ledger
         self.sinks = sinks
         self.clock = clock
 
@@ -312,7 +314,7 @@ class OutboxCollector:
         states = dict(self.sinks())
         up = GaugeMetricFamily("poller_store_up", "1 when the store answered the last scrape.")
         try:
-            stats = self.outbox.sink_stats()
+            stats = self.ledger.sink_stats()
         except Exception as exc:  # a scrape must still answer when the store does not
             log.warning("metrics_store_unavailable", error=f"{type(exc).__name__}: {exc}")
             up.add_metric([], 0)

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from poller import config as config_mod
-from poller.cli import demo_config
+from poller.cli.sim import demo_config
 from poller.model import Event
 from poller.simulator import Simulator, SimulatorServer
 from poller.sinks.http import HttpSink

@@ -19,7 +19,7 @@ import socket
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
@@ -34,6 +34,9 @@ from poller.model import Event
 from poller.sources import BATCH_JOBS
 from poller.store import PollCommit
 from poller.testing import free_port, wait_port
+
+if TYPE_CHECKING:
+    import redis.asyncio
 
 RABBITMQ = 5672
 REDIS = 6379
@@ -245,6 +248,17 @@ async def relay(
         await running.stop()
 
 
+async def stream_entries(client: redis.asyncio.Redis, stream: str) -> list[dict[str, str]]:
+    """The fields of every entry of the Redis stream ``stream``, oldest first, as text."""
+    found = await client.xrange(stream)
+    assert found is not None
+    return [{_text(k): _text(v) for k, v in (fields or {}).items()} for _id, fields in found]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def write_config(path: pathlib.Path, store_url: str, *sinks: dict[str, Any]) -> pathlib.Path:
     """A config file with the given sinks (fast retries) and no API calls made by the tests."""
     data = {
@@ -298,7 +312,7 @@ async def run_until(worker: SinkWorker, condition: Callable[[], bool], limit: fl
 
 
 def delivered(app: App, sink: str) -> int:
-    stats = app.outbox.sink_stats().get(sink)
+    stats = app.ledger.sink_stats().get(sink)
     return stats.delivered if stats else 0
 
 
@@ -333,11 +347,26 @@ async def ride_out_an_outage(
     return events
 
 
+def attempt_errors(app: App, events: list[Event]) -> set[str]:
+    """The errors of every failed attempt to deliver ``events`` (to their first sink)."""
+    errors: set[str] = set()
+    for event in events:
+        detail = app.ledger.event_detail(event.id)
+        assert detail is not None
+        errors.update(a["error"] for a in detail["deliveries"][0]["log"] if a["error"])
+    return errors
+
+
 async def refused(app: App, sink: str, config: pathlib.Path) -> str:
     """Record one event, run until its first attempt is logged, and check that it was a
     refusal (the circuit stayed closed); what ``poller events show`` then prints."""
     worker = app.workers[sink]
     event = record(app, 1)[0]
-    await run_until(worker, lambda: bool(app.outbox.event_detail(event.id)["deliveries"][0]["log"]))
+
+    def logged() -> bool:
+        detail = app.ledger.event_detail(event.id)
+        return detail is not None and bool(detail["deliveries"][0]["log"])
+
+    await run_until(worker, logged)
     assert not worker.state.circuit_open
     return events_show(config, event.id)

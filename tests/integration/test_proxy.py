@@ -6,7 +6,7 @@ import asyncio
 import base64
 import json
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, MutableMapping
 from typing import Any
 
 import httpx
@@ -68,8 +68,8 @@ class Running:
         )
 
     def events(self, event_type: str = "*") -> list[dict[str, Any]]:
-        rows = self.app.outbox.list_deliveries(event_type=event_type, limit=1000)
-        found = [self.app.outbox.event_detail(r["id"]) for r in rows]
+        rows = self.app.ledger.list_deliveries(event_type=event_type, limit=1000)
+        found = [self.app.ledger.event_detail(r["id"]) for r in rows]
         return [d["event"] for d in found if d is not None]
 
 
@@ -118,7 +118,7 @@ async def mistral() -> AsyncIterator[Client]:
 
 
 def comparable(answer: Any) -> dict[str, Any]:
-    doc = answer.model_dump()
+    doc: dict[str, Any] = answer.model_dump()
     doc.pop("id")
     doc.pop("created", None)
     return doc
@@ -585,7 +585,7 @@ async def test_record_retries_until_the_store_takes_it(store_url: str) -> None:
         assert [x["log_level"] for x in failed] == ["error", "error"]
         assert failed[0]["error"] == "OSError: disk unplugged"
         assert recorder.recorded == 1
-        assert [r["type"] for r in app.outbox.list_deliveries()] == ["embeddings.generated"]
+        assert [r["type"] for r in app.ledger.list_deliveries()] == ["embeddings.generated"]
 
 
 async def test_a_call_cut_off_while_its_event_is_built_is_logged_lost(store_file: str) -> None:
@@ -609,10 +609,10 @@ async def test_a_call_cut_off_while_its_event_is_built_is_logged_lost(store_file
             release.set()
         lost = [x for x in logs if x["event"] == "proxy_record_lost"]
         assert [(x["log_level"], x["calls_not_built"]) for x in lost] == [("error", 1)]
-        assert app.outbox.list_deliveries() == []
+        assert app.ledger.list_deliveries() == []
 
 
-async def cut_off_in_its_thread(app: App, fail: bool) -> list[dict[str, Any]]:
+async def cut_off_in_its_thread(app: App, fail: bool) -> list[MutableMapping[str, Any]]:
     """Shut a recorder down while its write is in the store's thread; that write then ends."""
     writing, release = threading.Event(), threading.Event()
 
@@ -642,7 +642,7 @@ async def test_a_write_cut_off_in_its_thread_that_commits_is_written_not_lost(
     """Shutdown during a write already in its thread: it commits, and is logged written only."""
     async with App(config_mod.from_mapping({"store": {"url": store_url}})) as app:
         logs = await cut_off_in_its_thread(app, fail=False)
-        assert [r["type"] for r in app.outbox.list_deliveries()] == ["embeddings.generated"]
+        assert [r["type"] for r in app.ledger.list_deliveries()] == ["embeddings.generated"]
     assert [x["event"] for x in logs if x["event"].startswith("proxy_")] == ["proxy_event_recorded"]
 
 
@@ -652,7 +652,7 @@ async def test_a_write_cut_off_in_its_thread_that_fails_is_lost_not_written(
     """Shutdown during a write that then fails: logged lost once, nothing in the outbox."""
     async with App(config_mod.from_mapping({"store": {"url": store_url}})) as app:
         logs = await cut_off_in_its_thread(app, fail=True)
-        assert app.outbox.list_deliveries() == []
+        assert app.ledger.list_deliveries() == []
     lost = [x for x in logs if x["event"] == "proxy_record_lost"]
     assert [(x["log_level"], x["types"]) for x in lost] == [("error", ["embeddings.generated"])]
     assert not [x for x in logs if x["event"] == "proxy_event_recorded"]
@@ -671,4 +671,4 @@ async def test_calls_beyond_the_queue_size_are_counted_in_the_metric(
         await recorder.aclose(5)
         exposed = app.metrics.registry.get_sample_value("poller_proxy_calls_dropped_total")
         assert (recorder.dropped, exposed) == (1, 1.0)
-        assert [r["type"] for r in app.outbox.list_deliveries()] == ["embeddings.generated"]
+        assert [r["type"] for r in app.ledger.list_deliveries()] == ["embeddings.generated"]

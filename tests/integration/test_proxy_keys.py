@@ -84,7 +84,7 @@ async def test_each_call_is_recorded_under_the_workspace_of_its_key(
             by_b = await post(url, "/chat/completions", CHAT, KEY_B)
             by_a = await post(url, "/embeddings", EMBED, KEY_A)
     assert (by_a.status_code, by_b.status_code) == (200, 200)
-    recorded = sorted((e.type, e.workspace, e.resource_id) for e in app.outbox.events())
+    recorded = sorted((e.type, e.workspace, e.resource_id) for e in app.ledger.events())
     assert recorded == [
         ("chat_completion.created", "b", by_b.json()["id"]),
         ("embeddings.generated", "a", by_a.json()["id"]),
@@ -107,7 +107,7 @@ async def test_a_stranger_s_calls_record_nothing_and_are_named_once_per_key(
                 await post(url, "/embeddings", EMBED, KEY_A),
             ]
     assert [a.status_code for a in answers] == [200] * 5
-    assert [(e.type, e.workspace) for e in app.outbox.events()] == [("embeddings.generated", "a")]
+    assert [(e.type, e.workspace) for e in app.ledger.events()] == [("embeddings.generated", "a")]
     named = [
         (x["log_level"], x["key_fingerprint"], x["path"])
         for x in logs
@@ -132,7 +132,7 @@ async def test_a_stranger_s_call_the_api_refuses_is_neither_counted_nor_named(
             with structlog.testing.capture_logs() as logs:
                 refused = await post(url, "/chat/completions", CHAT, STRANGER)
     assert refused.status_code == 401
-    assert app.outbox.events() == []
+    assert app.ledger.events() == []
     assert not [x for x in logs if x["event"] == "proxy_key_unknown"]
     assert unattributed(app, "trigger") == 0
 
@@ -146,6 +146,6 @@ async def test_with_inject_key_every_call_is_the_proxy_workspace_s(
     async with proxied(config) as (app, url):
         answer = await post(url, "/chat/completions", CHAT, token)
     assert answer.status_code == 200
-    recorded = [(e.type, e.workspace) for e in app.outbox.events()]
+    recorded = [(e.type, e.workspace) for e in app.ledger.events()]
     assert recorded == [("chat_completion.created", "a")]
     assert unattributed(app, "trigger") == 0

@@ -13,6 +13,7 @@ import redis.asyncio
 from poller.app import App
 from tests.integration.brokers import (
     REDIS,
+    attempt_errors,
     delivered,
     load,
     record,
@@ -22,6 +23,7 @@ from tests.integration.brokers import (
     require,
     ride_out_an_outage,
     run_until,
+    stream_entries,
     unique,
     write_config,
 )
@@ -56,12 +58,12 @@ async def test_event_is_appended_with_id_type_and_envelope(
     async with App(load(path)) as app:
         events = record(app, 2)
         await run_until(app.workers["bus"], lambda: delivered(app, "bus") == 4)
-    entries = [fields for _, fields in await client.xrange(stream)]
-    assert sorted(e[b"id"].decode() for e in entries) == sorted(e.id for e in events)
-    assert all(set(e) == {b"id", b"type", b"event"} for e in entries)
-    first = next(e for e in entries if e[b"id"] == events[0].id.encode())
-    assert first[b"type"] == b"batch_job.created"
-    body = json.loads(first[b"event"])
+    entries = await stream_entries(client, stream)
+    assert sorted(e["id"] for e in entries) == sorted(e.id for e in events)
+    assert all(set(e) == {"id", "type", "event"} for e in entries)
+    first = next(e for e in entries if e["id"] == events[0].id)
+    assert first["type"] == "batch_job.created"
+    body = json.loads(first["event"])
     assert set(body) == {"id", "type", "timestamp", "workspace", "data"}
     assert body["id"] == events[0].id and body["type"] == "batch_job.created"
     assert body["workspace"] == "default" and body["data"]["id"] == "job-0000"
@@ -101,7 +103,7 @@ async def test_server_away_opens_the_circuit_and_nothing_is_lost(
         path = write_config(tmp_path / "p.yaml", f"sqlite:///{tmp_path}/p.db", sink)
         async with App(load(path)) as app:
             events = await ride_out_an_outage(app, "bus", cut.stop, cut.start)
-    ids = sorted(fields[b"id"].decode() for _, fields in await client.xrange(stream))
+    ids = sorted(e["id"] for e in await stream_entries(client, stream))
     assert ids == sorted(e.id for e in events)
 
 
@@ -175,13 +177,8 @@ async def test_a_server_that_cannot_write_is_away_not_a_refusal(
         path = write_config(tmp_path / "p.yaml", f"sqlite:///{tmp_path}/p.db", sink)
         async with App(load(path)) as app:
             events = await ride_out_an_outage(app, "bus", trouble.start, trouble.stop)
-            attempts = [
-                attempt
-                for event in events
-                for attempt in app.outbox.event_detail(event.id)["deliveries"][0]["log"]
-            ]
+            failed = attempt_errors(app, events)
         async with redis.asyncio.Redis(port=port) as client:
-            entries = [fields for _, fields in await client.xrange("events")]
-    assert sorted(e[b"id"].decode() for e in entries) == sorted(e.id for e in events)
-    failed = [a["error"] for a in attempts if a["error"]]
+            entries = await stream_entries(client, "events")
+    assert sorted(e["id"] for e in entries) == sorted(e.id for e in events)
     assert failed and all(f.startswith(f"Redis cannot write now: {kind} ") for f in failed)

@@ -28,7 +28,7 @@ def test_advance(
     cursor: tail.Cursor, seqs: list[int], now: float, after: tail.Cursor, shown: set[int]
 ) -> None:
     """New seqs are shown once; a gap is looked for again until its hold runs out."""
-    assert tail.advance(cursor, seqs, now, HOLD) == (after, shown)
+    assert tail.advance(cursor, seqs, now, HOLD) == (after, frozenset(shown))
 
 
 def _event(event_type: str, workspace: str = "default") -> Event:
