@@ -205,6 +205,7 @@ class App:
             wake=self.wake,
             clock=self.clock,
             on_drop=self.metrics.proxy_dropped.inc,
+            on_unattributed=self.metrics.observe_unattributed,
         )
 
     def _build_workspace(self, ws: config_mod.Workspace) -> Workspace:
