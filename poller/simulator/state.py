@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from poller.simulator import activity as act
-from poller.simulator import inference, records, seeding, world
+from poller.simulator import inference, libraries, records, seeding, world
 from poller.simulator.errors import InvalidRequest
 from poller.simulator.faults import Fault, FaultQueue, make_fault
 from poller.simulator.index import Page, Table, select
@@ -133,8 +133,13 @@ class Simulator:
         self._stats = RequestStats()
         self.inference = inference.Inference(seed=seed)
         """The synchronous endpoints' stream counters and token pacing."""
+        self.libraries = libraries.Libraries(
+            clock=self._world.now, seed=seed, activity=self._world.activity
+        )
+        """Libraries and their documents (``poller.simulator.libraries``)."""
         if scenario == "demo":
             seeding.demo(self._world, self._world.now())
+            self.libraries.demo()
 
     @contextmanager
     def _moment(self) -> Iterator[float]:
@@ -528,6 +533,7 @@ class Simulator:
             self._faults.clear()
             self._stats.clear()
             self.inference.reset()
+            self.libraries.clear()
             return {"reset": True}
 
     # --------------------------------------------------------------- activity
