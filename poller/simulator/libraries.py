@@ -697,9 +697,9 @@ class Libraries:
             old = [
                 lib
                 for lib in self.table.records.values()
-                if lib.activity and lib.created_at <= at - MIN_AGE_TO_DELETE
+                if lib.activity and lib.created_at <= at - MIN_AGE_TO_DELETE and lib is not shelf
             ]
-            if len(old) > 1:
+            if old:
                 self.table.remove(min(old, key=lambda lib: lib.key).id)
 
     def _newest(self, keep: Callable[[Library], bool]) -> Library | None:

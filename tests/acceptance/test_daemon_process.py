@@ -188,11 +188,12 @@ def test_operator_commands_over_a_live_store(
 
 
 def test_demo_shows_events() -> None:
-    """`poller demo` prints events from the built-in simulator without any configuration."""
+    """`poller demo` prints events from the built-in simulator without any configuration:
+    batch jobs and library documents moving."""
     result = poller("demo", "--duration", "12", timeout=60)
     assert result.returncode == 0, result.stderr
     types = {json.loads(x)["type"] for x in result.stdout.splitlines() if x.startswith("{")}
-    assert "batch_job.created" in types and len(types) >= 3
+    assert {"batch_job.created", "library_document.uploaded"} <= types and len(types) >= 3
 
 
 def test_simulate_serves_the_api(tmp_path: pathlib.Path) -> None:

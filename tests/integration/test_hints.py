@@ -30,7 +30,7 @@ sdk = pytest.importorskip("mistralai.client")
 
 KEY = "sk-hint-workspace-key-0123456789"
 T0 = 1_750_000_000.0
-POLLED = 4
+POLLED = 5
 
 
 def config_for(
