@@ -246,7 +246,7 @@ async def test_a_deleted_document_is_confirmed_by_a_404(shelves: Shelves) -> Non
 
 async def test_a_deleted_library_takes_its_documents_with_it(shelves: Shelves) -> None:
     """A library confirmed gone: each of its documents is deleted, then the library."""
-    first, second, _ = shelves.history(libraries=3, documents=12)
+    _first, second, _ = shelves.history(libraries=3, documents=12)
     await shelves.poll()
     documents = {d["id"] for d in shelves.libs.list_documents(second)["data"]}
     shelves.libs.delete_library(second)
@@ -261,7 +261,7 @@ async def test_a_deleted_library_takes_its_documents_with_it(shelves: Shelves) -
 
 async def test_deleting_most_libraries_is_held_until_a_reconcile_agrees(shelves: Shelves) -> None:
     """Past poll.mass_delete_min and the threshold, deletions wait a reconcile interval."""
-    first, second, third = shelves.history(libraries=3, documents=12)
+    first, second, _third = shelves.history(libraries=3, documents=12)
     await shelves.poll()
     shelves.libs.delete_library(first)
     shelves.libs.delete_library(second)
@@ -309,7 +309,9 @@ async def test_a_workspace_without_the_libraries_api_switches_the_source_off(
 # ------------------------------------------------------------- restarts and faults
 
 
-async def test_a_baseline_cut_short_mid_listing_is_taken_again_whole(sqlite_shelves: Shelves) -> None:
+async def test_a_baseline_cut_short_mid_listing_is_taken_again_whole(
+    sqlite_shelves: Shelves,
+) -> None:
     """A baseline whose listing fails half-way writes nothing; the next one is whole."""
     shelves = sqlite_shelves
     _, second = shelves.history(libraries=2, documents=25)

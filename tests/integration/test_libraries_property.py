@@ -37,8 +37,19 @@ delete_document = st.tuples(st.just("delete_document"), st.integers(min_value=0,
 delete_library = st.tuples(st.just("delete_library"), st.integers(min_value=0, max_value=20))
 poll = st.tuples(st.just("poll"))
 histories = st.lists(
-    st.one_of(library, upload, upload, upload, advance, advance, delete_document,
-              delete_library, poll, poll, poll),  # fmt: skip
+    st.one_of(
+        library,
+        upload,
+        upload,
+        upload,
+        advance,
+        advance,
+        delete_document,
+        delete_library,
+        poll,
+        poll,
+        poll,
+    ),
     min_size=4,
     max_size=35,
 )

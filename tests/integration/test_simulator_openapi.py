@@ -302,7 +302,9 @@ def test_library_list_conforms(client: httpx.Client, current: Spec) -> None:
     assert second["next_page_token"] is None
 
 
-def test_library_list_with_the_deprecated_page_conforms(client: httpx.Client, current: Spec) -> None:
+def test_library_list_with_the_deprecated_page_conforms(
+    client: httpx.Client, current: Spec
+) -> None:
     """The deprecated page parameter still pages, and answers a PaginationInfo."""
     answer = _get(client, "/libraries", page=1, page_size=1)
     current.response(answer, "/v1/libraries", "get")

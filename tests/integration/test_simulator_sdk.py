@@ -55,6 +55,7 @@ def test_sdk_sees_404_as_an_error(mistral: Any) -> None:
     with pytest.raises(sdk.errors.SDKError, match="404"):
         mistral.batch.jobs.get(job_id="5bd3c4b4-2f69-4c04-a9a3-6f3c5e7e1d11")
 
+
 # the SDK warns of the deprecated parameters and fields it handles itself (page, hash...)
 SDK_DEPRECATIONS = pytest.mark.filterwarnings("ignore:.*DEPRECATED:DeprecationWarning")
 

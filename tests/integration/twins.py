@@ -16,7 +16,7 @@ import httpx
 
 from poller import store as store_mod
 from poller.mistral.client import MistralClient
-from poller.polling import Polling, PollerFactory, Settings, SourcePoller
+from poller.polling import PollerFactory, Polling, Settings, SourcePoller
 from poller.sources import SourceSpec
 
 

@@ -21,7 +21,9 @@ def client(handler: Handler, seen: list[httpx.URL]) -> MistralClient:
         seen.append(request.url)
         return handler(request)
 
-    http = httpx.AsyncClient(base_url="http://api.test/v1", transport=httpx.MockTransport(recording))
+    http = httpx.AsyncClient(
+        base_url="http://api.test/v1", transport=httpx.MockTransport(recording)
+    )
     return MistralClient(http, attempts=1)
 
 

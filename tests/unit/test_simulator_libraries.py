@@ -209,9 +209,7 @@ def test_activity_makes_every_kind_of_library_change(clock: Clock) -> None:
     assert {"todo", "in_progress", "done", "error", "missing_content"} <= seen_statuses
     now_listed = {lib["id"] for lib in libs.list_libraries()["data"]}
     assert seen_libraries - now_listed, "no library was deleted"
-    now_docs = {
-        d["id"] for lib in now_listed for d in libs.list_documents(lib)["data"]
-    }
+    now_docs = {d["id"] for lib in now_listed for d in libs.list_documents(lib)["data"]}
     assert documents_seen - now_docs, "no document was deleted"
 
 
