@@ -118,6 +118,14 @@ def newest(cursor: int | None, resources: Iterable[Resource]) -> int | None:
     return max(times, default=None)
 
 
+def reconciled(settings: Settings, state: SourceState, now: dt.datetime) -> bool:
+    """Whether the source was read in full less than a reconcile interval ago (so this poll
+    may read less)."""
+    if not (settings.incremental and state.baselined) or state.last_reconcile_at is None:
+        return False
+    return (now - state.last_reconcile_at).total_seconds() < settings.reconcile_interval
+
+
 def guard(
     missing: int,
     tracked: int,
@@ -230,11 +238,7 @@ class SourcePoller:
         return dataclasses.replace(report, requests=self.client.requests - before_requests)
 
     def _reconciled(self, state: SourceState, now: dt.datetime) -> bool:
-        """Whether the source was listed in full less than a reconcile interval ago."""
-        if not (self.settings.incremental and state.baselined) or state.last_reconcile_at is None:
-            return False
-        since = (now - state.last_reconcile_at).total_seconds()
-        return since < self.settings.reconcile_interval
+        return reconciled(self.settings, state, now)
 
     def _incremental_due(self, state: SourceState, now: dt.datetime) -> bool:
         return self.spec.has_lifecycle and self._reconciled(state, now)

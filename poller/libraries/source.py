@@ -40,7 +40,15 @@ from poller.libraries import core
 from poller.mistral import paging
 from poller.mistral.client import MistralClient
 from poller.model import Event, Resource, SourceState
-from poller.polling import CONFIRM_CONCURRENCY, PollReport, Settings, confirm, guard, settled
+from poller.polling import (
+    CONFIRM_CONCURRENCY,
+    PollReport,
+    Settings,
+    confirm,
+    guard,
+    reconciled,
+    settled,
+)
 from poller.sources import SourceSpec
 from poller.store.sql import Fence, PollCommit, Store
 
@@ -142,16 +150,9 @@ class LibraryPoller:
         state = await asyncio.to_thread(self.store.source_state, self.workspace, self.spec.name)
         before = self.client.requests
         with staging.Staging() as staged:
-            scratch = _Poll(state, now, not self._reconciled(state, now), staged)
-            report = await self._poll(scratch)
+            full = not reconciled(self.settings, state, now)
+            report = await self._poll(_Poll(state, now, full, staged))
         return dataclasses.replace(report, requests=self.client.requests - before)
-
-    def _reconciled(self, state: SourceState, now: dt.datetime) -> bool:
-        """Whether every library was read whole less than a reconcile interval ago."""
-        if not (self.settings.incremental and state.baselined) or state.last_reconcile_at is None:
-            return False
-        since = (now - state.last_reconcile_at).total_seconds()
-        return since < self.settings.reconcile_interval
 
     async def _poll(self, p: _Poll) -> PollReport:
         listed, listing_complete = await self._libraries()

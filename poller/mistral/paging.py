@@ -59,9 +59,7 @@ class CursorPages:
             body = await self.client.request("GET", self.path, params)
             items = items_of(body, self.path)
             self.count += 1
-            fresh = [item for item in items if item["id"] not in self.seen]
-            self.seen.update(item["id"] for item in fresh)
-            yield fresh
+            yield _fresh(items, self.seen)
             token = body.get(self.next_field)
             if token is None or token == "":
                 break
@@ -113,9 +111,7 @@ class NumberedPages:
             if self.count == 0:
                 self.total = info["total_items"]
             self.count += 1
-            fresh = [item for item in items if item["id"] not in self.seen]
-            self.seen.update(item["id"] for item in fresh)
-            yield fresh
+            yield _fresh(items, self.seen)
             if not info["has_more"] or len(items) < self.page_size:
                 break
             if self.count >= self.client.max_pages:
@@ -123,6 +119,13 @@ class NumberedPages:
                     f"more than {self.client.max_pages} pages", method="GET", path=self.path
                 )
         self.complete = self.total is not None and len(self.seen) >= self.total
+
+
+def _fresh(items: list[dict[str, Any]], seen: set[str]) -> list[dict[str, Any]]:
+    """The items not seen on an earlier page (an item that moved is yielded once)."""
+    fresh = [item for item in items if item["id"] not in seen]
+    seen.update(item["id"] for item in fresh)
+    return fresh
 
 
 def _pagination(body: Any, path: str) -> dict[str, Any]:

@@ -15,33 +15,31 @@ workspace without the API would. Activity (``tick``) follows the simulator's.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
-import dataclasses
-import datetime as dt
 import hashlib
-import json
 import mimetypes
 import random
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from poller.simulator import activity as act
-from poller.simulator import lifecycle
+from poller.simulator import library_records as records
 from poller.simulator.errors import InvalidRequest, NotFound
 from poller.simulator.index import Key, Page, Table, select
+from poller.simulator.library_records import (
+    MAX_PAGE_SIZE,
+    OUTCOMES,
+    OWNER_TYPES,
+    PROCESSING_FOR,
+    QUEUED_FOR,
+    SORT_FIELDS,
+    Document,
+    Json,
+    Library,
+    plan_pass,
+    token_key,
+)
 
-Json = dict[str, Any]
-
-ACTIVE = ("todo", "in_progress")
-OUTCOMES = ("done", "error", "missing_content")
-QUEUED_FOR = 1.0
-PROCESSING_FOR = 3.0
-MAX_PAGE_SIZE = 100
-OWNER_TYPES = ("Workspace", "User")
-SORT_FIELDS = ("created_at", "name")
 MIN_AGE_TO_DELETE = 5.0
 """Activity deletes documents and libraries only once they are this old."""
 CYCLE = 7
@@ -49,126 +47,6 @@ MAX_CATCH_UP_TICKS = 1000
 # the version (4) and variant (RFC 4122) bits of a uuid4
 _UUID_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
 _UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
-
-
-def iso(moment: float) -> str:
-    """An API date-time: ``2026-05-01T10:00:00.123456Z``."""
-    return dt.datetime.fromtimestamp(moment, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-@dataclasses.dataclass(slots=True, eq=False, kw_only=True)
-class Document:
-    """One uploaded document and the plan of its current processing pass."""
-
-    id: str
-    seq: int
-    library_id: str
-    created_at: float
-    name: str
-    mime_type: str | None
-    extension: str | None
-    size: int
-    hash: str
-    uploaded_by: str
-    timeline: list[tuple[str, float]]
-    pages: int | None
-    processed_before: float | None = None
-    """When the pass before the current one ended (``last_processed_at`` meanwhile)."""
-    tokens_before: int = 0
-
-    @property
-    def key(self) -> Key:
-        return (self.created_at, self.seq, self.id)
-
-    def status(self, now: float) -> str:
-        return lifecycle.status_at(self.timeline, now)
-
-    def last_processed_at(self, now: float) -> float | None:
-        _status, at = self.timeline[-1]
-        return at if now >= at else self.processed_before
-
-    def tokens(self, now: float) -> int:
-        if self.status(now) == "done":
-            return self.tokens_before + max(1, self.size // 4)
-        return self.tokens_before
-
-    def view(self, now: float) -> Json:
-        """A ``Document`` as ``GET …/documents/{id}`` shows it at ``now``."""
-        status = self.status(now)
-        processed = self.last_processed_at(now)
-        done = status == "done"
-        return {
-            "id": self.id,
-            "library_id": self.library_id,
-            "hash": self.hash,
-            "mime_type": self.mime_type,
-            "extension": self.extension,
-            "size": self.size,
-            "name": self.name,
-            "summary": f"What {self.name} is about, in a few lines." if done else None,
-            "created_at": iso(self.created_at),
-            "last_processed_at": None if processed is None else iso(processed),
-            "number_of_pages": self.pages if done else None,
-            "process_status": status,
-            "uploaded_by_id": self.uploaded_by,
-            "uploaded_by_type": "Workspace",
-            "processing_status": status,
-            "tokens_processing_total": self.tokens(now),
-            "url": None,
-            "attributes": None,
-            "expires_at": None,
-        }
-
-
-@dataclasses.dataclass(slots=True, eq=False, kw_only=True)
-class Library:
-    """One library and its documents, kept in creation order."""
-
-    id: str
-    seq: int
-    created_at: float
-    updated_at: float
-    name: str
-    description: str | None
-    owner_type: str
-    owner_id: str | None
-    documents: Table[Document] = dataclasses.field(default_factory=Table)
-    by_hash: dict[str, str] = dataclasses.field(default_factory=dict)
-    size: int = 0
-    activity: bool = False
-    """Made by the activity, which may delete it."""
-
-    @property
-    def key(self) -> Key:
-        return (self.created_at, self.seq, self.id)
-
-    def view(self) -> Json:
-        """A ``Library`` as ``GET /v1/libraries/{id}`` shows it."""
-        return {
-            "id": self.id,
-            "name": self.name,
-            "created_at": iso(self.created_at),
-            "updated_at": iso(self.updated_at),
-            "owner_id": self.owner_id,
-            "owner_type": self.owner_type,
-            "total_size": self.size,
-            "nb_documents": len(self.documents),
-            "chunk_size": None,
-            "description": self.description,
-        }
-
-
-def _token(key: Key) -> str:
-    raw = json.dumps(list(key), separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _untoken(token: str) -> Key:
-    try:
-        created, seq, id = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        return (float(created), int(seq), str(id))
-    except (ValueError, TypeError, binascii.Error):
-        raise InvalidRequest(f"page_token {token!r} is not one this API gave") from None
 
 
 def _check(value: str, allowed: tuple[str, ...], what: str) -> None:
@@ -263,7 +141,7 @@ class Libraries:
                     return needle in self.table.records[id].name.lower()
 
             if page_token is not None:
-                before = _untoken(page_token)
+                before = token_key(page_token)
                 found = select([self.table.order], offset=0, limit=len(self.table) or 1, keep=keep)
                 keys = [self.table.records[i].key for i in found.ids]
                 ids = [k[2] for k in keys if k < before][:page_size]
@@ -276,7 +154,7 @@ class Libraries:
             remaining = self._after(last, keep) if last is not None else 0
             answer: Json = {
                 "data": data,
-                "next_page_token": _token(last) if last is not None and remaining else None,
+                "next_page_token": records.page_token(last) if last and remaining else None,
             }
             if page is not None:
                 pages = -(-chosen.total // page_size)
@@ -466,7 +344,7 @@ class Libraries:
             size=size,
             hash=digest,
             uploaded_by=self._user,
-            timeline=_pass(at, queued, working, outcome),
+            timeline=plan_pass(at, queued, working, outcome),
             pages=self.rng.randint(1, 40) if extension == "pdf" else None,
         )
         lib.documents.add(doc)
@@ -541,7 +419,7 @@ class Libraries:
             doc.tokens_before = doc.tokens(now)
             queued = QUEUED_FOR if queued_for is None else queued_for
             working = PROCESSING_FOR if processing_for is None else processing_for
-            doc.timeline = _pass(now, queued, working, outcome)
+            doc.timeline = plan_pass(now, queued, working, outcome)
 
     def advance(self, library_id: str, id: str, status: str | None = None) -> Json:
         """End a document's current phase now: on to its next status, or to ``status``.
@@ -596,7 +474,7 @@ class Libraries:
                         size=size,
                         hash=f"{self.rng.getrandbits(256):064x}",
                         uploaded_by=self._user,
-                        timeline=_pass(at, 1.0, 5.0, "done"),
+                        timeline=plan_pass(at, 1.0, 5.0, "done"),
                         pages=self.rng.randint(1, 40),
                     )
                     docs.append(doc)
@@ -686,7 +564,7 @@ class Libraries:
             if doc is not None:
                 doc.processed_before = doc.last_processed_at(at)
                 doc.tokens_before = doc.tokens(at)
-                doc.timeline = _pass(at, 0.5, rng.uniform(2.0, 4.0), "done")
+                doc.timeline = plan_pass(at, 0.5, rng.uniform(2.0, 4.0), "done")
         elif step == 4:
             doc = self._oldest_document(
                 lambda d: d.status(at) in OUTCOMES, before=at - MIN_AGE_TO_DELETE
@@ -719,7 +597,3 @@ class Libraries:
                 if doc.created_at <= before and keep(doc):
                     return doc
         return None
-
-
-def _pass(at: float, queued: float, working: float, outcome: str) -> list[tuple[str, float]]:
-    return [("todo", at), ("in_progress", at + queued), (outcome, at + queued + working)]

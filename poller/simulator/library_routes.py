@@ -15,7 +15,8 @@ from starlette.routing import Route
 
 from poller.simulator import multipart, schemas
 from poller.simulator.errors import Unprocessable
-from poller.simulator.libraries import MAX_PAGE_SIZE, Libraries
+from poller.simulator.libraries import Libraries
+from poller.simulator.library_records import MAX_PAGE_SIZE
 
 PageSize = Annotated[int, Field(ge=1, le=MAX_PAGE_SIZE)]
 
