@@ -70,7 +70,7 @@ def test_once_exits_non_zero_when_a_poll_fails(
     assert result.returncode == 1
     rows = json.loads(result.stdout)
     assert {r["outcome"] for r in rows} == {"error"}
-    assert "4 poll(s) failed: default/batch_jobs" in result.stderr
+    assert "5 poll(s) failed: default/batch_jobs" in result.stderr
 
 
 def test_sigterm_stops_cleanly(
@@ -182,6 +182,7 @@ def test_operator_commands_over_a_live_store(
             "fine_tuning_jobs",
             "files",
             "models",
+            "libraries",
         }
         unknown = poller("events", "show", "evt_nope", "--config", str(path))
         assert unknown.returncode == 1 and "evt_nope" in unknown.stderr

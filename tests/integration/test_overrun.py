@@ -41,7 +41,7 @@ async def test_skipped_polls_are_counted_and_logged_once_per_episode(
     server: SimulatorServer, store_file: str, rendered: io.StringIO
 ) -> None:
     """Each skipped run counts; an episode logs one warning as it starts, one line as it ends."""
-    sources = {"batch_jobs": False, "fine_tuning_jobs": False, "models": False}
+    sources = {"batch_jobs": False, "fine_tuning_jobs": False, "models": False, "libraries": False}
     config = make_config(server.url, None, store_file, sources=sources, poll={"interval": "20ms"})
     tokens = asyncio.Semaphore(0)  # each poll waits for one: none ends unless the test says
     async with App(config) as app:
