@@ -34,9 +34,9 @@ def build_app(sim: Simulator) -> Starlette:
     api_routes = [
         *api.routes(sim),
         *inference.routes(sim, sim.inference, sim.now),
-        *library_routes.routes(sim.libraries),
+        *library_routes.routes(sim),
     ]
-    controls = [*library_routes.control_routes(sim.libraries), *control.routes(sim)]
+    controls = [*library_routes.control_routes(sim), *control.routes(sim)]
     return _SimulatorApp(
         sim,
         api_routes,

@@ -1,125 +1,58 @@
-"""Libraries and their documents in the simulated workspace; thread-safe, no HTTP in it.
+"""The simulator's libraries: ``/v1/libraries`` and the processing of their documents.
 
-A document's processing is a planned timeline read off the clock, as a job's is:
-``todo`` for ``queued_for`` seconds, ``in_progress`` for ``processing_for``, then its
-outcome (``done``, ``error`` or ``missing_content``). ``reprocess`` plans a new pass from
-now. ``last_processed_at`` is when the latest finished pass ended. A library's
-``updated_at`` moves when it is created, renamed, or a document is uploaded to or
-deleted from it; processing leaves it alone (so does a reprocess).
-
-The library list pages by an opaque ``next_page_token`` (the deprecated ``page`` still
-works and answers a ``pagination``); a library's documents page by ``page`` with a
-``PaginationInfo``. ``available=False`` answers 404 on every ``/v1/libraries`` path, as a
-workspace without the API would. Activity (``tick``) follows the simulator's.
+The records, their rules and the activity's part in them live in ``shelves.Shelves``;
+this family locks, settles (the world, then the libraries' own activity ticks) and calls
+in, as every family does.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import mimetypes
-import random
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
-from poller.simulator import activity as act
-from poller.simulator import library_records as records
-from poller.simulator.errors import InvalidRequest, NotFound
-from poller.simulator.index import Key, Page, Table, select
-from poller.simulator.library_records import (
-    MAX_PAGE_SIZE,
-    OUTCOMES,
-    OWNER_TYPES,
-    PROCESSING_FOR,
-    QUEUED_FOR,
-    SORT_FIELDS,
-    Document,
-    Json,
-    Library,
-    plan_pass,
-    token_key,
-)
-
-MIN_AGE_TO_DELETE = 5.0
-"""Activity deletes documents and libraries only once they are this old."""
-CYCLE = 7
-MAX_CATCH_UP_TICKS = 1000
-# the version (4) and variant (RFC 4122) bits of a uuid4
-_UUID_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
-_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
+from poller.simulator import shelves
+from poller.simulator.core import SimulatorCore
+from poller.simulator.library_records import MAX_PAGE_SIZE, Json
 
 
-def _check(value: str, allowed: tuple[str, ...], what: str) -> None:
-    if value not in allowed:
-        raise InvalidRequest(f"{what} {value!r} is invalid; use one of {', '.join(allowed)}")
+class Libraries(SimulatorCore):
+    """Libraries (list, create, get, delete) and their documents (list, upload, get,
+    status, reprocess, delete), with controls to move a document's processing along."""
 
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._shelves = shelves.Shelves(seed=options.get("seed"), activity=self._world.activity)
+        if options.get("scenario") == "demo":
+            self._shelves.demo(self._world.now())
 
-def _page_size(page_size: int) -> None:
-    if not 1 <= page_size <= MAX_PAGE_SIZE:
-        raise InvalidRequest(f"page_size must be between 1 and {MAX_PAGE_SIZE}")
-
-
-class Libraries:
-    """Every library of the workspace; ``clock`` is the simulator's (unix seconds)."""
-
-    def __init__(
-        self, *, clock: Callable[[], float], seed: int | None, activity: act.Activity
-    ) -> None:
-        self.clock = clock
-        self.activity = activity
-        """The simulator's activity: when it is on, its ticks play here too."""
-        self.rng = random.Random(None if seed is None else seed + 1)
-        self.available = True
-        self.table: Table[Library] = Table()
-        self._lock = threading.Lock()
-        self._seq = 0
-        self._user = self._new_id()
-        self._played: tuple[float, int] = (0.0, 0)
-
-    # ------------------------------------------------------------- helpers
-
-    def _new_id(self) -> str:
-        """A uuid4 string drawn from the seeded generator."""
-        bits = self.rng.getrandbits(128) & _UUID_CLEAR | _UUID4_SET
-        h = f"{bits:032x}"
-        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-    def _next_seq(self) -> int:
-        self._seq += 1
-        return self._seq
-
-    def _library(self, id: str) -> Library:
-        if not self.available:
-            raise NotFound("Not Found")
-        found = self.table.get(id)
-        if found is None:
-            raise NotFound(f"Library {id} not found")
-        return found
-
-    def _document(self, library_id: str, id: str) -> tuple[Library, Document]:
-        lib = self._library(library_id)
-        doc = lib.documents.get(id)
-        if doc is None:
-            raise NotFound(f"Document {id} not found in library {library_id}")
-        return lib, doc
-
-    @contextlib.contextmanager
+    @contextmanager
     def _moment(self) -> Iterator[float]:
-        """Hold the lock over a settled workspace; yields the moment it is settled at."""
+        """Hold the lock over a settled workspace, libraries included; yields the moment."""
         with self._lock:
-            yield self._settle()
+            now = self._world.settle()
+            self._shelves.settle(now)
+            yield now
 
-    def _check_available(self) -> None:
-        if not self.available:
-            raise NotFound("Not Found")
-
-    def set_available(self, available: bool) -> Json:
-        """Whether ``/v1/libraries`` exists (``False``: every path answers 404)."""
+    def reset(self) -> Json:
+        """Forget every resource (base models excepted), library, fault and request count."""
+        answer = super().reset()
         with self._lock:
-            self.available = available
-            return {"available": available}
+            self._shelves.clear()
+        return answer
 
     # ------------------------------------------------------------ libraries
+
+    @property
+    def libraries_available(self) -> bool:
+        """Whether ``/v1/libraries`` exists (``False``: every path answers 404)."""
+        return self._shelves.available
+
+    def set_libraries_available(self, available: bool) -> Json:
+        """Make ``/v1/libraries...`` exist or answer 404, as for a workspace without them."""
+        with self._lock:
+            self._shelves.available = available
+            return {"available": available}
 
     def list_libraries(
         self,
@@ -130,46 +63,10 @@ class Libraries:
         search: str | None = None,
     ) -> Json:
         """``GET /v1/libraries``: a ``ListLibrariesResponse``, newest first."""
-        _page_size(page_size)
-        with self._moment():
-            self._check_available()
-            keep = None
-            if search:
-                needle = search.lower()
-
-                def keep(id: str) -> bool:
-                    return needle in self.table.records[id].name.lower()
-
-            if page_token is not None:
-                before = token_key(page_token)
-                found = select([self.table.order], offset=0, limit=len(self.table) or 1, keep=keep)
-                keys = [self.table.records[i].key for i in found.ids]
-                ids = [k[2] for k in keys if k < before][:page_size]
-                chosen = Page(ids, found.total)
-            else:
-                offset = (page or 0) * page_size
-                chosen = select([self.table.order], offset=offset, limit=page_size, keep=keep)
-            data = [self.table.records[i].view() for i in chosen.ids]
-            last = self.table.records[chosen.ids[-1]].key if chosen.ids else None
-            remaining = self._after(last, keep) if last is not None else 0
-            answer: Json = {
-                "data": data,
-                "next_page_token": records.page_token(last) if last and remaining else None,
-            }
-            if page is not None:
-                pages = -(-chosen.total // page_size)
-                answer["pagination"] = {
-                    "total_items": chosen.total,
-                    "total_pages": pages,
-                    "current_page": page,
-                    "page_size": page_size,
-                    "has_more": page + 1 < pages,
-                }
-            return answer
-
-    def _after(self, last: Key, keep: Callable[[str], bool] | None) -> int:
-        """How many libraries come after ``last`` in the newest-first order."""
-        return sum(1 for k in self.table.order.keys if k < last and (keep is None or keep(k[2])))
+        with self._moment() as now:
+            return self._shelves.list_libraries(
+                now, page_size=page_size, page_token=page_token, page=page, search=search
+            )
 
     def create_library(
         self,
@@ -178,50 +75,26 @@ class Libraries:
         description: str | None = None,
         owner_type: str | None = None,
         created_at: float | None = None,
-        activity: bool = False,
     ) -> Json:
         """``POST /v1/libraries`` (also ``/_sim/libraries``): a new, empty ``Library``."""
-        _check(owner_type or "Workspace", OWNER_TYPES, "owner_type")
         with self._moment() as now:
-            self._check_available()
-            owner = owner_type or "Workspace"
-            return self._create(name, description, owner, created_at, now, activity).view()
-
-    def _create(
-        self,
-        name: str,
-        description: str | None,
-        owner_type: str,
-        created_at: float | None,
-        now: float,
-        activity: bool = False,
-    ) -> Library:
-        at = now if created_at is None else float(created_at)
-        lib = Library(
-            id=self._new_id(),
-            seq=self._next_seq(),
-            created_at=at,
-            updated_at=at,
-            name=name,
-            description=description,
-            owner_type=owner_type,
-            owner_id=self._user if owner_type == "User" else None,
-            activity=activity,
-        )
-        self.table.add(lib)
-        return lib
+            return self._shelves.create_library(
+                now,
+                name=name,
+                description=description,
+                owner_type=owner_type,
+                created_at=created_at,
+            )
 
     def get_library(self, id: str) -> Json:
         """``GET /v1/libraries/{id}``: a ``Library``."""
-        with self._moment():
-            return self._library(id).view()
+        with self._moment() as now:
+            return self._shelves.get_library(now, id)
 
     def delete_library(self, id: str) -> Json:
         """``DELETE /v1/libraries/{id}``: the deleted ``Library``, its documents gone with it."""
-        with self._moment():
-            lib = self._library(id)
-            self.table.remove(id)
-            return lib.view()
+        with self._moment() as now:
+            return self._shelves.delete_library(now, id)
 
     # ------------------------------------------------------------ documents
 
@@ -236,47 +109,18 @@ class Libraries:
         sort_order: str = "desc",
     ) -> Json:
         """``GET /v1/libraries/{id}/documents``: a ``ListDocumentsResponse``."""
-        _page_size(page_size)
-        if page < 0:
-            raise InvalidRequest("page must be 0 or more")
-        _check(sort_by, SORT_FIELDS, "sort_by")
-        _check(sort_order, ("asc", "desc"), "sort_order")
         with self._moment() as now:
-            table = self._library(library_id).documents
-            keep = None
-            if search:
-                needle = search.lower()
+            return self._shelves.list_documents(
+                now,
+                library_id,
+                page=page,
+                page_size=page_size,
+                search=search,
+                sort_by=sort_by,
+                sort_order=sort_order,
+            )
 
-                def keep(id: str) -> bool:
-                    return needle in table.records[id].name.lower()
-
-            newest = sort_order == "desc"
-            if sort_by == "created_at":
-                found = select(
-                    [table.order],
-                    offset=page * page_size,
-                    limit=page_size,
-                    newest_first=newest,
-                    keep=keep,
-                )
-                ids, total = found.ids, found.total
-            else:
-                every = [i for i in table.records if keep is None or keep(i)]
-                every.sort(key=lambda i: (table.records[i].name, i), reverse=newest)
-                ids, total = every[page * page_size : (page + 1) * page_size], len(every)
-            pages = -(-total // page_size)
-            return {
-                "pagination": {
-                    "total_items": total,
-                    "total_pages": pages,
-                    "current_page": page,
-                    "page_size": page_size,
-                    "has_more": page + 1 < pages,
-                },
-                "data": [table.records[i].view(now) for i in ids],
-            }
-
-    def upload(
+    def upload_document(
         self,
         library_id: str,
         filename: str,
@@ -288,70 +132,20 @@ class Libraries:
         processing_for: float | None = None,
         created_at: float | None = None,
     ) -> tuple[Json, bool]:
-        """``POST /v1/libraries/{id}/documents``: ``(Document, created)``.
-
-        A file with the same content as a document already in the library is not added:
-        that document is answered (``created`` false, the API's 200).
-        """
-        _check(outcome, OUTCOMES, "document outcome")
-        digest = hashlib.sha256(content).hexdigest()
+        """``POST /v1/libraries/{id}/documents``: ``(Document, created)``; the same content
+        again answers the document already there (``created`` false, the API's 200)."""
         with self._moment() as now:
-            lib = self._library(library_id)
-            existing = lib.by_hash.get(digest)
-            if existing is not None and existing in lib.documents.records:
-                return lib.documents.records[existing].view(now), False
-            doc = self._add(
-                lib,
-                filename,
-                len(content),
-                digest,
-                mime_type,
-                outcome,
-                queued_for,
-                processing_for,
-                created_at,
+            return self._shelves.upload(
                 now,
+                library_id,
+                filename,
+                content,
+                mime_type=mime_type,
+                outcome=outcome,
+                queued_for=queued_for,
+                processing_for=processing_for,
+                created_at=created_at,
             )
-            return doc.view(now), True
-
-    def _add(
-        self,
-        lib: Library,
-        name: str,
-        size: int,
-        digest: str,
-        mime_type: str | None,
-        outcome: str,
-        queued_for: float | None,
-        processing_for: float | None,
-        created_at: float | None,
-        now: float,
-    ) -> Document:
-        queued = QUEUED_FOR if queued_for is None else float(queued_for)
-        working = PROCESSING_FOR if processing_for is None else float(processing_for)
-        if queued < 0 or working < 0:
-            raise InvalidRequest("queued_for and processing_for must be zero or more seconds")
-        at = now if created_at is None else float(created_at)
-        extension = name.rpartition(".")[2].lower() if "." in name else None
-        doc = Document(
-            id=self._new_id(),
-            seq=self._next_seq(),
-            library_id=lib.id,
-            created_at=at,
-            name=name,
-            mime_type=mime_type or mimetypes.guess_type(name)[0],
-            extension=extension,
-            size=size,
-            hash=digest,
-            uploaded_by=self._user,
-            timeline=plan_pass(at, queued, working, outcome),
-            pages=self.rng.randint(1, 40) if extension == "pdf" else None,
-        )
-        lib.documents.add(doc)
-        lib.by_hash[digest] = doc.id
-        lib.size += size
-        lib.updated_at = max(lib.updated_at, now)
-        return doc
 
     def add_document(
         self,
@@ -366,43 +160,35 @@ class Libraries:
         created_at: float | None = None,
     ) -> Json:
         """Upload a made-up document (``/_sim/libraries/{id}/documents``)."""
-        name = name or f"notes_{self.rng.getrandbits(32):08x}.pdf"
-        content = self.rng.randbytes(size if size is not None else self.rng.randint(2000, 90000))
-        return self.upload(
-            library_id,
-            name,
-            content,
-            mime_type=mime_type,
-            outcome=outcome,
-            queued_for=queued_for,
-            processing_for=processing_for,
-            created_at=created_at,
-        )[0]
+        with self._moment() as now:
+            return self._shelves.add_document(
+                now,
+                library_id,
+                name=name,
+                size=size,
+                mime_type=mime_type,
+                outcome=outcome,
+                queued_for=queued_for,
+                processing_for=processing_for,
+                created_at=created_at,
+            )
 
     def get_document(self, library_id: str, id: str) -> Json:
         """``GET /v1/libraries/{id}/documents/{document_id}``: a ``Document``."""
         with self._moment() as now:
-            return self._document(library_id, id)[1].view(now)
+            return self._shelves.get_document(now, library_id, id)
 
-    def status(self, library_id: str, id: str) -> Json:
+    def document_status(self, library_id: str, id: str) -> Json:
         """``GET …/documents/{document_id}/status``: a ``ProcessingStatus``."""
         with self._moment() as now:
-            status = self._document(library_id, id)[1].status(now)
-            return {"document_id": id, "process_status": status, "processing_status": status}
+            return self._shelves.status(now, library_id, id)
 
     def delete_document(self, library_id: str, id: str) -> None:
         """``DELETE …/documents/{document_id}``."""
         with self._moment() as now:
-            lib, doc = self._document(library_id, id)
-            self._drop(lib, doc, now)
+            self._shelves.delete_document(now, library_id, id)
 
-    def _drop(self, lib: Library, doc: Document, now: float) -> None:
-        lib.documents.remove(doc.id)
-        lib.by_hash.pop(doc.hash, None)
-        lib.size -= doc.size
-        lib.updated_at = max(lib.updated_at, now)
-
-    def reprocess(
+    def reprocess_document(
         self,
         library_id: str,
         id: str,
@@ -412,188 +198,33 @@ class Libraries:
         processing_for: float | None = None,
     ) -> None:
         """``POST …/documents/{document_id}/reprocess``: a new pass from now."""
-        _check(outcome, OUTCOMES, "document outcome")
         with self._moment() as now:
-            doc = self._document(library_id, id)[1]
-            doc.processed_before = doc.last_processed_at(now)
-            doc.tokens_before = doc.tokens(now)
-            queued = QUEUED_FOR if queued_for is None else queued_for
-            working = PROCESSING_FOR if processing_for is None else processing_for
-            doc.timeline = plan_pass(now, queued, working, outcome)
+            self._shelves.reprocess(
+                now,
+                library_id,
+                id,
+                outcome=outcome,
+                queued_for=queued_for,
+                processing_for=processing_for,
+            )
 
-    def advance(self, library_id: str, id: str, status: str | None = None) -> Json:
-        """End a document's current phase now: on to its next status, or to ``status``.
-
-        ``status`` is ``in_progress`` or an outcome (``error``, ``missing_content`` make
-        the pass fail); a settled document cannot advance.
-        """
-        if status is not None:
-            _check(status, ("in_progress", *OUTCOMES), "document status")
+    def advance_document(self, library_id: str, id: str, status: str | None = None) -> Json:
+        """End a document's current phase now: on to its next status, or to ``status``
+        (``in_progress`` or an outcome; ``error`` and ``missing_content`` fail the pass)."""
         with self._moment() as now:
-            doc = self._document(library_id, id)[1]
-            current = doc.status(now)
-            if current in OUTCOMES:
-                raise InvalidRequest(f"Document {id} is {current}; reprocess it to move it again")
-            past = [(s, at) for s, at in doc.timeline if at <= now]
-            if status is None:
-                status = "in_progress" if current == "todo" else doc.timeline[-1][0]
-            if status == "in_progress":
-                if current == "in_progress":
-                    raise InvalidRequest(f"Document {id} is in_progress already")
-                working = doc.timeline[-1][1] - doc.timeline[1][1]
-                doc.timeline = [*past, ("in_progress", now), (doc.timeline[-1][0], now + working)]
-            else:
-                doc.timeline = [*past, (status, now)]
-            return doc.view(now)
+            return self._shelves.advance(now, library_id, id, status)
 
-    # ---------------------------------------------------------------- bulk
+    # ---------------------------------------------------------------- many
 
-    def bulk(self, *, libraries: int, documents: int, span: float = 30 * 86400.0) -> Json:
+    def bulk_libraries(
+        self, *, libraries: int = 0, documents: int = 0, span: float = 30 * 86400.0
+    ) -> Json:
         """Add ``libraries`` libraries of ``documents`` processed documents each, made over
         the past ``span`` seconds."""
-        if libraries < 0 or documents < 0:
-            raise InvalidRequest("bulk counts must be zero or more")
-        if span <= 0:
-            raise InvalidRequest("bulk span must be more than 0 seconds")
         with self._moment() as now:
-            latest = now - 60.0
-            for n in range(libraries):
-                made = sorted(latest - span * self.rng.random() for _ in range(documents + 1))
-                lib = self._create(f"Library {n + 1}", None, "Workspace", made[0], now)
-                docs = []
-                for at in made[1:]:
-                    size = self.rng.randint(2000, 90000)
-                    doc = Document(
-                        id=self._new_id(),
-                        seq=self._next_seq(),
-                        library_id=lib.id,
-                        created_at=at,
-                        name=f"doc_{self.rng.getrandbits(32):08x}.pdf",
-                        mime_type="application/pdf",
-                        extension="pdf",
-                        size=size,
-                        hash=f"{self.rng.getrandbits(256):064x}",
-                        uploaded_by=self._user,
-                        timeline=plan_pass(at, 1.0, 5.0, "done"),
-                        pages=self.rng.randint(1, 40),
-                    )
-                    docs.append(doc)
-                    lib.by_hash[doc.hash] = doc.id
-                    lib.size += size
-                lib.documents.load(docs)
-                lib.updated_at = made[-1]
-            return {"libraries": libraries, "documents": documents}
+            return self._shelves.bulk(now, libraries=libraries, documents=documents, span=span)
 
-    def demo(self) -> None:
-        """Libraries with some history, their documents processed hours ago (the demo's)."""
-        with self._lock:
-            now, hour = self.clock(), 3600.0
-            seeded = {
-                ("Product manuals", now - 5 * hour): (
-                    ("installation_guide.pdf", "done"),
-                    ("warranty_terms.pdf", "done"),
-                    ("scanned_receipt.png", "missing_content"),
-                    ("release_notes.md", "done"),
-                ),
-                ("Support answers", now - 2 * hour): (
-                    ("refund_policy.docx", "done"),
-                    ("shipping_times.md", "done"),
-                ),
-            }
-            for (name, created), documents in seeded.items():
-                lib = self._create(name, None, "Workspace", created, created)
-                for n, (filename, outcome) in enumerate(documents):
-                    at = created + 600.0 * (n + 1)
-                    digest = f"{self.rng.getrandbits(256):064x}"
-                    size = self.rng.randint(2000, 90000)
-                    self._add(lib, filename, size, digest, None, outcome, 20.0, 90.0, at, at)
-
-    def counts(self) -> Json:
+    def library_counts(self) -> Json:
         """How many libraries and documents there are."""
         with self._moment():
-            docs = sum(len(lib.documents) for lib in self.table.records.values())
-            return {"libraries": len(self.table), "documents": docs}
-
-    def clear(self) -> None:
-        """Forget every library."""
-        with self._lock:
-            self.table.clear()
-            self._played = (0.0, 0)
-
-    # ------------------------------------------------------------- activity
-
-    def _settle(self) -> float:
-        """Play the activity ticks due by now, each once; the moment settled at."""
-        now = self.clock()
-        activity = self.activity
-        if self._played[0] != activity.anchor:
-            self._played = (activity.anchor, 0)
-        if not activity.enabled or not self.available or now < activity.anchor:
-            return now
-        due = int((now - activity.anchor) // activity.every) + 1
-        done = max(self._played[1], due - MAX_CATCH_UP_TICKS)
-        for n in range(done, due):
-            self._tick(n, activity.anchor + n * activity.every)
-        self._played = (activity.anchor, max(done, due))
-        return now
-
-    def _tick(self, n: int, at: float) -> None:
-        """One activity tick: every kind of change once per cycle of seven."""
-        step = n % CYCLE
-        rng = self.rng
-        shelf = self._newest(lambda lib: lib.activity)
-        if shelf is None or step == 5:
-            shelf = self._create("Field reports", None, "Workspace", at, at, activity=True)
-        if step in (0, 1, 3):
-            outcome = {0: "done", 1: "error", 3: "missing_content"}[step]
-            name = f"report_{rng.getrandbits(24):06x}.{rng.choice(('pdf', 'docx', 'md'))}"
-            self._add(
-                shelf,
-                name,
-                rng.randint(2000, 90000),
-                f"{rng.getrandbits(256):064x}",
-                None,
-                outcome,
-                rng.uniform(0.5, 1.5),
-                rng.uniform(2.0, 4.0),
-                at,
-                at,
-            )
-        elif step == 2:
-            doc = self._oldest_document(lambda d: d.status(at) == "done", before=at)
-            if doc is not None:
-                doc.processed_before = doc.last_processed_at(at)
-                doc.tokens_before = doc.tokens(at)
-                doc.timeline = plan_pass(at, 0.5, rng.uniform(2.0, 4.0), "done")
-        elif step == 4:
-            doc = self._oldest_document(
-                lambda d: d.status(at) in OUTCOMES, before=at - MIN_AGE_TO_DELETE
-            )
-            if doc is not None:
-                self._drop(self.table.records[doc.library_id], doc, at)
-        elif step == 6:
-            old = [
-                lib
-                for lib in self.table.records.values()
-                if lib.activity and lib.created_at <= at - MIN_AGE_TO_DELETE and lib is not shelf
-            ]
-            if old:
-                self.table.remove(min(old, key=lambda lib: lib.key).id)
-
-    def _newest(self, keep: Callable[[Library], bool]) -> Library | None:
-        for key in reversed(self.table.order.keys):
-            if keep(self.table.records[key[2]]):
-                return self.table.records[key[2]]
-        return None
-
-    def _oldest_document(
-        self, keep: Callable[[Document], bool], *, before: float
-    ) -> Document | None:
-        for lib in self.table.records.values():
-            if not lib.activity:
-                continue
-            for key in lib.documents.order.keys:
-                doc = lib.documents.records[key[2]]
-                if doc.created_at <= before and keep(doc):
-                    return doc
-        return None
+            return self._shelves.counts()

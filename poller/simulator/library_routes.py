@@ -131,7 +131,7 @@ def routes(libs: Libraries) -> list[Route]:
         if part is None or part.filename is None:
             missing = {"type": "missing", "loc": ["body", "file"], "msg": "Field required"}
             raise Unprocessable([missing | {"input": None}])
-        document, created = libs.upload(
+        document, created = libs.upload_document(
             library_id, part.filename, part.data, mime_type=part.content_type
         )
         return JSONResponse(document, status_code=201 if created else 200)
@@ -144,10 +144,10 @@ def routes(libs: Libraries) -> list[Route]:
         return Response(status_code=204)
 
     async def status(request: Request) -> Response:
-        return JSONResponse(libs.status(*_document(request)))
+        return JSONResponse(libs.document_status(*_document(request)))
 
     async def reprocess(request: Request) -> Response:
-        libs.reprocess(*_document(request))
+        libs.reprocess_document(*_document(request))
         return Response(status_code=204)
 
     documents = "/v1/libraries/{id}/documents"
@@ -175,17 +175,17 @@ def control_routes(libs: Libraries) -> list[Route]:
     """The ``/_sim/libraries`` controls (never counted, never authenticated)."""
 
     async def overview(request: Request) -> Response:
-        return JSONResponse({**libs.counts(), "available": libs.available})
+        return JSONResponse({**libs.library_counts(), "available": libs.libraries_available})
 
     async def create_library(request: Request) -> Response:
         return JSONResponse(libs.create_library(**await _args(request, SimLibrary)))
 
     async def bulk(request: Request) -> Response:
-        return JSONResponse(libs.bulk(**await _args(request, SimLibrariesBulk)))
+        return JSONResponse(libs.bulk_libraries(**await _args(request, SimLibrariesBulk)))
 
     async def available(request: Request) -> Response:
         body = schemas.parse_body(SimAvailable, await request.body())
-        return JSONResponse(libs.set_available(body.available))
+        return JSONResponse(libs.set_libraries_available(body.available))
 
     async def add_document(request: Request) -> Response:
         args = await _args(request, SimDocument)
@@ -194,12 +194,12 @@ def control_routes(libs: Libraries) -> list[Route]:
     async def advance(request: Request) -> Response:
         args = await _args(request, schemas.SimAdvance)
         library_id, document = request.path_params["id"], request.path_params["document"]
-        return JSONResponse(libs.advance(library_id, document, args.get("status")))
+        return JSONResponse(libs.advance_document(library_id, document, args.get("status")))
 
     async def reprocess(request: Request) -> Response:
         args = await _args(request, SimReprocess)
         library_id, document = request.path_params["id"], request.path_params["document"]
-        libs.reprocess(library_id, document, **args)
+        libs.reprocess_document(library_id, document, **args)
         return JSONResponse(libs.get_document(library_id, document))
 
     async def delete_library(request: Request) -> Response:

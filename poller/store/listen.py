@@ -1,6 +1,6 @@
 """Waking dispatchers at once: PostgreSQL LISTEN/NOTIFY on a connection of its own.
 
-``outbox.add_events`` notifies ``outbox.CHANNEL`` in the transaction that adds deliveries,
+``intake.add_events`` notifies ``intake.CHANNEL`` in the transaction that adds deliveries,
 so every process sharing the store hears of them at commit, whichever wrote them. The
 listener holds one psycopg connection in autocommit, outside the engine's pool (a pooled
 connection would carry LISTEN to whoever borrows it next). Polling stays the fallback: a
@@ -22,7 +22,7 @@ import sqlalchemy as sa
 import structlog
 
 from poller import utils
-from poller.store.outbox import CHANNEL
+from poller.store.intake import CHANNEL
 
 log = structlog.get_logger("poller.store")
 

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from poller.diff import DiffResult
 from poller.model import Event, Resource, SourceState
-from poller.store import outbox, tables
+from poller.store import intake, tables
 from poller.store.dialect import chunks, upsert
 
 Router = Callable[[Event], Sequence[str]]
@@ -255,7 +255,7 @@ class Store:
     def enqueue(self, events: Iterable[Event], now: dt.datetime) -> list[Event]:
         """Record events that no poll produced (the proxy, actions): same outbox, same ids rule."""
         with self.engine.begin() as conn:
-            return outbox.add_events(conn, list(events), self.route, now)
+            return intake.add_events(conn, list(events), self.route, now)
 
 
 class PollWriter:
@@ -354,7 +354,7 @@ class PollWriter:
 
     def finish(self, events: Sequence[Event]) -> list[Event]:
         """Record the events and commit everything, leaving the source's state as it is."""
-        recorded = outbox.add_events(self._connection(), events, self.store.route, self.now)
+        recorded = intake.add_events(self._connection(), events, self.store.route, self.now)
         assert self._txn is not None
         self._txn.commit()
         return recorded
@@ -370,7 +370,7 @@ class PollWriter:
     ) -> list[Event]:
         """Record the events and the source's new state, and commit everything."""
         conn = self._connection()
-        recorded = outbox.add_events(conn, events, self.store.route, self.now)
+        recorded = intake.add_events(conn, events, self.store.route, self.now)
         state: dict[str, Any] = {
             "workspace": self.workspace,
             "source": self.source,

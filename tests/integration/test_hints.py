@@ -202,7 +202,7 @@ async def test_unknown_keys_and_failed_calls_record_nothing(store_file: str, dae
                 file={"file_name": "ours.jsonl", "content": b"{}\n"}, purpose="batch"
             )
         delivered = await asyncio.to_thread(receiver.wait_delivered, 1, 30)
-        assert [e.resource_id for e in running.app.outbox.events()] == [ours.id]
+        assert [e.resource_id for e in running.app.ledger.events()] == [ours.id]
         await running.close()
     assert (refused.status_code, missing.status_code) == (422, 404)
     assert [r.json()["data"]["id"] for r in delivered] == [ours.id]
@@ -258,7 +258,7 @@ async def recorded_by_proxy(config: config_mod.Config, key: str) -> list[Any]:
             )
         stop.set()
         await serving  # waits for the records still pending
-        return app.outbox.events()
+        return app.ledger.events()
 
 
 async def test_a_call_is_recorded_in_the_workspace_its_key_belongs_to(
@@ -416,7 +416,7 @@ async def test_a_reprocess_through_the_proxy_wakes_polling_for_its_new_outcome(
                 library_id=library.id, file={"file_name": "guide.md", "content": b"# guide\n"}
             )
             await asyncio.to_thread(receiver.wait_delivered, 2, 30)
-            sim.libraries.advance(library.id, doc.id, "done")
+            sim.advance_document(library.id, doc.id, "done")
             await asyncio.to_thread(receiver.wait_delivered, 3, 30)
             await documents.reprocess_async(library_id=library.id, document_id=doc.id)
             key = f"{library.id}/{doc.id}"
@@ -426,7 +426,7 @@ async def test_a_reprocess_through_the_proxy_wakes_polling_for_its_new_outcome(
                 return row is not None and row.status == "todo"
 
             await eventually(reopened)
-            sim.libraries.advance(library.id, doc.id, "done")
+            sim.advance_document(library.id, doc.id, "done")
             delivered = await asyncio.to_thread(receiver.wait_delivered, 4, 30)
     outcomes = [r.json() for r in delivered if r.json()["type"] == "library_document.processed"]
     assert [o["data"]["id"] for o in outcomes] == [doc.id, doc.id]

@@ -37,7 +37,7 @@ class Shelves:
     def __init__(self, store_url: str) -> None:
         self.now = T0
         self.sim = Simulator(clock=lambda: self.now, seed=21)
-        self.libs = self.sim.libraries
+        self.libs = self.sim
         self.server = SimulatorServer(self.sim).start()
         self.engine = store_mod.create_engine(store_url)
         self.store = store_mod.Store(self.engine, lambda _e: ["s"])
@@ -57,7 +57,7 @@ class Shelves:
 
     def history(self, libraries: int = 3, documents: int = 25) -> list[str]:
         """Libraries of processed documents; their ids, oldest first."""
-        self.libs.bulk(libraries=libraries, documents=documents)
+        self.libs.bulk_libraries(libraries=libraries, documents=documents)
         listed = self.libs.list_libraries()["data"]
         return [lib["id"] for lib in reversed(listed)]
 
@@ -172,7 +172,7 @@ async def test_a_reprocessed_document_gets_a_new_outcome_with_a_new_id(shelves: 
     doc = shelves.libs.add_document(library)
     first, _ = await shelves.poll(30)
     processed = [e for e in first.events if e.type == "library_document.processed"]
-    shelves.libs.reprocess(library, doc["id"], processing_for=5000)
+    shelves.libs.reprocess_document(library, doc["id"], processing_for=5000)
     report, requests = await shelves.poll()
     assert (report.events, requests) == ((), 1)  # nothing a cheap cycle reads shows it
     report, _ = await shelves.poll(3600)  # a reconcile reads every document
@@ -182,7 +182,7 @@ async def test_a_reprocessed_document_gets_a_new_outcome_with_a_new_id(shelves: 
     again = [e for e in report.events if e.type == "library_document.processed"]
     assert [e.resource_id for e in again] == [doc["id"]]
     assert again[0].id != processed[0].id
-    shelves.libs.reprocess(library, doc["id"], outcome="error", processing_for=1)
+    shelves.libs.reprocess_document(library, doc["id"], outcome="error", processing_for=1)
     report, _ = await shelves.poll(3600)  # begun and ended between two reconciles
     failed = [e for e in report.events if e.type == "library_document.failed"]
     assert [e.resource_id for e in failed] == [doc["id"]]
@@ -291,7 +291,7 @@ async def test_a_workspace_without_the_libraries_api_switches_the_source_off(
 ) -> None:
     """When /v1/libraries answers 404 the source stops with one warning; the rest carries on."""
     sim = Simulator()
-    sim.libraries.set_available(False)
+    sim.set_libraries_available(False)
     with SimulatorServer(sim) as server:
         async with App(make_config(server.url, receiver.url, store_file)) as app:
             runner = Runner(app)
@@ -352,7 +352,7 @@ async def test_a_poll_cut_short_mid_listing_announces_everything_after_a_restart
     assert (await shelves.poll())[0].events == ()
 
 
-FAULTS = {
+FAULTS: dict[str, dict[str, Any]] = {
     "500 until cleared": {"kind": "status", "status": 500, "count": -1},
     "429 twice": {"kind": "status", "status": 429, "count": 2, "headers": {"Retry-After": "0"}},
     "garbled": {"kind": "garbled", "count": -1},

@@ -80,7 +80,7 @@ async def play(
 ) -> tuple[set[Any], set[Any]]:
     now = {"t": T0}
     sim = Simulator(clock=lambda: now["t"], seed=1)
-    libs = sim.libraries
+    libs = sim
     transport = httpx.ASGITransport(app=build_app(sim))
     async with (
         httpx.AsyncClient(base_url="http://sim/v1", transport=transport) as http,

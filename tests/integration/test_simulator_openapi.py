@@ -131,13 +131,13 @@ def _populate(sim: Simulator) -> None:
 
 def _populate_libraries(sim: Simulator) -> None:
     """Two libraries; documents in every status a pass goes through, and one reprocessed."""
-    manuals = sim.libraries.create_library(name="Manuals", created_at=T0 - 1000)
-    sim.libraries.create_library(name="Empty", description="nothing yet", owner_type="User")
+    manuals = sim.create_library(name="Manuals", created_at=T0 - 1000)
+    sim.create_library(name="Empty", description="nothing yet", owner_type="User")
     for outcome, ago in (("done", 100), ("error", 100), ("missing_content", 100), ("done", 2),
                          ("done", 0)):  # fmt: skip
-        sim.libraries.add_document(manuals["id"], outcome=outcome, created_at=T0 - ago)
-    reprocessed = sim.libraries.add_document(manuals["id"], name="again.md", created_at=T0 - 100)
-    sim.libraries.reprocess(manuals["id"], reprocessed["id"])
+        sim.add_document(manuals["id"], outcome=outcome, created_at=T0 - ago)
+    reprocessed = sim.add_document(manuals["id"], name="again.md", created_at=T0 - 100)
+    sim.reprocess_document(manuals["id"], reprocessed["id"])
 
 
 @pytest.fixture(scope="module")
@@ -326,7 +326,9 @@ def test_library_create_get_delete_conform(client: httpx.Client, current: Spec) 
 
 
 def _manuals(client: httpx.Client) -> str:
-    return next(lib["id"] for lib in _get(client, "/libraries")["data"] if lib["name"] == "Manuals")
+    return str(
+        next(lib["id"] for lib in _get(client, "/libraries")["data"] if lib["name"] == "Manuals")
+    )
 
 
 def test_document_list_conforms(client: httpx.Client, current: Spec) -> None:

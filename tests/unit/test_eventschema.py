@@ -18,7 +18,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs" / "events"
 OFFICIAL = ROOT / "tests" / "data" / "asyncapi" / "asyncapi-3.0.0.schema.json"
 
-README_EVENT = {
+README_EVENT: dict[str, Any] = {
     "id": "evt_3k2qbn5pdmc4w6xsl7ayvjrt2e",
     "type": "batch_job.succeeded",
     "timestamp": "2026-11-27T10:42:07.118000Z",

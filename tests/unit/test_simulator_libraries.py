@@ -33,7 +33,7 @@ def sim(clock: Clock) -> Simulator:
 
 @pytest.fixture
 def libs(sim: Simulator) -> Libraries:
-    return sim.libraries
+    return sim
 
 
 def shelf(libs: Libraries, **kwargs: Any) -> str:
@@ -46,7 +46,7 @@ def test_processing_moves_with_the_clock(libs: Libraries, clock: Clock) -> None:
     doc = libs.add_document(lib, queued_for=2, processing_for=10, outcome="done")
     assert (doc["process_status"], doc["last_processed_at"], doc["summary"]) == ("todo", None, None)
     clock.t = T0 + 2
-    assert libs.status(lib, doc["id"])["process_status"] == "in_progress"
+    assert libs.document_status(lib, doc["id"])["process_status"] == "in_progress"
     clock.t = T0 + 12
     done = libs.get_document(lib, doc["id"])
     assert done["process_status"] == done["processing_status"] == "done"
@@ -69,12 +69,12 @@ def test_advance_moves_a_document_now_and_fail_ends_its_pass(libs: Libraries) ->
     """advance goes todo → in_progress → outcome; a status given fails the pass at once."""
     lib = shelf(libs)
     doc = libs.add_document(lib, queued_for=100, processing_for=100)
-    assert libs.advance(lib, doc["id"])["process_status"] == "in_progress"
-    assert libs.advance(lib, doc["id"], "error")["process_status"] == "error"
+    assert libs.advance_document(lib, doc["id"])["process_status"] == "in_progress"
+    assert libs.advance_document(lib, doc["id"], "error")["process_status"] == "error"
     with pytest.raises(InvalidRequest, match="reprocess it"):
-        libs.advance(lib, doc["id"])
+        libs.advance_document(lib, doc["id"])
     with pytest.raises(InvalidRequest, match="document status"):
-        libs.advance(lib, libs.add_document(lib)["id"], "todo")
+        libs.advance_document(lib, libs.add_document(lib)["id"], "todo")
 
 
 def test_reprocess_starts_a_new_pass_keeping_the_last_one_until_it_ends(
@@ -85,7 +85,7 @@ def test_reprocess_starts_a_new_pass_keeping_the_last_one_until_it_ends(
     doc = libs.add_document(lib)
     clock.t = T0 + 10
     first = libs.get_document(lib, doc["id"])["last_processed_at"]
-    libs.reprocess(lib, doc["id"], outcome="error")
+    libs.reprocess_document(lib, doc["id"], outcome="error")
     again = libs.get_document(lib, doc["id"])
     assert (again["process_status"], again["last_processed_at"]) == ("todo", first)
     clock.t = T0 + 20
@@ -96,8 +96,8 @@ def test_reprocess_starts_a_new_pass_keeping_the_last_one_until_it_ends(
 def test_uploading_the_same_content_answers_the_existing_document(libs: Libraries) -> None:
     """The second upload of the same bytes to a library adds nothing."""
     lib = shelf(libs)
-    first, created = libs.upload(lib, "a.md", b"hello")
-    second, again = libs.upload(lib, "b.md", b"hello")
+    first, created = libs.upload_document(lib, "a.md", b"hello")
+    second, again = libs.upload_document(lib, "b.md", b"hello")
     assert (created, again, second["id"]) == (True, False, first["id"])
     assert libs.get_library(lib)["nb_documents"] == 1
     assert first["mime_type"] == "text/markdown" and first["extension"] == "md"
@@ -174,8 +174,8 @@ def test_documents_page_newest_first_with_their_pagination(libs: Libraries, cloc
 
 def test_bulk_adds_processed_documents(libs: Libraries) -> None:
     """bulk makes N libraries of M documents, every one done."""
-    libs.bulk(libraries=3, documents=40)
-    assert libs.counts() == {"libraries": 3, "documents": 40 * 3}
+    libs.bulk_libraries(libraries=3, documents=40)
+    assert libs.library_counts() == {"libraries": 3, "documents": 40 * 3}
     listed = libs.list_libraries()["data"]
     assert {lib["nb_documents"] for lib in listed} == {40}
     statuses = {d["process_status"] for d in libs.list_documents(listed[0]["id"])["data"]}
@@ -185,7 +185,7 @@ def test_bulk_adds_processed_documents(libs: Libraries) -> None:
 def test_an_unavailable_api_answers_404(libs: Libraries) -> None:
     """set_available(False) makes every libraries call a 404."""
     lib = shelf(libs)
-    libs.set_available(False)
+    libs.set_libraries_available(False)
     with pytest.raises(NotFound):
         libs.list_libraries()
     with pytest.raises(NotFound):
@@ -195,7 +195,7 @@ def test_an_unavailable_api_answers_404(libs: Libraries) -> None:
 def test_activity_makes_every_kind_of_library_change(clock: Clock) -> None:
     """Within a couple of cycles the activity uploads, fails, reprocesses and deletes."""
     sim = Simulator(clock=clock, seed=2, activity=True, activity_every=4)
-    libs = sim.libraries
+    libs = sim
     seen_statuses: set[str] = set()
     seen_libraries: set[str] = set()
     documents_seen: set[str] = set()
@@ -216,6 +216,6 @@ def test_activity_makes_every_kind_of_library_change(clock: Clock) -> None:
 def test_reset_forgets_libraries_and_the_demo_has_some(clock: Clock) -> None:
     """The demo scenario starts with libraries; reset forgets them."""
     sim = Simulator(clock=clock, seed=1, scenario="demo")
-    assert sim.libraries.counts() == {"libraries": 2, "documents": 6}
+    assert sim.library_counts() == {"libraries": 2, "documents": 6}
     sim.reset()
-    assert sim.libraries.counts() == {"libraries": 0, "documents": 0}
+    assert sim.library_counts() == {"libraries": 0, "documents": 0}
