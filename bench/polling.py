@@ -2,11 +2,11 @@
 
 - **requests per idle cycle** with 1k, 10k and 100k finished batch jobs in the workspace:
   poller's incremental cycle next to a naive poller that lists everything every cycle;
-- **requests per idle cycle of all five sources** with as many files and workflow runs
-  beside those jobs and 100 fine-tuned models, counted by the simulator; how many cycles
-  an upload takes to be announced, and a deletion of the oldest file made in the same
-  cycle as an upload (so the total does not move) — once a fresh upload, once a slow one,
-  listed after a newer file poller knows (created 45 s before the newest);
+- **requests per idle cycle of every source** with as many files and workflow runs
+  beside those jobs, 100 fine-tuned models and no library, counted by the simulator; how
+  many cycles an upload takes to be announced, and a deletion of the oldest file made in
+  the same cycle as an upload (so the total does not move) — once a fresh upload, once a
+  slow one, listed after a newer file poller knows (created 45 s before the newest);
 - **CPU per cycle and peak RSS** with 10k and 100k tracked resources (each size in a
   fresh child process, so the figures are that process's alone);
 - **detection-to-delivery latency** with ``active_interval: 1s``: p50 and p95 over 100
@@ -271,7 +271,7 @@ def main() -> None:
     print(
         row(
             "files (+ as many jobs and runs, 100 models)",
-            "req/idle cycle, all five sources (mean, max)",
+            "req/idle cycle, every source (mean, max)",
             "files listed in full (req)",
             "upload announced (cycles)",
             "hidden deletion found (cycles, req that cycle)",

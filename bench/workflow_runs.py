@@ -8,7 +8,10 @@ For 1k, 10k and 100k ended runs in the workspace (seeded over the past 30 days):
   lists every run every cycle;
 - **an outcome**: a run that ends in that quiet workspace, how many cycles and requests
   until its ``workflow_run.completed``;
-- **reconcile**: requests and CPU of the periodic full listing.
+- **reconcile**: requests and CPU of the periodic full listing;
+- **beside libraries**: with 5 libraries x 2,000 processed documents added, the requests
+  of a quiet cycle of the workflow-runs and the libraries sources together, counted by
+  the simulator.
 
 Each size runs in a fresh child process, so CPU and peak RSS are that process's alone.
 
@@ -30,11 +33,12 @@ import httpx
 from bench.common import peak_rss_mb, row, simulator, sizes_in_children
 from poller import logs
 from poller import store as store_mod
+from poller.libraries.source import LibraryPoller
 from poller.mistral.client import MistralClient
 from poller.polling import Settings
-from poller.sources import WORKFLOW_RUNS
+from poller.sources import LIBRARIES, WORKFLOW_RUNS
 from poller.testing import free_port
-from poller.workflow_runs import WorkflowRunPoller
+from poller.workflow_runs.source import WorkflowRunPoller
 
 QUIET_CYCLES = 10
 
@@ -96,9 +100,35 @@ async def measure_size(port: int, size: int, root: str) -> dict[str, Any]:
         out["reconcile_requests"] = report.requests
         naive = poller(incremental=False)
         out["naive_requests"] = statistics.mean([(await naive.poll()).requests for _ in range(2)])
+        out.update(await beside_libraries(http, control, store, windowed))
     engine.dispose()
     out["peak_rss_mb"] = peak_rss_mb()
     return out
+
+
+async def beside_libraries(
+    http: httpx.AsyncClient,
+    control: httpx.AsyncClient,
+    store: store_mod.Store,
+    runs: WorkflowRunPoller,
+) -> dict[str, Any]:
+    """Quiet cycles of the runs and libraries sources together, 5 x 2,000 documents added."""
+    seeded = await control.post("/_sim/libraries/bulk", json={"libraries": 5, "documents": 2000})
+    seeded.raise_for_status()
+    libraries = LibraryPoller(
+        LIBRARIES,
+        client=MistralClient(http),
+        store=store,
+        settings=Settings(reconcile_interval=3600),
+    )
+    await libraries.poll()  # its baseline
+    requests = []
+    for _ in range(QUIET_CYCLES):
+        (await control.post("/_sim/stats/reset")).raise_for_status()
+        for poller in (runs, libraries):
+            assert (await poller.poll()).events == ()
+        requests.append((await control.get("/_sim/stats")).json()["total"])
+    return {"together_requests": statistics.mean(requests), "together_max": max(requests)}
 
 
 def child(port: int, size: int) -> None:
@@ -132,6 +162,7 @@ def main() -> None:
             "reconcile (req, CPU ms)",
             "baseline (req, s)",
             "peak RSS (MB)",
+            "with 5 x 2k library documents, both sources (req, mean, max)",
         )
     )
     for r in results:
@@ -145,6 +176,7 @@ def main() -> None:
                 f"{r['reconcile_requests']}, {r['reconcile_cpu_ms']:.0f}",
                 f"{r['baseline_requests']}, {r['baseline_s']:.1f}",
                 f"{r['peak_rss_mb']:.0f}",
+                f"{r['together_requests']:.1f}, {r['together_max']}",
             )
         )
 

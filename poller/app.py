@@ -16,20 +16,11 @@ from typing import Any, Protocol, TextIO
 import httpx
 import sqlalchemy as sa
 
-from poller import (
-    __version__,
-    health,
-    leadership,
-    logs,
-    metrics,
-    sources,
-    store,
-    utils,
-    workflow_runs,
-)
+from poller import __version__, health, leadership, logs, metrics, sources, store, utils
 from poller import config as config_mod
 from poller.delivery.dispatcher import SinkWorker
 from poller.delivery.retry import RetryPolicy
+from poller.libraries.source import LibraryPoller
 from poller.mistral.auth import auth_headers
 from poller.mistral.client import MistralClient
 from poller.mistral.pace import Gate
@@ -44,9 +35,12 @@ from poller.sinks.http import HttpSink
 from poller.sinks.log import LogSink
 from poller.sinks.redacted import Redacted
 from poller.store.sinkstate import SinkState
+from poller.workflow_runs.source import WorkflowRunPoller
 
 USER_AGENT = f"poller/{__version__}"
-STRATEGIES: dict[str, PollerFactory] = {"workflow_runs": workflow_runs.WorkflowRunPoller}
+STRATEGIES: dict[str, PollerFactory] = {}
+STRATEGIES["libraries"] = LibraryPoller
+STRATEGIES["workflow_runs"] = WorkflowRunPoller
 """Source name → the poller of a source that ``SourcePoller`` (paged lists) does not serve."""
 _CREDENTIAL_HEADER = re.compile(r"(auth|token|key|secret|password|cookie|signature)", re.I)
 

@@ -12,6 +12,8 @@ row written beside it keeps the next poll from announcing it again.
   answer is the job as it is now;
 - ``DELETE /batch/jobs/{id}``, ``DELETE /files/{id}``, ``DELETE /models/{id}``: deleted,
   when the answer says ``deleted: true``;
+- libraries and their documents: created, deleted, uploaded, reprocessed, read by
+  ``poller.libraries.hints`` (a hint's ``change``);
 - ``POST /workflows/{workflow}/execute``, ``POST /workflows/registrations/{id}/execute``:
   created, the answer is the new run (when it names its ``run_id``: an answer without one,
   a ``wait_for_result`` one, is left to polling);
@@ -35,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from poller import sources, synchronous, utils
 from poller.diff import DiffResult, diff
+from poller.libraries import hints as library_hints
 from poller.model import Event, Resource
 from poller.sources import SourceSpec
 
@@ -82,6 +85,11 @@ ROUTES: tuple[Route, ...] = (
     _route("POST", "/files", sources.FILES, CREATED),
     _route("DELETE", "/files/{id}", sources.FILES, DELETED),
     _route("DELETE", "/models/{id}", sources.MODELS, DELETED),
+    _route("POST", "/libraries", sources.LIBRARIES, CREATED),
+    _route("DELETE", "/libraries/{id}", sources.LIBRARIES, DELETED),
+    _route("POST", "/libraries/{library}/documents", sources.LIBRARIES, CREATED),
+    _route("DELETE", "/libraries/{library}/documents/{id}", sources.LIBRARIES, DELETED),
+    _route("POST", "/libraries/{library}/documents/{id}/reprocess", sources.LIBRARIES, CHANGED),
     _route(
         "POST",
         "/workflows/registrations/{registration}/execute",
@@ -129,12 +137,16 @@ class Hint:
     """When the answer was complete: the timestamp of the events it gives."""
     resource: Resource | None = None
     """The resource as the answer shows it (``None`` for a deletion, an end, a request)."""
+    change: library_hints.Change | None = None
+    """How a source that ``diff`` does not serve (libraries) reads and records the call."""
     status: str | None = None
     """``ENDED``: the status the call left the resource in."""
 
     @property
     def joins_active_set(self) -> bool:
         """A job still moving: the source is polled at its active interval from now."""
+        if self.change is not None:
+            return self.change.joins_active_set
         if self.kind == REQUESTED:
             return True
         return self.resource is not None and self.spec.is_active(self.resource.status)
@@ -149,6 +161,8 @@ def of_answer(
         return None
     where, path_id = found
     spec = where.spec
+    if spec is sources.LIBRARIES:
+        return _library_hint(method, path, answer, workspace=workspace, at=at)
     if where.kind == DELETED:
         if answer.get("deleted") is not True or not path_id:
             return None
@@ -180,6 +194,7 @@ def read(
         return None
     if polled is not None and found[0].spec.name not in polled:
         return None
+    answer: dict[str, Any] | None
     try:
         answer = (
             {}
@@ -187,8 +202,24 @@ def read(
             else synchronous.answer_of(call, keep_content=False)
         )
     except ValueError:
+        answer = None  # a library's deletion or a reprocess answers 204, without a body
+    at = call.finished_at
+    if found[0].spec is sources.LIBRARIES:
+        return _library_hint(call.method, call.path, answer, workspace=workspace, at=at)
+    if answer is None:
         return None
-    return of_answer(call.method, call.path, answer, workspace=workspace, at=call.finished_at)
+    return of_answer(call.method, call.path, answer, workspace=workspace, at=at)
+
+
+def _library_hint(
+    method: str, path: str, answer: Mapping[str, Any] | None, *, workspace: str, at: dt.datetime
+) -> Hint | None:
+    change = library_hints.read(method, path, answer)
+    if change is None:
+        return None
+    return Hint(
+        workspace, sources.LIBRARIES, change.kind, change.resource_id, at, change.resource, change
+    )
 
 
 def plan(hint: Hint, before: Mapping[str, Resource]) -> DiffResult:
@@ -197,6 +228,8 @@ def plan(hint: Hint, before: Mapping[str, Resource]) -> DiffResult:
     A created resource is new unless the snapshot has it already; a changed job moves only
     if the snapshot knows it; a deleted one is dropped, with its event, only if it does.
     """
+    if hint.change is not None:
+        return hint.change.plan(before, workspace=hint.workspace, at=hint.at)
     if hint.kind == REQUESTED:
         return DiffResult()
     if hint.kind == ENDED:
@@ -231,6 +264,8 @@ def _ended(hint: Hint, before: Mapping[str, Resource]) -> DiffResult:
 
 def record(store: Store, hint: Hint) -> list[Event]:
     """Write ``hint``'s snapshot rows and events in one transaction; the events new to it."""
+    if hint.change is not None:
+        return hint.change.record(store, hint.workspace, hint.at)
     ids = [hint.resource_id]
     if hint.kind == ENDED:  # the path names an execution: its runs are among the moving ones
         ids = store.active_ids(hint.workspace, hint.spec.name)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 import structlog
@@ -123,6 +123,86 @@ def newest(cursor: int | None, resources: Iterable[Resource]) -> int | None:
     return max(times, default=None)
 
 
+def reconciled(settings: Settings, state: SourceState, now: dt.datetime) -> bool:
+    """Whether the source was read in full less than a reconcile interval ago (so this poll
+    may read less)."""
+    if not (settings.incremental and state.baselined) or state.last_reconcile_at is None:
+        return False
+    return (now - state.last_reconcile_at).total_seconds() < settings.reconcile_interval
+
+
+def guard(
+    missing: int,
+    tracked: int,
+    *,
+    listed: bool,
+    state: SourceState,
+    now: dt.datetime,
+    settings: Settings,
+    log: structlog.typing.FilteringBoundLogger,
+) -> tuple[bool, dt.datetime | None, int]:
+    """Whether ``missing`` items a complete listing no longer shows go on to their direct
+    GETs now: ``(confirm, held_since, held)``.
+
+    When the listing would delete too much (at least ``mass_delete_min`` of the
+    ``tracked`` items and more than the threshold's share), the deletions are held until
+    a second listing a reconcile interval later agrees. ``listed``: the listing showed
+    anything at all.
+    """
+    if not missing:
+        if state.held_since is not None:
+            log.info("deletions_released", reason="the listing is whole again")
+        return False, None, 0
+    too_many = (
+        missing >= settings.mass_delete_min and missing > settings.mass_delete_threshold * tracked
+    )
+    if too_many:
+        held_since = state.held_since or now
+        waited = (now - held_since).total_seconds()
+        if waited < settings.reconcile_interval:
+            if state.held_since is None:
+                log.warning(
+                    "deletions_held",
+                    missing=missing,
+                    tracked=tracked,
+                    reason="empty listing" if not listed else "mass deletion",
+                    confirm_after_s=settings.reconcile_interval,
+                )
+            return False, held_since, missing
+        log.warning("deletions_confirming", missing=missing, held_for_s=round(waited))
+    return True, None, 0
+
+
+async def confirm(
+    client: MistralClient,
+    paths: Mapping[str, str],
+    log: structlog.typing.FilteringBoundLogger,
+    *,
+    get: Callable[[str], Awaitable[dict[str, Any] | None]] | None = None,
+) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """GETs of ``paths`` by key with ``get`` (default ``client.get_item``): (keys answered 404,
+    answers of the items that exist after all). An error decides nothing: its key is in neither."""
+    read = get or client.get_item
+    semaphore = asyncio.Semaphore(CONFIRM_CONCURRENCY)
+    gone: list[str] = []
+    found: dict[str, dict[str, Any]] = {}
+
+    async def one(key: str, path: str) -> None:
+        async with semaphore:
+            try:
+                item = await read(path)
+            except ApiError as exc:
+                log.warning("confirm_failed", resource_id=key, error=str(exc))
+                return
+        if item is None:
+            gone.append(key)
+        else:
+            found[key] = item
+
+    await asyncio.gather(*(one(key, path) for key, path in paths.items()))
+    return sorted(gone), found
+
+
 @dataclasses.dataclass(eq=False)
 class _TailRead:
     """The pages a tail read took, each item once, and the snapshot rows of those known."""
@@ -201,11 +281,7 @@ class SourcePoller:
         return dataclasses.replace(report, requests=self.client.requests - before_requests)
 
     def _reconciled(self, state: SourceState, now: dt.datetime) -> bool:
-        """Whether the source was listed in full less than a reconcile interval ago."""
-        if not (self.settings.incremental and state.baselined) or state.last_reconcile_at is None:
-            return False
-        since = (now - state.last_reconcile_at).total_seconds()
-        return since < self.settings.reconcile_interval
+        return reconciled(self.settings, state, now)
 
     def _incremental_due(self, state: SourceState, now: dt.datetime) -> bool:
         return self.spec.has_lifecycle and self._reconciled(state, now)
@@ -244,15 +320,7 @@ class SourcePoller:
                     if known
                     else {}
                 )
-                result = diff(
-                    self.spec,
-                    before,
-                    seen,
-                    announce=announce,
-                    workspace=self.workspace,
-                    now=now,
-                    milestones=self.settings.opt_in,
-                )
+                result = self.diff(before, seen, now, announce=announce)
                 created = {r.id: r.created or 0 for r in result.upserts}
                 ordered.extend(
                     (created.get(e.resource_id, 0), len(ordered), e) for e in result.events
@@ -287,15 +355,7 @@ class SourcePoller:
                         self.spec.name,
                         [*gone, *(r.id for r in found)],
                     )
-                    change = diff(
-                        self.spec,
-                        before,
-                        found,
-                        gone=gone,
-                        workspace=self.workspace,
-                        now=now,
-                        milestones=self.settings.opt_in,
-                    )
+                    change = self.diff(before, found, now, gone=gone)
             commit = PollCommit(
                 workspace=self.workspace,
                 source=self.spec.name,
@@ -345,50 +405,25 @@ class SourcePoller:
         reconcile interval later agrees.
         """
         missing = sorted(stored - listed)
-        if not missing:
-            if state.held_since is not None:
-                self.log.info("deletions_released", reason="the listing is whole again")
-            return [], [], None, 0
-        too_many = len(missing) >= self.settings.mass_delete_min and len(
-            missing
-        ) > self.settings.mass_delete_threshold * len(stored)
-        if too_many:
-            held_since = state.held_since or now
-            waited = (now - held_since).total_seconds()
-            if waited < self.settings.reconcile_interval:
-                if state.held_since is None:
-                    self.log.warning(
-                        "deletions_held",
-                        missing=len(missing),
-                        tracked=len(stored),
-                        reason="empty listing" if not listed else "mass deletion",
-                        confirm_after_s=self.settings.reconcile_interval,
-                    )
-                return [], [], held_since, len(missing)
-            self.log.warning("deletions_confirming", missing=len(missing), held_for_s=round(waited))
+        go, held_since, held = guard(
+            len(missing),
+            len(stored),
+            listed=bool(listed),
+            state=state,
+            now=now,
+            settings=self.settings,
+            log=self.log,
+        )
+        if not go:
+            return [], [], held_since, held
         gone, found = await self.confirm(missing)
         return gone, found, None, 0
 
     async def confirm(self, ids: Sequence[str]) -> tuple[list[str], list[Resource]]:
         """Direct GETs: (ids answered 404, items that exist after all). Errors decide nothing."""
-        semaphore = asyncio.Semaphore(CONFIRM_CONCURRENCY)
-        gone: list[str] = []
-        found: list[Resource] = []
-
-        async def one(rid: str) -> None:
-            async with semaphore:
-                try:
-                    item = await self.fetch(rid)
-                except ApiError as exc:
-                    self.log.warning("confirm_failed", resource_id=rid, error=str(exc))
-                    return
-            if item is None:
-                gone.append(rid)
-            elif self.spec.tracks(item):
-                found.append(self.spec.to_resource(item))
-
-        await asyncio.gather(*(one(rid) for rid in ids))
-        return sorted(gone), found
+        paths = {rid: self.spec.item_url(rid) for rid in ids}
+        gone, bodies = await confirm(self.client, paths, self.log, get=self.fetch)
+        return gone, [self.spec.to_resource(b) for b in bodies.values() if self.spec.tracks(b)]
 
     # -- incremental -------------------------------------------------------------------
 
@@ -420,15 +455,7 @@ class SourcePoller:
         before = await asyncio.to_thread(
             self.store.load_resources, self.workspace, self.spec.name, [*seen, *gone]
         )
-        result = diff(
-            self.spec,
-            before,
-            seen.values(),
-            gone=gone,
-            workspace=self.workspace,
-            now=now,
-            milestones=self.settings.opt_in,
-        )
+        result = self.diff(before, seen.values(), now, gone=gone)
         return await self._commit(result, now, seen.values(), state)
 
     # -- tail --------------------------------------------------------------------------
@@ -479,14 +506,7 @@ class SourcePoller:
             )
             self.order = None
             return await self._full(state, now)
-        result = diff(
-            self.spec,
-            read.before,
-            seen,
-            workspace=self.workspace,
-            now=now,
-            milestones=self.settings.opt_in,
-        )
+        result = self.diff(read.before, seen, now)
         return await self._commit(result, now, seen, state)
 
     async def _window_before(self, read: _TailRead, first: int, since: int | None) -> None:
@@ -516,13 +536,31 @@ class SourcePoller:
 
     # -- shared ------------------------------------------------------------------------
 
+    def diff(
+        self,
+        before: Mapping[str, Resource],
+        seen: Iterable[Resource],
+        now: dt.datetime,
+        **options: Any,
+    ) -> DiffResult:
+        """``diff.diff`` for this source: its spec, workspace and the events it opted in to."""
+        return diff(
+            self.spec,
+            before,
+            seen,
+            workspace=self.workspace,
+            now=now,
+            milestones=self.settings.opt_in,
+            **options,
+        )
+
     def listing(self) -> Pages | CursorPages:
         """The pages of the source's complete listing (a full poll reads them all)."""
         return self.client.pages(self.spec.list_path, paged=self.spec.paged)
 
-    async def fetch(self, rid: str) -> dict[str, Any] | None:
-        """One item by its id, or ``None`` when the API answers 404 (it is gone)."""
-        return await self.client.get_item(self.spec.item_url(rid))
+    async def fetch(self, path: str) -> dict[str, Any] | None:
+        """One item by its path, or ``None`` when the API answers 404 (it is gone)."""
+        return await self.client.get_item(path)
 
     def advance(self, cursor: int | None, seen: Iterable[Resource]) -> int | None:
         """The source's cursor once ``seen`` was read (the newest creation time)."""

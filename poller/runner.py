@@ -322,8 +322,8 @@ class Runner:
         finally:
             self._stopping = True
             log.info("stopping")
-            # no new poll starts; those in flight get the grace period to finish (shutting
-            # the scheduler down would cancel them at once)
+            # no poll starts from now on; those under way get the grace to end (shutting the
+            # scheduler down first would cancel them at once)
             scheduler.pause()
             if self._polls:
                 await asyncio.wait(list(self._polls), timeout=grace)

@@ -219,6 +219,19 @@ MODELS = SourceSpec(
     include=_fine_tuned,
 )
 
+LIBRARIES = SourceSpec(
+    name="libraries",
+    resource="library",
+    list_path="/libraries",
+    item_path="/libraries/{id}",
+    paged=True,
+    created_field="created_at",
+    created_action="created",
+    deleted_action="deleted",
+    optional="the libraries API answered 404 (not offered to this workspace)",
+)
+"""Libraries and their documents, polled by ``poller.libraries.source.LibraryPoller``."""
+
 WORKFLOW_RUNS = RunSpec(
     name="workflow_runs",
     resource="workflow_run",
@@ -240,5 +253,12 @@ WORKFLOW_RUNS = RunSpec(
     optional="the workflows API answered 404 (not offered to this workspace)",
 )
 
-ALL: tuple[SourceSpec, ...] = (BATCH_JOBS, FINE_TUNING_JOBS, FILES, MODELS, WORKFLOW_RUNS)
+ALL: tuple[SourceSpec, ...] = (
+    BATCH_JOBS,
+    FINE_TUNING_JOBS,
+    FILES,
+    MODELS,
+    LIBRARIES,
+    WORKFLOW_RUNS,
+)
 BY_NAME: Mapping[str, SourceSpec] = {s.name: s for s in ALL}

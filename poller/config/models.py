@@ -57,7 +57,14 @@ from poller.config.fields import (
 )
 
 DEFAULT_STORE_URL = "sqlite:////var/lib/poller/poller.db"
-SOURCE_NAMES = ("batch_jobs", "fine_tuning_jobs", "files", "models", "workflow_runs")
+SOURCE_NAMES = (
+    "batch_jobs",
+    "fine_tuning_jobs",
+    "files",
+    "models",
+    "libraries",
+    "workflow_runs",
+)
 SINK_TYPES = ("file", "http", "log", "nats", "amqp", "redis", "mqtt")
 
 
@@ -213,6 +220,7 @@ class SourcesSection(_Section):
     fine_tuning_jobs: SourceEntry = None
     files: SourceEntry = None
     models: SourceEntry = None
+    libraries: SourceEntry = None
     workflow_runs: WorkflowRunsEntry = None
 
 
@@ -223,6 +231,7 @@ class SourcesConfig(_Section):
     fine_tuning_jobs: SourceConfig = Field(default_factory=SourceConfig)
     files: SourceConfig = Field(default_factory=SourceConfig)
     models: SourceConfig = Field(default_factory=SourceConfig)
+    libraries: SourceConfig = Field(default_factory=SourceConfig)
     workflow_runs: WorkflowRunsConfig = Field(default_factory=WorkflowRunsConfig)
 
     def get(self, name: str) -> SourceConfig:

@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Match, Route
 from starlette.types import Message, Receive, Scope, Send
 
-from poller.simulator import api, control, inference, workflows_api
+from poller.simulator import api, control, inference, library_routes, workflows_api
 from poller.simulator.errors import InvalidRequest, NotFound, Unprocessable
 from poller.simulator.faults import GARBLED_BODY, LIST_KEYS, Fault, empty_list, error_body
 from poller.simulator.state import Simulator
@@ -35,16 +35,17 @@ def build_app(sim: Simulator) -> Starlette:
         *api.routes(sim),
         *workflows_api.routes(sim.workflows),
         *inference.routes(sim, sim.inference, sim.now),
+        *library_routes.routes(sim),
+    ]
+    controls = [
+        *library_routes.control_routes(sim),
+        *workflows_api.control_routes(sim.workflows),
+        *control.routes(sim),
     ]
     return _SimulatorApp(
         sim,
         api_routes,
-        routes=[
-            *api_routes,
-            *workflows_api.control_routes(sim.workflows),
-            *control.routes(sim),
-            *inference.control_routes(sim.inference),
-        ],
+        routes=[*api_routes, *controls, *inference.control_routes(sim.inference)],
         exception_handlers={
             NotFound: _not_found,
             InvalidRequest: _invalid,

@@ -89,7 +89,7 @@ class Replicas:
 
     def baselined(self) -> bool:
         """Every source of the workspace took its baseline."""
-        return baselined_sources(self.engine) == 5
+        return baselined_sources(self.engine) == 6
 
     def stop(self) -> None:
         for proc in self.procs:
@@ -320,7 +320,7 @@ def test_three_replicas_cost_the_api_what_one_does(
     assert standby == 0, "a replica without the lease polled"
     assert cost_one == cost_three
     # one request per source per idle cycle (workflow runs: one listing until a run is seen)
-    assert sum(max(v) for v in cost_one.values()) == 5
+    assert sum(max(v) for v in cost_one.values()) == 6
 
 
 def sqlite_config(api: str, db: pathlib.Path) -> str:

@@ -182,10 +182,12 @@ async def test_mass_deletion_needs_the_minimum_and_the_share(store_url: str) -> 
         await files.close()
 
 
-async def test_idle_cycle_of_every_source_costs_six_requests(tmp_path: pathlib.Path) -> None:
-    """With jobs, files, models and workflow runs in history, an idle cycle is 6 requests."""
+async def test_idle_cycle_of_every_source_costs_one_request_each(tmp_path: pathlib.Path) -> None:
+    """With jobs, their files, fine-tuned models, libraries and workflow runs in history, an
+    idle cycle is one request per source (two for workflow runs: started, ended)."""
     sim = Simulator(seed=8)
     sim.bulk(batch_jobs=300, fine_tuning_jobs=20, files=600)
+    sim.bulk_libraries(libraries=5, documents=300)
     sim.workflows.bulk(count=3000)
     for n in range(5):
         sim.create_model(id=f"ft:open-mistral-nemo:idle{n}")
@@ -202,6 +204,7 @@ async def test_idle_cycle_of_every_source_costs_six_requests(tmp_path: pathlib.P
                     "GET /v1/fine_tuning/jobs": 1,
                     "GET /v1/files": 1,
                     "GET /v1/models": 1,
+                    "GET /v1/libraries": 1,
                     "GET /v1/workflows/runs": 2,
                 }
 

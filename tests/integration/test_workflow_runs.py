@@ -15,7 +15,7 @@ from poller.exceptions import ApiError
 from poller.runner import Runner
 from poller.simulator import Simulator, SimulatorServer
 from poller.sources import WORKFLOW_RUNS
-from poller.workflow_runs import WorkflowRunPoller
+from poller.workflow_runs.source import WorkflowRunPoller
 
 from .conftest import make_config
 from .worlds import World

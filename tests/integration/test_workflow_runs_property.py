@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from poller.simulator import Simulator, build_app
 from poller.sources import WORKFLOW_RUNS
-from poller.workflow_runs import WorkflowRunPoller
+from poller.workflow_runs.source import WorkflowRunPoller
 
 from .twins import twins
 

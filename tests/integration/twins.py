@@ -46,8 +46,8 @@ async def twins(
     factory: PollerFactory = SourcePoller,
     options: dict[str, Any] | None = None,
 ) -> AsyncIterator[Twins]:
-    """Both pollers of ``spec`` through ``http`` (``factory`` builds them, with ``options``),
-    their stores under ``root``; ``clock`` in seconds since the epoch."""
+    """Both pollers of ``spec`` through ``http``, their stores under ``root``; ``clock`` in
+    seconds since the epoch; ``factory`` the source's poller class, built with ``options``."""
     engines = [store_mod.create_engine(f"sqlite:///{root}/{name}.db") for name in ("lean", "full")]
     try:
         yield Twins(

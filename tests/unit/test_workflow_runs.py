@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from poller import workflow_runs
 from poller.sources import WORKFLOW_RUNS
+from poller.workflow_runs import source as workflow_runs
 
 T = 1_795_777_200  # 2026-11-27T11:00:00Z
 

@@ -27,7 +27,6 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from poller import sources, utils
-from poller.diff import diff
 from poller.exceptions import GarbledError
 from poller.mistral.client import CursorPages, MistralClient
 from poller.model import Resource, SourceState
@@ -105,14 +104,7 @@ class WorkflowRunPoller(SourcePoller):
         before = await asyncio.to_thread(
             self.store.load_resources, self.workspace, self.spec.name, list(seen)
         )
-        result = diff(
-            self.spec,
-            before,
-            seen.values(),
-            workspace=self.workspace,
-            now=now,
-            milestones=self.settings.opt_in,
-        )
+        result = self.diff(before, seen.values(), now)
         return await self._commit(result, now, seen.values(), state)
 
     def _pages(self, window: dict[str, str]) -> CursorPages:
@@ -130,8 +122,7 @@ class WorkflowRunPoller(SourcePoller):
     def listing(self) -> CursorPages:
         return self._pages({})
 
-    async def fetch(self, rid: str) -> dict[str, Any] | None:
-        path = self.spec.item_url(rid)
+    async def fetch(self, path: str) -> dict[str, Any] | None:
         body = await self.client.get_object(path)
         try:
             if body is not None:

@@ -2,70 +2,39 @@
 
 Payloads keep the seed connector's field names and take the real API's values:
 ``file.uploaded`` carries ``size`` filled from the API's ``bytes``; statuses are the
-API's own (``SUCCESS``, not ``succeeded``).
+API's own (``SUCCESS``, not ``succeeded``). ``base`` holds what a type is made of;
+``workflow_runs`` the workflow-run types.
 """
 
 from __future__ import annotations
 
 import base64
-import dataclasses
 import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-Selector = tuple[str | int, ...]
+from poller.catalog import workflow_runs
+from poller.catalog.base import DATE_TIME as _DATE_TIME
+from poller.catalog.base import WEBHOOK_PATH, EventType, Field, Selector
+from poller.catalog.base import field as _f
+from poller.catalog.base import json_type as _t
+from poller.catalog.base import one_of as _one_of
 
-WEBHOOK_PATH = "/webhooks/mistral-ai/{resource}/{action}"
-"""The seed connector's per-event webhook path, as an ``http`` sink's URL template."""
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Field:
-    """One payload field: its name in the event and where its value comes from."""
-
-    name: str
-    selector: Selector
-    description: str
-    schema: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False)
-    """The value's JSON Schema, after the real API's type for it (null where it may lack)."""
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class EventType:
-    """One trigger: ``batch_job.succeeded`` and what its payload holds."""
-
-    name: str
-    description: str
-    fields: tuple[Field, ...]
-    seed: bool = True
-    polled: bool = True
-
-    @property
-    def resource(self) -> str:
-        return self.name.partition(".")[0]
-
-    @property
-    def action(self) -> str:
-        return self.name.partition(".")[2]
-
-    @property
-    def webhook_path(self) -> str:
-        """The seed's per-event webhook path, e.g. ``/webhooks/mistral-ai/batch_job/succeeded``."""
-        return WEBHOOK_PATH.format(resource=self.resource, action=self.action)
-
-
-def _f(name: str, *selector: str | int, schema: Mapping[str, Any], description: str = "") -> Field:
-    return Field(name, selector or (name,), description, schema)
-
-
-def _t(*types: str) -> dict[str, Any]:
-    """A JSON Schema type: ``_t("string", "null")`` is a string or null."""
-    return {"type": types[0] if len(types) == 1 else list(types)}
-
-
-def _one_of(*values: str, nullable: bool = False) -> dict[str, Any]:
-    choices: list[str | None] = [*values, None] if nullable else list(values)
-    return {**(_t("string", "null") if nullable else _t("string")), "enum": choices}
+__all__ = [
+    "BY_NAME",
+    "FINISH_REASONS",
+    "TEST",
+    "TYPES",
+    "WEBHOOK_PATH",
+    "EventType",
+    "Field",
+    "Selector",
+    "event_id",
+    "get",
+    "payload",
+    "select",
+    "selectors",
+]
 
 
 # Outcome statuses are the API's own values (Mistral's OpenAPI: BatchJobStatus,
@@ -114,94 +83,131 @@ _BATCH_MODEL = _f(
 )
 _FT_MODEL = _f("model", schema=_t("string"), description="Base model to fine-tune.")
 
-# Workflow runs (Mistral's OpenAPI: WorkflowExecutionWithoutResultResponse, the items of
-# GET /v1/workflows/runs; WorkflowExecutionStatus). A run is one run of an execution: a run
-# that continues as new ends, and the next run of the same execution_id starts.
-_DATE_TIME = {"type": "string", "format": "date-time"}
-_RUN_IDS = (
-    _f("execution_id", schema=_t("string"), description="ID of the workflow execution."),
-    _f(
-        "run_id",
-        schema=_t("string", "null"),
-        description="ID of this run of the execution (changes when it continues as new).",
-    ),
-    _f("workflow_name", schema=_t("string"), description="Name of the workflow."),
-    _f("workflow_id", schema=_t("string", "null"), description="ID of the workflow."),
+# Libraries and their documents (Mistral's OpenAPI: Library, Document, ProcessStatus).
+# Times are the API's own ISO 8601 strings; the deprecated fields (``hash``,
+# ``processing_status``, ``tokens_processing_*`` but the total) are left out.
+_MAYBE_DATE_TIME = {"type": ["string", "null"], "format": "date-time"}
+_LIBRARY_ID = _f("id", schema=_t("string"), description="Unique identifier of the library.")
+_LIBRARY_NAME = _f("name", schema=_t("string"), description="Name of the library.")
+_DOCUMENT_ID = _f("id", schema=_t("string"), description="Unique identifier of the document.")
+_DOCUMENT_LIBRARY = _f(
+    "library_id", schema=_t("string"), description="The library the document belongs to."
 )
-_RUN_CONTEXT = (
-    _f(
-        "deployment_name",
-        schema=_t("string", "null"),
-        description="Deployment that runs it (the former task queue).",
-    ),
-    _f(
-        "root_execution_id",
-        schema=_t("string"),
-        description="Execution at the root of its tree (itself for a top-level run).",
-    ),
-    _f(
-        "parent_execution_id",
-        schema=_t("string", "null"),
-        description="Execution that started it as a child workflow; null for a top-level run.",
-    ),
-    _f("user_id", schema=_t("string", "null"), description="User who triggered it."),
+_DOCUMENT_NAME = _f("name", schema=_t("string"), description="Name of the document.")
+_MIME_TYPE = _f(
+    "mime_type", schema=_t("string", "null"), description="MIME type of the uploaded file."
 )
-_RUN_START = _f("start_time", schema=_DATE_TIME, description="When the run started.")
+_SIZE = _f("size", schema=_t("integer", "null"), description="Size of the document in bytes.")
+_LAST_PROCESSED = _f(
+    "last_processed_at",
+    schema=_MAYBE_DATE_TIME,
+    description="When processing last ended, as the API reports it.",
+)
 
 
-def _run_outcome(action: str, status: str, when: str) -> EventType:
-    return EventType(
-        f"workflow_run.{action}",
-        f"A workflow run {when} (status {status}).",
-        (
-            *_RUN_IDS,
-            _f(
-                "status",
-                schema=_one_of(status),
-                description="The run's status as the API reports it.",
-            ),
-            _RUN_START,
-            _f(
-                "end_time",
-                schema={"type": ["string", "null"], "format": "date-time"},
-                description="When the run ended.",
-            ),
-            _f(
-                "total_duration_ms",
-                schema=_t("integer", "null"),
-                description="How long the run took, in milliseconds.",
-            ),
-            *_RUN_CONTEXT,
-        ),
-        seed=False,
+def _process_status(*values: str) -> Field:
+    return _f(
+        "process_status",
+        schema=_one_of(*values) if values else _t("string"),
+        description="The document's processing status (the API's ProcessStatus).",
     )
 
 
-_WORKFLOW_RUN_TYPES = (
+_LIBRARIES: tuple[EventType, ...] = (
     EventType(
-        "workflow_run.started",
-        "A workflow run started: a new execution, or the next run of one that continued as new.",
+        "library.created",
+        "A new library appeared.",
         (
-            *_RUN_IDS,
+            _LIBRARY_ID,
+            _LIBRARY_NAME,
             _f(
-                "status", schema=_t("string"), description="The run's status as the API reports it."
+                "description",
+                schema=_t("string", "null"),
+                description="The library's description.",
             ),
-            _RUN_START,
-            *_RUN_CONTEXT,
+            _f(
+                "owner_type",
+                schema=_t("string"),
+                description="Who owns it: `Workspace` or `User`.",
+            ),
+            _f("created_at", schema=_DATE_TIME, description="When the library was created."),
         ),
         seed=False,
     ),
-    _run_outcome("completed", "COMPLETED", "completed"),
-    _run_outcome("failed", "FAILED", "failed"),
-    _run_outcome("canceled", "CANCELED", "was canceled"),
-    _run_outcome("terminated", "TERMINATED", "was terminated"),
-    _run_outcome("timed_out", "TIMED_OUT", "timed out"),
-    _run_outcome(
-        "continued_as_new",
-        "CONTINUED_AS_NEW",
-        "continued as new: it ended and the next run of its execution_id starts",
+    EventType(
+        "library.deleted",
+        "A library was deleted (absent from the listing and confirmed by a 404), "
+        "its documents with it.",
+        (_LIBRARY_ID, _LIBRARY_NAME),
+        seed=False,
+    ),
+    EventType(
+        "library_document.uploaded",
+        "A new document appeared in a library; its processing follows.",
+        (
+            _DOCUMENT_ID,
+            _DOCUMENT_LIBRARY,
+            _DOCUMENT_NAME,
+            _MIME_TYPE,
+            _SIZE,
+            _process_status(),
+            _f("created_at", schema=_DATE_TIME, description="When the document was uploaded."),
+        ),
+        seed=False,
+    ),
+    EventType(
+        "library_document.processed",
+        "A document's processing ended with ProcessStatus `done`: its text is extracted "
+        "and it is searchable in its library. A reprocessed document gets a new event.",
+        (
+            _DOCUMENT_ID,
+            _DOCUMENT_LIBRARY,
+            _DOCUMENT_NAME,
+            _MIME_TYPE,
+            _SIZE,
+            _process_status("done"),
+            _LAST_PROCESSED,
+            _f(
+                "number_of_pages",
+                schema=_t("integer", "null"),
+                description="Pages found in the document, when it has pages.",
+            ),
+            _f(
+                "tokens_processing_total",
+                schema=_t("integer", "null"),
+                description="Tokens spent processing the document.",
+            ),
+            _f(
+                "summary",
+                schema=_t("string", "null"),
+                description="The summary the processing wrote; null when there is none.",
+            ),
+        ),
+        seed=False,
+    ),
+    EventType(
+        "library_document.failed",
+        "A document's processing ended with ProcessStatus `error` or `missing_content`. "
+        "A reprocessed document gets a new event.",
+        (
+            _DOCUMENT_ID,
+            _DOCUMENT_LIBRARY,
+            _DOCUMENT_NAME,
+            _MIME_TYPE,
+            _process_status("error", "missing_content"),
+            _LAST_PROCESSED,
+        ),
+        seed=False,
+    ),
+    EventType(
+        "library_document.deleted",
+        "A document was deleted, by itself or with its library (absent from a complete "
+        "listing and confirmed by a 404).",
+        (_DOCUMENT_ID, _DOCUMENT_LIBRARY, _DOCUMENT_NAME),
+        seed=False,
     ),
 )
+
 
 TYPES: tuple[EventType, ...] = (
     EventType(
@@ -357,7 +363,8 @@ TYPES: tuple[EventType, ...] = (
             _f("owned_by", schema=_t("string"), description="Organization that owns the model."),
         ),
     ),
-    *_WORKFLOW_RUN_TYPES,
+    *_LIBRARIES,
+    *workflow_runs.TYPES,
     EventType(
         "chat_completion.created",
         "A chat completion was generated.",
