@@ -305,9 +305,9 @@ async def test_a_standby_replica_polls_nothing_and_is_ready(
         turned = threading.Event()
         turn = app.leadership.turn
 
-        def observed() -> tuple[dict[str, int], list[str]]:
+        def observed(*, balance: bool = True) -> tuple[dict[str, int], list[str]]:
             try:
-                return turn()
+                return turn(balance=balance)
             finally:
                 turned.set()
 
@@ -350,6 +350,7 @@ def test_peers_end_a_transaction_the_server_timer_misses(postgres_url: str) -> N
             with pytest.raises(sa.exc.DBAPIError):
                 stuck.execute(sa.text("select 1"))
             bystander.execute(sa.text("select 1"))  # another application is left alone
+        wait_until(lambda: expired(replica, "w1"), limit=10)
         assert b.acquire(["w1"], 1) == {"w1": 2}
     finally:
         frozen.dispose()
