@@ -175,7 +175,7 @@ class App:
             if self.config.store.listen and self.engine.dialect.name == "postgresql":
                 from poller.store.listen import OutboxListener
 
-                self.services.append(OutboxListener(self.engine.url, self.notify))
+                self.services.append(OutboxListener(self.engine.url, self.notify, hinted=self.wake))
             if self.config.proxy is not None and self.config.proxy.enabled:
                 from poller.proxy.server import ProxyService
 

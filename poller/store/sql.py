@@ -176,17 +176,22 @@ class Store:
         now: dt.datetime,
         *,
         active: Callable[[Resource], bool],
+        wake: bool = False,
     ) -> list[Event]:
         """Write what ``plan`` makes of the rows of ``ids``, and its events, in one transaction.
 
         For what a call that passed through poller showed (``poller.hints``): the snapshot
         rows and the events land together, so the next poll announces none of them again.
         The source's state (baseline, cursor, last poll) is left alone: this is no poll.
+        With ``wake`` on PostgreSQL the transaction also notifies ``WAKE_CHANNEL``, so the
+        replica leading the workspace, whichever it is, polls the source soon.
         Returns the events that were new to the outbox.
         """
         with self.writer(workspace, source, now, active=active) as writer:
             result = plan(writer.read(ids))
             writer.write(result.upserts, result.removals)
+            if wake:
+                writer.wake()
             return writer.finish(result.events)
 
     def writer(
@@ -349,11 +354,21 @@ class PollWriter:
                 )
             )
 
+    def wake(self) -> None:
+        """On PostgreSQL, notify ``WAKE_CHANNEL`` for this source at commit (else nothing:
+        a SQLite store has one daemon, woken in process)."""
+        conn = self._connection()
+        if conn.dialect.name != "postgresql":
+            return
+        payload = sa.func.json_build_object(
+            "schema", sa.func.current_schema(), "workspace", self.workspace, "source", self.source
+        )
+        conn.execute(sa.select(sa.func.pg_notify(WAKE_CHANNEL, sa.cast(payload, sa.Text))))
+
     def finish(self, events: Sequence[Event]) -> list[Event]:
         """Record the events and commit everything, leaving the source's state as it is."""
         recorded = outbox.add_events(self._connection(), events, self.store.route, self.now)
-        assert self._txn is not None
-        self._txn.commit()
+        self._commit()
         return recorded
 
     def commit(

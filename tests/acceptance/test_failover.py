@@ -1,8 +1,8 @@
-"""Replicas at the edges: a leader frozen inside a pipelined write, and what each replica
-exports and logs as the lease moves between them.
+"""Replicas at the edges: a leader frozen inside a pipelined write, a hint taken by a standby's
+proxy, and what each replica exports and logs as the lease moves between them.
 
 Two `poller run` processes on one PostgreSQL schema (a 2 s TTL); every wait is on a
-condition: the leases, the replicas' logs and endpoints.
+condition: the leases, the replicas' logs and endpoints, the simulator's request log.
 """
 
 from __future__ import annotations
@@ -96,6 +96,43 @@ def test_a_leader_frozen_inside_a_pipelined_write_loses_its_workspace_within_the
         wait_until(lambda: jobs <= stored_ids(group), limit=30)
         woke = group.lines(victim, mark)
     assert not [x for x in woke if x["event"] in ("events_recorded", "poll_failed")], woke
+
+
+def listings(simulator: Simulator) -> int:
+    return int(simulator.stats()["by_route"].get("GET /v1/batch/jobs", 0))
+
+
+def test_a_job_created_through_a_standbys_proxy_wakes_the_leader(
+    sim: tuple[Simulator, SimulatorServer], replicas: Callable[..., Replicas]
+) -> None:
+    """A batch job created through the proxy of the replica that does not poll is polled by
+    the leader at once, not after its idle interval (a minute here)."""
+    simulator, _server = sim
+    proxy = "proxy:\n  listen: 127.0.0.1:${PROXY_PORT}\n"
+    group = replicas(None, interval="60s", key=KEY, extra=proxy)
+    ports = {}
+    for _ in range(2):
+        port = free_port()
+        ports[group.add(PROXY_PORT=str(port)).pid] = port
+    wait_until(lambda: group.baselined() and group.live() == 2, limit=30)
+    standby = the_other(group, group.leader())
+    wait_until(lambda: "proxy_listening" in group.log_of(standby).read_text())
+    simulator.reset_stats()
+    created = httpx.post(
+        f"http://127.0.0.1:{ports[standby.pid]}/v1/batch/jobs",
+        headers={"Authorization": f"Bearer {KEY}"},
+        json={
+            "model": "mistral-small-latest",
+            "endpoint": "/v1/chat/completions",
+            "requests": [
+                {"custom_id": "1", "body": {"messages": [{"role": "user", "content": "hi"}]}}
+            ],
+        },
+        timeout=10,
+    )
+    assert created.status_code == 200, created.text
+    # the standby polls nothing: any listing is the leader's, woken well within a minute
+    wait_until(lambda: listings(simulator) >= 1, limit=20)
 
 
 def series(port: int) -> dict[tuple[str, str], float]:
