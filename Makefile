@@ -32,12 +32,14 @@ lint: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(BIN)/python -m bench.polling
+	$(BIN)/python -m bench.libraries
 	$(BIN)/python -m bench.delivery
 	$(BIN)/python -m bench.ha_delivery
 	$(BIN)/python -m bench.brokers
 	$(BIN)/python -m bench.proxy
 	$(BIN)/python -m bench.hints
 	$(BIN)/python -m bench.ha
+	$(BIN)/python -m bench.shutdown
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

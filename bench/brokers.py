@@ -29,7 +29,7 @@ from bench.common import receiver, row
 from bench.delivery import SECRET, deliver_all, make_events
 from poller import logs
 from poller import store as store_mod
-from poller.cli import run_async
+from poller.cli.common import run_async
 from poller.diff import DiffResult
 from poller.model import Event
 from poller.sinks.base import Sink

@@ -27,14 +27,14 @@ import httpx
 from bench.common import receiver, row
 from poller import logs
 from poller import store as store_mod
-from poller.cli import run_async
+from poller.cli.common import run_async
 from poller.delivery.dispatcher import SinkWorker
 from poller.diff import DiffResult, event_for
 from poller.model import Event
 from poller.sinks.base import Sink
 from poller.sinks.http import HttpSink
 from poller.sources import BATCH_JOBS
-from poller.store import Outbox, PollCommit, Store
+from poller.store import Ledger, Outbox, PollCommit, Store
 from poller.testing import free_port
 
 SECRET = "whsec_" + base64.b64encode(b"benchmark-secret-of-thirty-two-b").decode()
@@ -113,10 +113,11 @@ async def through_outbox(
     )
     enqueue = time.perf_counter() - started
     outbox = Outbox(engine)
+    ledger = Ledger(engine)
     async with httpx.AsyncClient(limits=httpx.Limits(max_connections=concurrency)) as client:
         sink = HttpSink("hook", url, client=client, secrets=[SECRET])
         elapsed = await deliver_all(sink, outbox, len(events), concurrency)
-    assert outbox.sink_stats()["hook"].delivered == len(events)
+    assert ledger.sink_stats()["hook"].delivered == len(events)
     engine.dispose()
     return enqueue, elapsed
 

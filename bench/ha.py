@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import pathlib
 import signal
@@ -147,10 +148,15 @@ def failover(directory: pathlib.Path, ttl: float, rounds: int) -> list[float]:
                 found = next(r for r in got if of_job(r))
                 times.append(found.at - killed_at)
                 group.start()
-                wait(lambda group=group, victim=victim: group.leader().pid != victim.pid)
+                wait(functools.partial(new_leader, group, victim))
         finally:
             group.stop()
     return times
+
+
+def new_leader(group: Group, victim: subprocess.Popen[bytes]) -> bool:
+    """Whether ``group`` is led by another replica than ``victim``."""
+    return group.leader().pid != victim.pid
 
 
 def idle_cost(directory: pathlib.Path, replicas: int, window: float) -> float:
@@ -165,9 +171,9 @@ def idle_cost(directory: pathlib.Path, replicas: int, window: float) -> float:
                     wait(lambda: group.holder() is not None)
             wait(lambda: group.holder() is not None and group.baselined())
             time.sleep(2 * INTERVAL)  # let every replica settle into its idle pace
-            before = simulator.stats()["total"]
+            before: int = simulator.stats()["total"]
             time.sleep(window)
-            made = simulator.stats()["total"] - before
+            made: int = simulator.stats()["total"] - before
         finally:
             group.stop()
     return made / (window / INTERVAL)

@@ -33,11 +33,11 @@ from bench.common import ROOT, receiver, row
 from bench.delivery import make_events
 from poller import logs
 from poller import store as store_mod
-from poller.cli import run_async
+from poller.cli.common import run_async
 from poller.delivery.dispatcher import SinkWorker
 from poller.diff import DiffResult
 from poller.sinks.http import HttpSink
-from poller.store import Outbox, PollCommit, Store
+from poller.store import Ledger, Outbox, PollCommit, Store
 from poller.testing import free_port
 
 SECRET = "whsec_" + base64.b64encode(b"benchmark-secret-of-thirty-two-b").decode()
@@ -103,13 +103,13 @@ def measure(url: str, hook: str, count: int, replicas: int, concurrency: int) ->
         try:
             for proc in procs:
                 assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-            outbox = Outbox(engine)
+            ledger = Ledger(engine)
             started = time.perf_counter()
             for proc in procs:
                 assert proc.stdin is not None
                 proc.stdin.write("go\n")
                 proc.stdin.flush()
-            while outbox.sink_stats()["hook"].delivered < count:
+            while ledger.sink_stats()["hook"].delivered < count:
                 time.sleep(0.02)
             elapsed = time.perf_counter() - started
         finally:

@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from poller import hints, synchronous
-from poller.app import auth_headers
 from poller.exceptions import (
     UnreachableError,
     UsageError,
 )
 from poller.mistral import client as client_mod
+from poller.mistral.auth import auth_headers
 from poller.model import Event
 from poller.proxy import stream
 

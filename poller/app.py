@@ -20,6 +20,8 @@ from poller import __version__, health, leadership, logs, metrics, sources, stor
 from poller import config as config_mod
 from poller.delivery.dispatcher import SinkWorker
 from poller.delivery.retry import RetryPolicy
+from poller.libraries.source import LibraryPoller
+from poller.mistral.auth import auth_headers
 from poller.mistral.client import MistralClient
 from poller.mistral.pace import Gate
 from poller.model import Event
@@ -32,10 +34,11 @@ from poller.sinks.file import FileSink
 from poller.sinks.http import HttpSink
 from poller.sinks.log import LogSink
 from poller.sinks.redacted import Redacted
-from poller.store.outbox import SinkState
+from poller.store.sinkstate import SinkState
 
 USER_AGENT = f"poller/{__version__}"
 STRATEGIES: dict[str, PollerFactory] = {}
+STRATEGIES["libraries"] = LibraryPoller
 """Source name → the poller of a source that ``SourcePoller`` (paged lists) does not serve."""
 _CREDENTIAL_HEADER = re.compile(r"(auth|token|key|secret|password|cookie|signature)", re.I)
 
@@ -82,13 +85,6 @@ def _url_credentials(url: str) -> list[str]:
         if raw and _CREDENTIAL_HEADER.search(urllib.parse.unquote_plus(name)):
             found.extend({raw, urllib.parse.unquote_plus(raw)})
     return found
-
-
-def auth_headers(ws: config_mod.Workspace) -> dict[str, str]:
-    if ws.api_key is None:
-        return {}
-    key = ws.api_key.get_secret_value()
-    return {ws.auth_header: f"{ws.auth_scheme} {key}".strip() if ws.auth_scheme else key}
 
 
 @dataclasses.dataclass
@@ -138,6 +134,10 @@ class App:
         self.leadership: leadership.Leadership | None = None
         """Which workspaces this replica polls, on a PostgreSQL store (``None`` on SQLite)."""
         self.outbox: store.Outbox
+        self.ledger: store.Ledger
+        """The outbox as operators read it (figures, deliveries, replay)."""
+        self.sink_store: store.SinkStates
+        """Each sink's durable enablement and circuit."""
         self.workspaces: list[Workspace] = []
         self.sinks: dict[str, Sink] = {}
         self.workers: dict[str, SinkWorker] = {}
@@ -156,7 +156,9 @@ class App:
         self.engine = await asyncio.to_thread(store.create_engine, self.config.store.url)
         self.store = store.Store(self.engine, self.route)
         self.outbox = store.Outbox(self.engine)
-        self.metrics.watch_outbox(self.outbox, self.sink_states, self.clock)
+        self.ledger = store.Ledger(self.engine)
+        self.sink_store = store.SinkStates(self.engine)
+        self.metrics.watch_outbox(self.ledger, self.sink_states, self.clock)
         if self.engine.dialect.name == "postgresql":
             store.limit_idle_transactions(self.engine, self.config.ha.lease_ttl)
             leases = store.Leases(
@@ -177,9 +179,7 @@ class App:
 
                 self.services.append(OutboxListener(self.engine.url, self.notify, hinted=self.wake))
             if self.config.proxy is not None and self.config.proxy.enabled:
-                from poller.proxy.server import ProxyService
-
-                self.services.append(ProxyService.from_app(self))
+                self.services.append(self._build_proxy(self.config.proxy))
         except BaseException:
             await self.aclose()
             raise
@@ -192,6 +192,23 @@ class App:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+    def _build_proxy(self, cfg: config_mod.ProxyConfig) -> Service:
+        """The recording proxy, over this app's store, an API client for its workspace and
+        this app's wake-ups and metrics."""
+        from poller.proxy.server import ProxyService  # its server stack loads only when on
+
+        ws = self.config.workspace(cfg.workspace)
+        return ProxyService.build(
+            self.config,
+            store=self.store,
+            client=self.api_client(ws, read_timeout=cfg.read_timeout),
+            notify=self.notify,
+            wake=self.wake,
+            clock=self.clock,
+            on_drop=self.metrics.proxy_dropped.inc,
+            on_unattributed=self.metrics.observe_unattributed,
+        )
 
     def _build_workspace(self, ws: config_mod.Workspace) -> Workspace:
         http = httpx.AsyncClient(
@@ -268,6 +285,7 @@ class App:
         worker = SinkWorker(
             sink,
             self.outbox,
+            states=self.sink_store,
             policy=policy,
             concurrency=cfg.concurrency,
             clock=self.clock,
@@ -325,7 +343,7 @@ class App:
             return FileSink(cfg.name, cfg.path)
         if isinstance(cfg, config_mod.BrokerSinkConfig):
             return brokers.build(cfg)
-        return LogSink(cfg.name, stream=self.stdout)
+        return LogSink(cfg.name, stream=self.stdout, format=cfg.format)
 
     async def aclose(self) -> None:
         for sink in self.sinks.values():

@@ -42,7 +42,10 @@ from poller.exceptions import (
 )
 from poller.health import PollResult
 from poller.model import Delivery, Event, Outcome
-from poller.store.outbox import DEAD, Outbox, SinkState
+from poller.proxy import strangers
+from poller.store.ledger import Ledger
+from poller.store.rows import DEAD
+from poller.store.sinkstate import SinkState
 
 log = structlog.get_logger("poller.metrics")
 
@@ -178,8 +181,17 @@ class Metrics:
             "Proxied calls not recorded because the recorder's queue was full (proxy.queue_size).",
             registry=r,
         )
+        self.proxy_unattributed = Counter(
+            "poller_proxy_unattributed_calls",
+            "Proxied calls answered 2xx that recorded nothing: their key is no workspace's "
+            "api_key. kind: what they would have recorded (trigger, hint).",
+            ["kind"],
+            registry=r,
+        )
         for outcome in RELOAD_OUTCOMES:
             self.reloads.labels(outcome)
+        for kind in strangers.KINDS:
+            self.proxy_unattributed.labels(kind)
         Gauge("poller_build_info", "poller's version; always 1.", ["version"], registry=r).labels(
             __version__
         ).set(1)
@@ -223,12 +235,12 @@ class Metrics:
 
     def watch_outbox(
         self,
-        outbox: Outbox,
+        ledger: Ledger,
         sinks: Callable[[], Mapping[str, SinkState]],
         clock: Callable[[], dt.datetime] = utils.utcnow,
     ) -> None:
         """Serve the outbox figures and circuits of the sinks ``sinks()`` names at scrape time."""
-        self.registry.register(OutboxCollector(outbox, sinks, clock))
+        self.registry.register(OutboxCollector(ledger, sinks, clock))
 
     # -- observations ------------------------------------------------------------------
 
@@ -267,6 +279,10 @@ class Metrics:
         )
         self.disabled.labels(workspace, source).set(1 if result.disabled else 0)
 
+    def observe_unattributed(self, kind: str) -> None:
+        """A proxied call with a key no workspace has, answered 2xx: it recorded nothing."""
+        self.proxy_unattributed.labels(kind).inc()
+
     def observe_skipped_poll(self, workspace: str, source: str) -> None:
         """A scheduled poll that did not start: the source's previous one still runs."""
         self.polls_skipped.labels(workspace, source).inc()
@@ -295,11 +311,11 @@ class OutboxCollector:
 
     def __init__(
         self,
-        outbox: Outbox,
+        ledger: Ledger,
         sinks: Callable[[], Mapping[str, SinkState]],
         clock: Callable[[], dt.datetime],
     ) -> None:
-        self.outbox = outbox
+        self.ledger = ledger
         self.sinks = sinks
         self.clock = clock
 
@@ -310,7 +326,7 @@ class OutboxCollector:
         states = dict(self.sinks())
         up = GaugeMetricFamily("poller_store_up", "1 when the store answered the last scrape.")
         try:
-            stats = self.outbox.sink_stats()
+            stats = self.ledger.sink_stats()
         except Exception as exc:  # a scrape must still answer when the store does not
             log.warning("metrics_store_unavailable", error=f"{type(exc).__name__}: {exc}")
             up.add_metric([], 0)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 import structlog
@@ -39,7 +39,8 @@ log = structlog.get_logger("poller.polling")
 T = TypeVar("T")
 
 HEAD_OVERLAP = 60
-"""Seconds the incremental head looks back before the cursor (clock granularity, skew)."""
+"""Seconds the incremental head and the files tail look back before the cursor: clock
+granularity, skew, and a slow upload listed after newer files."""
 CONFIRM_CONCURRENCY = 4
 
 
@@ -118,6 +119,118 @@ def newest(cursor: int | None, resources: Iterable[Resource]) -> int | None:
     return max(times, default=None)
 
 
+def reconciled(settings: Settings, state: SourceState, now: dt.datetime) -> bool:
+    """Whether the source was read in full less than a reconcile interval ago (so this poll
+    may read less)."""
+    if not (settings.incremental and state.baselined) or state.last_reconcile_at is None:
+        return False
+    return (now - state.last_reconcile_at).total_seconds() < settings.reconcile_interval
+
+
+def guard(
+    missing: int,
+    tracked: int,
+    *,
+    listed: bool,
+    state: SourceState,
+    now: dt.datetime,
+    settings: Settings,
+    log: structlog.typing.FilteringBoundLogger,
+) -> tuple[bool, dt.datetime | None, int]:
+    """Whether ``missing`` items a complete listing no longer shows go on to their direct
+    GETs now: ``(confirm, held_since, held)``.
+
+    When the listing would delete too much (at least ``mass_delete_min`` of the
+    ``tracked`` items and more than the threshold's share), the deletions are held until
+    a second listing a reconcile interval later agrees. ``listed``: the listing showed
+    anything at all.
+    """
+    if not missing:
+        if state.held_since is not None:
+            log.info("deletions_released", reason="the listing is whole again")
+        return False, None, 0
+    too_many = (
+        missing >= settings.mass_delete_min and missing > settings.mass_delete_threshold * tracked
+    )
+    if too_many:
+        held_since = state.held_since or now
+        waited = (now - held_since).total_seconds()
+        if waited < settings.reconcile_interval:
+            if state.held_since is None:
+                log.warning(
+                    "deletions_held",
+                    missing=missing,
+                    tracked=tracked,
+                    reason="empty listing" if not listed else "mass deletion",
+                    confirm_after_s=settings.reconcile_interval,
+                )
+            return False, held_since, missing
+        log.warning("deletions_confirming", missing=missing, held_for_s=round(waited))
+    return True, None, 0
+
+
+async def confirm(
+    client: MistralClient,
+    paths: Mapping[str, str],
+    log: structlog.typing.FilteringBoundLogger,
+) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """Direct GETs of ``paths`` by key: (keys answered 404, answers of the items that exist
+    after all). An error decides nothing: its key is in neither."""
+    semaphore = asyncio.Semaphore(CONFIRM_CONCURRENCY)
+    gone: list[str] = []
+    found: dict[str, dict[str, Any]] = {}
+
+    async def one(key: str, path: str) -> None:
+        async with semaphore:
+            try:
+                item = await client.get_item(path)
+            except ApiError as exc:
+                log.warning("confirm_failed", resource_id=key, error=str(exc))
+                return
+        if item is None:
+            gone.append(key)
+        else:
+            found[key] = item
+
+    await asyncio.gather(*(one(key, path) for key, path in paths.items()))
+    return sorted(gone), found
+
+
+@dataclasses.dataclass(eq=False)
+class _TailRead:
+    """The pages a tail read took, each item once, and the snapshot rows of those known."""
+
+    pages: dict[int, list[Resource]] = dataclasses.field(default_factory=dict)
+    ids: set[str] = dataclasses.field(default_factory=set)
+    before: dict[str, Resource] = dataclasses.field(default_factory=dict)
+    watch: listorder.OrderWatch | None = dataclasses.field(default_factory=listorder.OrderWatch)
+    """The creation times read so far, in the listing's order (``None``: to be fed again)."""
+
+    def add(self, page: int, resources: Iterable[Resource]) -> list[Resource]:
+        """Take page ``page``; the items not read on another page already."""
+        fresh = [r for r in resources if r.id not in self.ids]
+        self.ids.update(r.id for r in fresh)
+        if self.watch is not None and (not self.pages or page > max(self.pages)):
+            self.watch.feed(r.created for r in fresh)
+        else:  # a page before those read: the order is checked again from the start
+            self.watch = None
+        self.pages[page] = fresh
+        return fresh
+
+    def listed(self, until: str | None = None) -> list[Resource]:
+        """The items read, in the listing's order, up to (not with) item ``until``."""
+        items = [r for page in sorted(self.pages) for r in self.pages[page]]
+        ids = [r.id for r in items]
+        return items[: ids.index(until)] if until is not None else items
+
+    def keeps(self, order: listorder.Order) -> bool:
+        """Whether the items read, in the listing's order, keep ``order``."""
+        if self.watch is None:
+            self.watch = listorder.OrderWatch()
+            self.watch.feed(r.created for r in self.listed())
+        return self.watch.keeps(order)
+
+
 class SourcePoller:
     """Polls one source of one workspace."""
 
@@ -161,11 +274,7 @@ class SourcePoller:
         return dataclasses.replace(report, requests=self.client.requests - before_requests)
 
     def _reconciled(self, state: SourceState, now: dt.datetime) -> bool:
-        """Whether the source was listed in full less than a reconcile interval ago."""
-        if not (self.settings.incremental and state.baselined) or state.last_reconcile_at is None:
-            return False
-        since = (now - state.last_reconcile_at).total_seconds()
-        return since < self.settings.reconcile_interval
+        return reconciled(self.settings, state, now)
 
     def _incremental_due(self, state: SourceState, now: dt.datetime) -> bool:
         return self.spec.has_lifecycle and self._reconciled(state, now)
@@ -293,50 +402,25 @@ class SourcePoller:
         reconcile interval later agrees.
         """
         missing = sorted(stored - listed)
-        if not missing:
-            if state.held_since is not None:
-                self.log.info("deletions_released", reason="the listing is whole again")
-            return [], [], None, 0
-        too_many = len(missing) >= self.settings.mass_delete_min and len(
-            missing
-        ) > self.settings.mass_delete_threshold * len(stored)
-        if too_many:
-            held_since = state.held_since or now
-            waited = (now - held_since).total_seconds()
-            if waited < self.settings.reconcile_interval:
-                if state.held_since is None:
-                    self.log.warning(
-                        "deletions_held",
-                        missing=len(missing),
-                        tracked=len(stored),
-                        reason="empty listing" if not listed else "mass deletion",
-                        confirm_after_s=self.settings.reconcile_interval,
-                    )
-                return [], [], held_since, len(missing)
-            self.log.warning("deletions_confirming", missing=len(missing), held_for_s=round(waited))
+        go, held_since, held = guard(
+            len(missing),
+            len(stored),
+            listed=bool(listed),
+            state=state,
+            now=now,
+            settings=self.settings,
+            log=self.log,
+        )
+        if not go:
+            return [], [], held_since, held
         gone, found = await self.confirm(missing)
         return gone, found, None, 0
 
     async def confirm(self, ids: Sequence[str]) -> tuple[list[str], list[Resource]]:
         """Direct GETs: (ids answered 404, items that exist after all). Errors decide nothing."""
-        semaphore = asyncio.Semaphore(CONFIRM_CONCURRENCY)
-        gone: list[str] = []
-        found: list[Resource] = []
-
-        async def one(rid: str) -> None:
-            async with semaphore:
-                try:
-                    item = await self.client.get_item(self.spec.item_url(rid))
-                except ApiError as exc:
-                    self.log.warning("confirm_failed", resource_id=rid, error=str(exc))
-                    return
-            if item is None:
-                gone.append(rid)
-            elif self.spec.tracks(item):
-                found.append(self.spec.to_resource(item))
-
-        await asyncio.gather(*(one(rid) for rid in ids))
-        return sorted(gone), found
+        paths = {rid: self.spec.item_url(rid) for rid in ids}
+        gone, bodies = await confirm(self.client, paths, self.log)
+        return gone, [self.spec.to_resource(b) for b in bodies.values() if self.spec.tracks(b)]
 
     # -- incremental -------------------------------------------------------------------
 
@@ -376,43 +460,44 @@ class SourcePoller:
     # -- tail --------------------------------------------------------------------------
 
     async def _tail(self, state: SourceState, now: dt.datetime) -> PollReport:
-        """Read the end of the listing where new items appear; list in full if more changed."""
+        """Read the end of the listing where new items appear; list in full if more changed.
+
+        The end reaches back ``HEAD_OVERLAP`` seconds before the cursor: a slow upload is
+        listed after newer files, with the creation time its upload began with.
+        """
         assert self.order is not None
         order, size = self.order, self.page_size
         tracked, _ = await asyncio.to_thread(self.store.counts, self.workspace, self.spec.name)
         expected = tracked - state.held_count
-        page = listorder.first_page(order, expected, size)
-        watch = listorder.OrderWatch()
+        since = None if state.cursor is None else state.cursor - HEAD_OVERLAP
+        first = listorder.first_page(order, expected, size)
+        read = _TailRead()
         total: int | None = None
-        read: set[str] = set()
-        seen: list[Resource] = []
-        before: dict[str, Resource] = {}
+        stop: str | None = None  # the known item older than the window a newest-first read met
+        page = first
         while True:
             listing = await self.client.list_page(self.spec.list_path, page=page, page_size=size)
             total = listing.total if total is None else total
-            fresh = self._resources(i for i in listing.items if i["id"] not in read)
-            read.update(r.id for r in fresh)
-            watch.feed(r.created for r in fresh)
-            if total is None or not watch.keeps(order):
+            fresh = read.add(page, self._resources(listing.items))
+            if total is None or not read.keeps(order):
                 break
-            known = await asyncio.to_thread(
-                self.store.load_resources, self.workspace, self.spec.name, [r.id for r in fresh]
+            read.before.update(await self._known(fresh))
+            known = read.before
+            reached = (
+                r for r in fresh if listorder.reached_known(order, r.id in known, r.created, since)
             )
-            before.update(known)
-            stop = False
-            for r in fresh:
-                if listorder.reached_known(order, r.id in known, r.created, state.cursor):
-                    stop = True
-                    break
-                seen.append(r)
-            if stop or listorder.last_page(page, len(listing.items), size, total):
+            stop = next((r.id for r in reached), None)
+            if stop is not None or listorder.last_page(page, len(listing.items), size, total):
                 break
             page += 1
-        new = sum(r.id not in before for r in seen)
-        if not watch.keeps(order) or not listorder.balanced(total, expected, new):
+        if order == "oldest" and total is not None and read.keeps(order):
+            await self._window_before(read, first, since)
+        seen = read.listed(until=stop)
+        new = sum(r.id not in read.before for r in seen)
+        if not read.keeps(order) or not listorder.balanced(total, expected, new):
             self.log.info(
                 "listing_changed",
-                order=order if watch.keeps(order) else "broken",
+                order=order if read.keeps(order) else "broken",
                 expected=expected,
                 new=new,
                 total=total,
@@ -420,8 +505,33 @@ class SourcePoller:
             )
             self.order = None
             return await self._full(state, now)
-        result = diff(self.spec, before, seen, workspace=self.workspace, now=now)
+        result = diff(self.spec, read.before, seen, workspace=self.workspace, now=now)
         return await self._commit(result, now, seen, state)
+
+    async def _window_before(self, read: _TailRead, first: int, since: int | None) -> None:
+        """Oldest first: read back from page ``first`` until a page starts before the window.
+
+        A late upload sorts before newer files, so it may sit a page or more before the one
+        holding the last item poller expects.
+        """
+        opening = read.pages[first]
+        edge = opening[0].created if opening else None
+        page = first - 1
+        while page >= 0 and not listorder.before_window(edge, since):
+            listing = await self.client.list_page(
+                self.spec.list_path, page=page, page_size=self.page_size
+            )
+            items = self._resources(listing.items)
+            edge = items[0].created if items else None
+            read.before.update(await self._known(read.add(page, items)))
+            page -= 1
+
+    async def _known(self, resources: Sequence[Resource]) -> dict[str, Resource]:
+        """The snapshot rows of those of ``resources`` the store knows."""
+        ids = [r.id for r in resources]
+        return await asyncio.to_thread(
+            self.store.load_resources, self.workspace, self.spec.name, ids
+        )
 
     # -- shared ------------------------------------------------------------------------
 

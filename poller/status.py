@@ -10,10 +10,12 @@ from typing import Any
 
 from poller import config as config_mod
 from poller import render, utils
-from poller.store import Outbox, Store, all_leases
+from poller.store import Ledger, SinkStates, Store, all_leases
 
 
-def gather(config: config_mod.Config, store: Store, outbox: Outbox) -> dict[str, Any]:
+def gather(
+    config: config_mod.Config, store: Store, ledger: Ledger, sink_states: SinkStates
+) -> dict[str, Any]:
     """Sources (last poll, tracked items, active jobs, errors), sinks (outbox figures), leases."""
     now = utils.utcnow()
     states = {(s.workspace, s.source): s for s in store.source_states()}
@@ -35,12 +37,12 @@ def gather(config: config_mod.Config, store: Store, outbox: Outbox) -> dict[str,
                     "held_deletions": state.held_count if state else 0,
                 }
             )
-    stats = outbox.sink_stats()
+    stats = ledger.sink_stats()
     names = [s.name for s in config.sinks] + sorted(set(stats) - {s.name for s in config.sinks})
     sinks = []
     for name in names:
         st = stats.get(name)
-        sink_state = outbox.sink_state(name)
+        sink_state = sink_states.get(name)
         sinks.append(
             {
                 "sink": name,

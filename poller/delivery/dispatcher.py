@@ -44,7 +44,9 @@ from poller import utils
 from poller.delivery import retry
 from poller.model import Delivery, Outcome
 from poller.sinks.base import Sink
-from poller.store.outbox import DEAD, DELIVERED, PENDING, AttemptRecord, Outbox, SinkState
+from poller.store.outbox import AttemptRecord, Outbox
+from poller.store.rows import DEAD, DELIVERED, PENDING
+from poller.store.sinkstate import SinkState, SinkStates
 
 log = structlog.get_logger("poller.delivery")
 
@@ -62,6 +64,7 @@ class SinkWorker:
         sink: Sink,
         outbox: Outbox,
         *,
+        states: SinkStates | None = None,
         policy: retry.RetryPolicy | None = None,
         concurrency: int = 8,
         clock: Callable[[], dt.datetime] = utils.utcnow,
@@ -76,6 +79,8 @@ class SinkWorker:
     ) -> None:
         self.sink = sink
         self.outbox = outbox
+        self.states = states or SinkStates(outbox.engine)
+        """Where the sink's circuit and enablement are kept (default: beside ``outbox``)."""
         self.policy = policy or retry.RetryPolicy()
         self.concurrency = concurrency
         self.clock = clock
@@ -128,7 +133,7 @@ class SinkWorker:
 
     async def run(self, stop: asyncio.Event, grace: float = 10.0) -> None:
         """Deliver until ``stop`` is set; then let in-flight attempts finish for ``grace`` s."""
-        self._state = self._saved_state = await asyncio.to_thread(self.outbox.sink_state, self.name)
+        self._state = self._saved_state = await asyncio.to_thread(self.states.get, self.name)
         try:
             while not stop.is_set():
                 self.alive_at = time.monotonic()
@@ -283,7 +288,7 @@ class SinkWorker:
             return
         if self._state != self._saved_state:
             return  # ours is newer; it is written first
-        self._state = self._saved_state = await asyncio.to_thread(self.outbox.sink_state, self.name)
+        self._state = self._saved_state = await asyncio.to_thread(self.states.get, self.name)
         self._state_read_at = now
 
     async def _wait(self, stop: asyncio.Event, delay: float) -> None:
@@ -369,7 +374,7 @@ class SinkWorker:
         recovered = before.circuit_open and not state.circuit_open
         released = 0
         try:
-            await asyncio.to_thread(self.outbox.save_sink_state, state)
+            await asyncio.to_thread(self.states.save, state)
             if recovered:
                 released = await asyncio.to_thread(self.outbox.release, self.name, now)
         except sa.exc.SQLAlchemyError as exc:

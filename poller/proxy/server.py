@@ -11,22 +11,27 @@ from __future__ import annotations
 import asyncio
 import functools
 import socket
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 import structlog
 
 from poller import config as config_mod
 from poller import hints, serving
-from poller.app import auth_headers
 from poller.config.fields import mask_url, split_listen
 from poller.exceptions import ConfigError
+from poller.mistral.auth import auth_headers
 from poller.proxy import guard
 from poller.proxy.app import ProxyApp, Settings
 from poller.proxy.recorder import Recorder
+from poller.proxy.strangers import Strangers
 
 if TYPE_CHECKING:
-    from poller.app import App
+    import datetime as dt
+
+    import httpx
+
+    from poller.store import Store
 
 log = structlog.get_logger("poller.proxy")
 
@@ -69,13 +74,29 @@ class ProxyService:
         self.ready = asyncio.Event()
 
     @classmethod
-    def from_app(cls, app: App) -> ProxyService:
-        """The proxy ``app.config.proxy`` describes, over ``app``'s store and clients."""
-        cfg = app.config.proxy
+    def build(
+        cls,
+        config: config_mod.Config,
+        *,
+        store: Store,
+        client: httpx.AsyncClient,
+        notify: Callable[[], None],
+        wake: Callable[[str, str], None],
+        clock: Callable[[], dt.datetime],
+        on_drop: Callable[[], None],
+        on_unattributed: Callable[[str], None],
+    ) -> ProxyService:
+        """The proxy ``config.proxy`` describes, over the store and API client it is given.
+
+        ``notify`` wakes the sink workers, ``wake`` the poll of a source a call changed,
+        ``on_drop`` counts a call the full record queue could not take, ``on_unattributed``
+        a call with a key no workspace has (by what it would have recorded).
+        """
+        cfg = config.proxy
         assert cfg is not None
-        ws = app.config.workspace(cfg.workspace)
+        ws = config.workspace(cfg.workspace)
         inject = next(iter(auth_headers(ws).items())) if cfg.inject_key else None
-        served = [w for w in app.config.workspaces if same_api(w.base_url, ws.base_url)]
+        served = [w for w in config.workspaces if same_api(w.base_url, ws.base_url)]
         polled = {w.name: frozenset(w.sources.enabled()) for w in served}
         settings = Settings(
             workspace=ws.name,
@@ -89,24 +110,25 @@ class ProxyService:
             accounts=tuple(accounts(served)),
         )
         recorder = Recorder(
-            enqueue=app.store.enqueue,
-            notify=app.notify,
-            workspace=ws.name,
+            enqueue=store.enqueue,
+            notify=notify,
             record_content=cfg.record_content,
-            clock=app.clock,
+            clock=clock,
             queue_size=cfg.queue_size,
-            on_drop=app.metrics.proxy_dropped.inc,
+            on_drop=on_drop,
             hint=lambda call, workspace: hints.read(call, workspace, polled=polled[workspace]),
-            apply=functools.partial(hints.record, app.store),
-            wake=app.wake,
+            apply=functools.partial(hints.record, store),
+            wake=wake,
         )
-        client = app.api_client(ws, read_timeout=cfg.read_timeout)
-        proxy = ProxyApp(settings, client=client, recorder=recorder, clock=app.clock)
+        strangers = Strangers(count=on_unattributed)
+        proxy = ProxyApp(
+            settings, client=client, recorder=recorder, clock=clock, strangers=strangers
+        )
         return cls(
             proxy,
             listen=cfg.listen,
-            grace=app.config.shutdown.grace_period,
-            source=app.config.source,
+            grace=config.shutdown.grace_period,
+            source=config.source,
         )
 
     @property

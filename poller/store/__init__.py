@@ -4,16 +4,21 @@ from __future__ import annotations
 
 from poller.store.engine import create_engine, open_engine, opening, safe_url
 from poller.store.leases import Lease, Leases, all_leases, limit_idle_transactions
+from poller.store.ledger import Ledger
 from poller.store.outbox import Outbox
+from poller.store.sinkstate import SinkState, SinkStates
 from poller.store.sql import Fence, PollCommit, Router, Store
 
 __all__ = [
     "Fence",
     "Lease",
     "Leases",
+    "Ledger",
     "Outbox",
     "PollCommit",
     "Router",
+    "SinkState",
+    "SinkStates",
     "Store",
     "all_leases",
     "create_engine",

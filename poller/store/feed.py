@@ -18,7 +18,8 @@ import sqlalchemy as sa
 from poller.model import Event
 from poller.store import tables
 from poller.store.dialect import like_glob
-from poller.store.outbox import CHANNEL, _event
+from poller.store.intake import CHANNEL
+from poller.store.rows import event_of
 
 _EVENTS: sa.Table = tables.EventRow.__table__  # type: ignore[attr-defined]
 
@@ -74,7 +75,7 @@ class Feed:
             where = sa.or_(where, e.c.seq.in_(list(also)))
         query = sa.select(e).where(where).order_by(e.c.seq).limit(limit)
         with self.engine.connect() as conn:
-            return [(int(row.seq), _event(row)) for row in conn.execute(query)]
+            return [(int(row.seq), event_of(row)) for row in conn.execute(query)]
 
 
 class Notices:

@@ -1,6 +1,6 @@
 """Waking at once: PostgreSQL LISTEN/NOTIFY on a connection of its own.
 
-``outbox.add_events`` notifies ``outbox.CHANNEL`` in the transaction that adds deliveries,
+``intake.add_events`` notifies ``intake.CHANNEL`` in the transaction that adds deliveries,
 so every process sharing the store hears of them at commit, whichever wrote them, and
 wakes its dispatchers. A hint that puts a job in its source's active set notifies
 ``sql.WAKE_CHANNEL`` the same way, so the replica leading that workspace — not only the
@@ -26,7 +26,7 @@ import sqlalchemy as sa
 import structlog
 
 from poller import utils
-from poller.store.outbox import CHANNEL
+from poller.store.intake import CHANNEL
 from poller.store.sql import WAKE_CHANNEL
 
 log = structlog.get_logger("poller.store")

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from poller.diff import DiffResult
 from poller.model import Event, Resource, SourceState
-from poller.store import outbox, tables
+from poller.store import intake, tables
 from poller.store.dialect import chunks, upsert
 
 Router = Callable[[Event], Sequence[str]]
@@ -101,6 +101,27 @@ class Store:
         """Ids of every remembered item of a source."""
         query = sa.select(_RESOURCES.c.resource_id).where(
             _RESOURCES.c.workspace == workspace, _RESOURCES.c.source == source
+        )
+        with self.engine.connect() as conn:
+            return set(conn.scalars(query))
+
+    def ids_under(self, workspace: str, source: str, prefix: str) -> set[str]:
+        """Ids of a source's items that start with ``prefix`` (a library's documents: ``lib/``)."""
+        query = sa.select(_RESOURCES.c.resource_id).where(
+            _RESOURCES.c.workspace == workspace,
+            _RESOURCES.c.source == source,
+            _RESOURCES.c.resource_id.startswith(prefix, autoescape=True),
+        )
+        with self.engine.connect() as conn:
+            return set(conn.scalars(query))
+
+    def top_ids(self, workspace: str, source: str, separator: str = "/") -> set[str]:
+        """Ids of a source's items that hold no ``separator``: the outer items of a source
+        that keeps inner ones under ``outer/inner`` (libraries and their documents)."""
+        query = sa.select(_RESOURCES.c.resource_id).where(
+            _RESOURCES.c.workspace == workspace,
+            _RESOURCES.c.source == source,
+            ~_RESOURCES.c.resource_id.contains(separator, autoescape=True),
         )
         with self.engine.connect() as conn:
             return set(conn.scalars(query))
@@ -257,7 +278,7 @@ class Store:
     def enqueue(self, events: Iterable[Event], now: dt.datetime) -> list[Event]:
         """Record events that no poll produced (the proxy, actions): same outbox, same ids rule."""
         with self.engine.begin() as conn:
-            return outbox.add_events(conn, list(events), self.route, now)
+            return intake.add_events(conn, list(events), self.route, now)
 
 
 class PollWriter:
@@ -367,7 +388,7 @@ class PollWriter:
 
     def finish(self, events: Sequence[Event]) -> list[Event]:
         """Record the events and commit everything, leaving the source's state as it is."""
-        recorded = outbox.add_events(self._connection(), events, self.store.route, self.now)
+        recorded = intake.add_events(self._connection(), events, self.store.route, self.now)
         self._commit()
         return recorded
 
@@ -382,7 +403,7 @@ class PollWriter:
     ) -> list[Event]:
         """Record the events and the source's new state, and commit everything."""
         conn = self._connection()
-        recorded = outbox.add_events(conn, events, self.store.route, self.now)
+        recorded = intake.add_events(conn, events, self.store.route, self.now)
         state: dict[str, Any] = {
             "workspace": self.workspace,
             "source": self.source,

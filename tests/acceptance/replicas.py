@@ -15,6 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from poller.config import SOURCE_NAMES
 from poller.store import Lease, all_leases
 from poller.testing import baselined_sources, leader_pid
 
@@ -105,7 +106,7 @@ class Replicas:
 
     def baselined(self) -> bool:
         """Every source of the workspace took its baseline."""
-        return baselined_sources(self.engine) == 4
+        return baselined_sources(self.engine) == len(SOURCE_NAMES)
 
     def stop(self) -> None:
         for proc in self.procs:

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from poller import catalog, store
 from poller.model import Event
-from poller.store.outbox import add_events
+from poller.store.intake import add_events
 
 from .conftest import ROOT, env
 
@@ -52,7 +52,12 @@ def test_tail_follows_until_ctrl_c(store_url: str, write: Callable[[str], pathli
         cwd=ROOT,
     ) as proc:
         lines: queue.Queue[str] = queue.Queue()
-        reader = threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout or ()])
+
+        def read() -> None:
+            for line in proc.stdout or ():
+                lines.put(line)
+
+        reader = threading.Thread(target=read)
         reader.start()
         try:
             assert json.loads(lines.get(timeout=30))["id"] == first.id  # -n 1: it is reading

@@ -18,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
+from poller.config import SOURCE_NAMES
 from poller.simulator import Simulator, SimulatorServer
 from poller.testing import free_port
 
@@ -178,7 +179,7 @@ def test_source_series_readiness_and_logs_follow_the_lease(
     wait_until(lambda: group.baselined() and group.live() == 2, limit=30)
     first = group.leader()
     second = the_other(group, first)
-    wait_until(lambda: len(last_successes(ports[first.pid])) == 4)
+    wait_until(lambda: len(last_successes(ports[first.pid])) == len(SOURCE_NAMES))
     assert ready(ports[first.pid]) and ready(ports[second.pid])
     assert series(ports[second.pid]) == {}, "a standby exports the gauges of sources"
     assert source_lines(group, second) == [], "a standby logs sources it does not poll"
@@ -187,12 +188,12 @@ def test_source_series_readiness_and_logs_follow_the_lease(
     lost_at = time.time()
     assert series(ports[first.pid]) == {}, "the former leader still exports its sources"
     wait_until(lambda: ready(ports[first.pid]))  # once its leadership loop turned again
-    wait_until(lambda: len(last_successes(ports[second.pid])) == 4)
+    wait_until(lambda: len(last_successes(ports[second.pid])) == len(SOURCE_NAMES))
 
     mark = group.mark(first)
     handed_over(group, second)
     assert series(ports[second.pid]) == {}
-    wait_until(lambda: len(last_successes(ports[first.pid])) == 4)
+    wait_until(lambda: len(last_successes(ports[first.pid])) == len(SOURCE_NAMES))
     assert min(last_successes(ports[first.pid]).values()) > lost_at, "an old success came back"
     wait_until(lambda: ready(ports[first.pid]) and ready(ports[second.pid]))
     assert [x["event"] for x in group.lines(first, mark) if x["event"] == "lease_gained"]

@@ -225,7 +225,7 @@ def test_three_replicas_cost_the_api_what_one_does(
     _three, cost_three, standby = phase(3)
     assert standby == 0, "a replica without the lease polled"
     assert cost_one == cost_three
-    assert sum(max(v) for v in cost_one.values()) == 4, "one request per source per idle cycle"
+    assert sum(max(v) for v in cost_one.values()) == 5, "one request per source per idle cycle"
 
 
 def sqlite_config(api: str, db: pathlib.Path) -> str:

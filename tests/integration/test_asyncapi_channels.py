@@ -24,7 +24,15 @@ from poller import config as config_mod
 from poller.app import App
 from poller.model import Event
 from poller.testing import document_problems, event_problems
-from tests.integration.brokers import MOSQUITTO, RABBITMQ, REDIS, nats_server, require, unique
+from tests.integration.brokers import (
+    MOSQUITTO,
+    RABBITMQ,
+    REDIS,
+    nats_server,
+    require,
+    stream_entries,
+    unique,
+)
 from tests.integration.conftest import eventually
 from tests.integration.test_sink_mqtt import subscribed
 
@@ -78,6 +86,7 @@ async def test_nats_messages_match_the_nats_channel(form: str, tmp_path: pathlib
     for message, event in zip(messages, events, strict=True):
         headers = dict(message.headers or {})
         assert headers["Nats-Msg-Id"] == event.id
+        assert message.data is not None
         assert event_problems(headers, message.data, channel="nats") == []
 
 
@@ -89,7 +98,7 @@ async def test_redis_entries_match_the_redis_channel(tmp_path: pathlib.Path) -> 
     try:
         sink = {"name": "stream", "type": "redis", "url": f"redis://127.0.0.1:{REDIS}/0"}
         events = await publish({**sink, "stream": stream}, tmp_path)
-        entries = [fields for _id, fields in await client.xrange(stream)]
+        entries = await stream_entries(client, stream)
     finally:
         await client.delete(stream)
         await client.aclose()

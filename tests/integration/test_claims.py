@@ -14,7 +14,7 @@ from poller import store as store_mod
 from poller.diff import event_for
 from poller.model import Event
 from poller.sources import BATCH_JOBS
-from poller.store import Outbox, Store
+from poller.store import Ledger, Outbox, Store
 from poller.store.outbox import AttemptRecord
 
 T0 = dt.datetime(2026, 11, 27, 10, 0, tzinfo=dt.UTC)
@@ -31,6 +31,11 @@ def engine(store_url: str) -> Iterator[sa.Engine]:
 @pytest.fixture
 def outbox(engine: sa.Engine) -> Outbox:
     return Outbox(engine)
+
+
+@pytest.fixture
+def ledger(engine: sa.Engine) -> Ledger:
+    return Ledger(engine)
 
 
 def enqueue(engine: sa.Engine, resources: Sequence[str], per_resource: int = 1) -> list[Event]:
@@ -72,7 +77,7 @@ def test_200_concurrent_claims_never_claim_one_delivery_twice(
     start = threading.Barrier(len(engines))
 
     def claimer(own: sa.Engine) -> list[int]:
-        outbox, taken = Outbox(own), []
+        outbox, taken = Outbox(own), list[int]()
         start.wait()
         while batch := outbox.claim("hook", T0, 7, T0 + 30 * SECOND):
             taken.extend(d.id for d in batch)
@@ -121,35 +126,37 @@ def test_renewing_keeps_a_claim_past_its_first_deadline(outbox: Outbox, engine: 
     assert outbox.claim("hook", T0 + 60 * SECOND, 10, T0 + 90 * SECOND) == []
 
 
-def test_a_stale_claims_write_is_refused(outbox: Outbox, engine: sa.Engine) -> None:
+def test_a_stale_claims_write_is_refused(outbox: Outbox, ledger: Ledger, engine: sa.Engine) -> None:
     """The holder whose claim lapsed and was taken writes nothing; the new holder's write counts."""
     enqueue(engine, ["a"])
     (stale,) = outbox.claim("hook", T0, 10, T0 + 30 * SECOND)
     (fresh,) = outbox.claim("hook", T0 + 31 * SECOND, 10, T0 + 61 * SECOND)
     assert outbox.record([done(fresh.id, fresh.claim)]) == []
     assert outbox.record([done(stale.id, stale.claim, ok=False)]) == [stale.id]
-    (row,) = outbox.list_deliveries()
+    (row,) = ledger.list_deliveries()
     assert row["status"] == "delivered" and row["attempts"] == 1
-    detail = outbox.event_detail(row["id"])
+    detail = ledger.event_detail(row["id"])
     assert detail is not None and [a["ok"] for a in detail["deliveries"][0]["log"]] == [True]
 
 
-def test_a_delivered_row_never_goes_back_to_pending(outbox: Outbox, engine: sa.Engine) -> None:
+def test_a_delivered_row_never_goes_back_to_pending(
+    outbox: Outbox, ledger: Ledger, engine: sa.Engine
+) -> None:
     """A failure written late under an old claim cannot undo a delivery."""
     enqueue(engine, ["a"])
     (first,) = outbox.claim("hook", T0, 10, T0 + 30 * SECOND)
     assert outbox.record([done(first.id, first.claim)]) == []
     assert outbox.record([done(first.id, first.claim, ok=False)]) == [first.id]
     assert outbox.record([done(first.id, None, ok=False)]) == [first.id]
-    assert outbox.sink_stats()["hook"].delivered == 1
+    assert ledger.sink_stats()["hook"].delivered == 1
     assert outbox.claim("hook", T0 + 99 * SECOND, 10, T0 + 130 * SECOND) == []
 
 
-def test_replay_clears_a_claim_in_flight(outbox: Outbox, engine: sa.Engine) -> None:
+def test_replay_clears_a_claim_in_flight(outbox: Outbox, ledger: Ledger, engine: sa.Engine) -> None:
     """A replay of a delivery being sent wins: the attempt in flight writes nothing back."""
     (event,) = enqueue(engine, ["a"])
     (inflight,) = outbox.claim("hook", T0, 10, T0 + 30 * SECOND)
-    assert outbox.replay(T0 + SECOND, ids=[event.id]) == 1
+    assert ledger.replay(T0 + SECOND, ids=[event.id]) == 1
     assert outbox.record([done(inflight.id, inflight.claim)]) == [inflight.id]
     (again,) = outbox.claim("hook", T0 + SECOND, 10, T0 + 31 * SECOND)
     assert again.id == inflight.id and again.attempts == 0
@@ -175,11 +182,13 @@ def test_one_delivery_in_flight_per_resource_across_claimers(
         other.dispose()
 
 
-def test_expiry_spares_a_delivery_being_sent(outbox: Outbox, engine: sa.Engine) -> None:
+def test_expiry_spares_a_delivery_being_sent(
+    outbox: Outbox, ledger: Ledger, engine: sa.Engine
+) -> None:
     """Giving up on old deliveries leaves the one a live claim holds; its result decides."""
     enqueue(engine, ["a", "b"])
     (held,) = outbox.claim("hook", T0, 1, T0 + 30 * SECOND)
     assert outbox.expire("hook", T0 + SECOND, T0 + 2 * SECOND) == 1
     assert outbox.record([done(held.id, held.claim)]) == []
-    stats = outbox.sink_stats()["hook"]
+    stats = ledger.sink_stats()["hook"]
     assert (stats.delivered, stats.dead) == (1, 1)

@@ -11,7 +11,7 @@ import json
 import os
 import pathlib
 import threading
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 
 import httpx
 import pytest
@@ -30,7 +30,7 @@ from poller.model import Event
 from poller.sinks.file import FileSink
 from poller.sinks.http import HttpSink
 from poller.sources import BATCH_JOBS
-from poller.store import Outbox, PollCommit, Store
+from poller.store import Ledger, Outbox, PollCommit, SinkState, SinkStates, Store
 from poller.testing import Received, WebhookReceiver, failing_for
 
 from .conftest import eventually
@@ -41,9 +41,9 @@ FAST = RetryPolicy(schedule=(0.05, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05), probe_in
 
 
 @pytest.fixture
-def engine(store_url: str) -> sa.Engine:
+def engine(store_url: str) -> Iterator[sa.Engine]:
     engine = store_mod.create_engine(store_url)
-    yield engine  # type: ignore[misc]
+    yield engine
     engine.dispose()
 
 
@@ -117,7 +117,7 @@ async def test_delivers_everything_signed(engine: sa.Engine, http: httpx.AsyncCl
     for r in got:
         assert Webhook(SECRET).verify(r.body, r.headers)["id"] == r.headers["webhook-id"]
     assert order_ok(got)
-    assert Outbox(engine).sink_stats()["hook"].delivered == 40
+    assert Ledger(engine).sink_stats()["hook"].delivered == 40
 
 
 async def test_outage_then_recovery(engine: sa.Engine, http: httpx.AsyncClient) -> None:
@@ -150,7 +150,7 @@ async def test_circuit_probes_with_one_delivery(engine: sa.Engine, http: httpx.A
         first = [r.headers["webhook-id"] for r in receiver.requests[:3]]
     # one per delivery would be the three oldest events; probes retry the oldest one or two
     assert len(set(first)) <= 2
-    assert Outbox(engine).sink_state("hook").circuit_open
+    assert SinkStates(engine).get("hook").circuit_open
 
 
 async def test_concurrent_failures_keep_the_first_probe(
@@ -173,7 +173,7 @@ async def test_concurrent_failures_keep_the_first_probe(
             HttpSink("hook", receiver.url, client=http), Outbox(engine), policy=policy
         )
         await run_until(worker, lambda: len(receiver.requests) >= 5)
-    assert Outbox(engine).sink_state("hook").circuit_open
+    assert SinkStates(engine).get("hook").circuit_open
 
 
 async def test_refused_probe_keeps_circuit_open(engine: sa.Engine, http: httpx.AsyncClient) -> None:
@@ -182,6 +182,7 @@ async def test_refused_probe_keeps_circuit_open(engine: sa.Engine, http: httpx.A
     answers = iter([503, 400])
     policy = RetryPolicy(schedule=(0.05,) + (3600,) * 6, probe_interval=3600)
     outbox = Outbox(engine)
+    sink_states = SinkStates(engine)
     with WebhookReceiver(lambda _r: next(answers, 503)) as receiver, capture_logs() as logs:
         worker = SinkWorker(
             HttpSink("hook", receiver.url, client=http), outbox, policy=policy, concurrency=1
@@ -190,7 +191,7 @@ async def test_refused_probe_keeps_circuit_open(engine: sa.Engine, http: httpx.A
         statuses = [r.status for r in receiver.requests]
     assert "sink_recovered" not in [line["event"] for line in logs]
     assert statuses == [503, 400]
-    assert outbox.sink_state("hook").circuit_open
+    assert sink_states.get("hook").circuit_open
 
 
 async def test_outage_longer_than_the_schedule_kills_nothing(
@@ -201,11 +202,12 @@ async def test_outage_longer_than_the_schedule_kills_nothing(
     policy = RetryPolicy(schedule=(0.05,), probe_interval=0.05)
     with WebhookReceiver(failing_for(8, 503)) as receiver:
         outbox = Outbox(engine)
+        ledger = Ledger(engine)
         worker = SinkWorker(HttpSink("hook", receiver.url, client=http), outbox, policy=policy)
         await run_until(worker, lambda: len(receiver.delivered()) == 3)
         got = {r.headers["webhook-id"] for r in receiver.delivered()}
     assert got == {e.id for e in events}
-    assert outbox.sink_stats()["hook"].dead == 0
+    assert ledger.sink_stats()["hook"].dead == 0
 
 
 async def test_every_dead_delivery_is_counted(engine: sa.Engine, http: httpx.AsyncClient) -> None:
@@ -215,6 +217,7 @@ async def test_every_dead_delivery_is_counted(engine: sa.Engine, http: httpx.Asy
     metrics.track_sink("hook")
     policy = RetryPolicy(schedule=(0.05,), probe_interval=0.05, max_age=0.5)
     outbox = Outbox(engine)
+    ledger = Ledger(engine)
     with WebhookReceiver(lambda _r: 503) as receiver:
         worker = SinkWorker(
             HttpSink("hook", receiver.url, client=http),
@@ -223,7 +226,7 @@ async def test_every_dead_delivery_is_counted(engine: sa.Engine, http: httpx.Asy
             on_result=metrics.observe_delivery,
             on_expired=metrics.observe_expired,
         )
-        await run_until(worker, lambda: outbox.sink_stats()["hook"].dead == 3)
+        await run_until(worker, lambda: ledger.sink_stats()["hook"].dead == 3)
     assert metrics.registry.get_sample_value("poller_deliveries_dead_total", {"sink": "hook"}) == 3
 
 
@@ -233,14 +236,16 @@ async def test_gone_disables_sink_until_enabled(engine: sa.Engine, http: httpx.A
     answers = {"status": 410}
     with WebhookReceiver(lambda _r: answers["status"]) as receiver:
         outbox = Outbox(engine)
+        ledger = Ledger(engine)
+        sink_states = SinkStates(engine)
         worker = SinkWorker(
             HttpSink("hook", receiver.url, client=http), outbox, policy=FAST, concurrency=1
         )
-        await run_until(worker, lambda: not outbox.sink_state("hook").enabled)
+        await run_until(worker, lambda: not sink_states.get("hook").enabled)
         assert len(receiver.requests) == 1
-        assert outbox.sink_stats()["hook"].pending == 3
+        assert ledger.sink_stats()["hook"].pending == 3
         answers["status"] = 200
-        outbox.save_sink_state(outbox.sink_state("hook").__class__(name="hook"))
+        sink_states.save(SinkState(name="hook"))
         await run_until(worker, lambda: len(receiver.delivered()) == 3)
 
 
@@ -263,6 +268,8 @@ async def test_rejection_keeps_circuit_closed(engine: sa.Engine, http: httpx.Asy
     bad = events[0].id
     with WebhookReceiver(lambda r: 400 if r.headers["webhook-id"] == bad else 200) as receiver:
         outbox = Outbox(engine)
+        ledger = Ledger(engine)
+        sink_states = SinkStates(engine)
         worker = SinkWorker(
             HttpSink("hook", receiver.url, client=http),
             outbox,
@@ -270,8 +277,8 @@ async def test_rejection_keeps_circuit_closed(engine: sa.Engine, http: httpx.Asy
             concurrency=2,
         )
         await run_until(worker, lambda: len(receiver.delivered()) == 4)
-        assert not outbox.sink_state("hook").circuit_open
-        assert outbox.sink_stats()["hook"].failing == 1
+        assert not sink_states.get("hook").circuit_open
+        assert ledger.sink_stats()["hook"].failing == 1
 
 
 async def test_dead_after_schedule_spent_with_time_travel(
@@ -279,6 +286,7 @@ async def test_dead_after_schedule_spent_with_time_travel(
 ) -> None:
     """A delivery refused at every step of the default schedule ends dead (kept, listed)."""
     outbox = Outbox(engine)
+    ledger = Ledger(engine)
     with (
         WebhookReceiver(lambda _r: 422) as receiver,
         freeze_time("2026-11-27 12:00:00", real_asyncio=True) as frozen,
@@ -293,9 +301,9 @@ async def test_dead_after_schedule_spent_with_time_travel(
             await worker.flush()
             frozen.tick(dt.timedelta(hours=11))
         assert len(receiver.requests) == 8
-    stats = outbox.sink_stats()["hook"]
+    stats = ledger.sink_stats()["hook"]
     assert stats.dead == 1 and stats.pending == 0
-    assert outbox.list_deliveries(status="dead")[0]["attempts"] == 8
+    assert ledger.list_deliveries(status="dead")[0]["attempts"] == 8
 
 
 async def test_user_agent_names_the_version(engine: sa.Engine, http: httpx.AsyncClient) -> None:
@@ -370,6 +378,7 @@ async def test_one_failing_sink_does_not_delay_another(
     """A dead sink and a healthy one: the healthy one gets everything promptly."""
     record_jobs(engine, 5, sinks=("dead", "ok"))
     outbox = Outbox(engine)
+    ledger = Ledger(engine)
     with WebhookReceiver() as receiver:
         dead = SinkWorker(HttpSink("dead", "http://127.0.0.1:9", client=http), outbox, policy=FAST)
         ok = SinkWorker(HttpSink("ok", receiver.url, client=http), outbox, policy=FAST)
@@ -379,17 +388,18 @@ async def test_one_failing_sink_does_not_delay_another(
         stop.set()
         await asyncio.gather(*tasks)
         assert len(receiver.delivered()) == 10
-    assert outbox.sink_stats()["dead"].pending == 10
+    assert ledger.sink_stats()["dead"].pending == 10
 
 
 async def test_replay_resends_under_the_same_id(engine: sa.Engine, http: httpx.AsyncClient) -> None:
     """A replayed event goes out again with the webhook-id it had the first time."""
     (event,) = record_jobs(engine, 1, transitions=False)
     outbox = Outbox(engine)
+    ledger = Ledger(engine)
     with WebhookReceiver() as receiver:
         worker = SinkWorker(HttpSink("hook", receiver.url, client=http), outbox, policy=FAST)
         await worker.flush()
-        assert outbox.replay(dt.datetime.now(dt.UTC), ids=[event.id]) == 1
+        assert ledger.replay(dt.datetime.now(dt.UTC), ids=[event.id]) == 1
         await worker.flush()
         ids = [r.headers["webhook-id"] for r in receiver.delivered()]
     assert ids == [event.id, event.id]
@@ -401,6 +411,7 @@ async def test_store_error_while_recording_loses_nothing(
     """A write of finished attempts that fails (store locked) is kept and written later."""
     record_jobs(engine, 3, transitions=False)
     outbox = Outbox(engine)
+    ledger = Ledger(engine)
     real = outbox.record
     failures = iter([sa.exc.OperationalError("UPDATE", {}, Exception("database is locked"))])
 
@@ -413,7 +424,7 @@ async def test_store_error_while_recording_loses_nothing(
     with WebhookReceiver() as receiver:
         worker = SinkWorker(HttpSink("hook", receiver.url, client=http), outbox, policy=FAST)
         await run_until(
-            worker, lambda: real is not None and outbox.sink_stats()["hook"].delivered == 3
+            worker, lambda: real is not None and ledger.sink_stats()["hook"].delivered == 3
         )
         assert len(receiver.delivered()) == 3
 
@@ -468,7 +479,7 @@ async def test_two_replicas_share_the_outbox_each_event_once_in_order(
     assert sorted(sent) == sorted(e.id for e in events)
     assert set(sent.values()) == {1}
     assert order_ok(got)
-    assert Outbox(engine).sink_stats()["hook"].delivered == 60
+    assert Ledger(engine).sink_stats()["hook"].delivered == 60
 
 
 async def test_a_dead_replicas_claims_are_delivered_by_another_after_the_deadline(
@@ -486,7 +497,7 @@ async def test_a_dead_replicas_claims_are_delivered_by_another_after_the_deadlin
         await run_until(worker, lambda: len(receiver.delivered()) >= 3)
         got = sorted(r.headers["webhook-id"] for r in receiver.delivered())
     assert got == sorted(e.id for e in events)
-    assert Outbox(engine).sink_stats()["hook"].delivered == 3
+    assert Ledger(engine).sink_stats()["hook"].delivered == 3
 
 
 async def test_an_event_replayed_while_its_resource_is_in_flight_goes_after_it(
@@ -495,6 +506,7 @@ async def test_an_event_replayed_while_its_resource_is_in_flight_goes_after_it(
     """Replaying a delivered event while a later one of its job is being sent: it goes next."""
     created, succeeded = record_jobs(engine, 1)
     outbox = Outbox(engine)
+    ledger = Ledger(engine)
     arrived, gate, claimed_again = threading.Event(), threading.Event(), threading.Event()
     real_claim = outbox.claim
 
@@ -517,7 +529,7 @@ async def test_an_event_replayed_while_its_resource_is_in_flight_goes_after_it(
         task = asyncio.create_task(worker.run(stop, grace=2))
         try:
             assert await asyncio.to_thread(arrived.wait, 10)
-            assert outbox.replay(dt.datetime.now(dt.UTC), ids=[created.id]) == 1
+            assert ledger.replay(dt.datetime.now(dt.UTC), ids=[created.id]) == 1
             worker.notify()
             assert await asyncio.to_thread(claimed_again.wait, 10)
             gate.set()

@@ -206,7 +206,7 @@ async def test_workspaces_are_independent_and_named(store_url: str) -> None:
             sims[0].create_file(filename="prod.jsonl")
             sims[1].create_file(filename="lab.jsonl")
             await runner.once()
-            recorded = app.outbox.events()
+            recorded = app.ledger.events()
     assert {(e.workspace, e.data["filename"]) for e in recorded} == {
         ("prod", "prod.jsonl"),
         ("lab", "lab.jsonl"),

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, MutableMapping
+from typing import Any
 
 import httpx
 import pytest
@@ -187,7 +188,10 @@ async def test_a_store_that_stays_away_is_tried_less_and_less_often() -> None:
     stop = asyncio.Event()
     with capture_logs() as logs:
         task = asyncio.create_task(listener.run(stop))
-        lost = lambda: [e for e in logs if e["event"] == "outbox_listener_lost"]  # noqa: E731
+
+        def lost() -> list[MutableMapping[str, Any]]:
+            return [e for e in logs if e["event"] == "outbox_listener_lost"]
+
         try:
             await eventually(lambda: len(lost()) >= 5)
         finally:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 import pytest
@@ -17,7 +17,7 @@ from .conftest import make_config
 
 
 @pytest.fixture
-def captured() -> Iterator[list[dict[str, Any]]]:
+def captured() -> Iterator[list[MutableMapping[str, Any]]]:
     """Log entries as the real chain sees them: bound context variables merged in."""
     capture = structlog.testing.LogCapture()
     before = structlog.get_config()
@@ -48,6 +48,7 @@ async def test_client_and_poller_lines_carry_the_poll_context(
         ("files", 1),
         ("fine_tuning_jobs", 2),
         ("models", 4),
+        ("libraries", 5),
     }
     after = [e for e in captured if e["event"] not in ("api_retry", "baseline_recorded")]
     assert all("cycle" not in e for e in after if e.get("source") is None)

@@ -16,7 +16,7 @@ from poller.cli import main
 from poller.diff import DiffResult, event_for
 from poller.model import Event
 from poller.sources import BATCH_JOBS
-from poller.store import Outbox, PollCommit, Store
+from poller.store import Ledger, Outbox, PollCommit, Store
 from poller.store.outbox import AttemptRecord
 
 T0 = dt.datetime(2026, 11, 27, 12, tzinfo=dt.UTC)
@@ -52,13 +52,14 @@ def test_replay_to_an_unknown_sink_is_refused(engine: sa.Engine, tmp_path: pathl
     """`events replay --sink NAME` for a sink the config lacks exits 2 naming it, queues nothing."""
     event = record_event(engine, ("hook",))
     outbox = Outbox(engine)
+    ledger = Ledger(engine)
     (d,) = outbox.due("hook", T0, 10)
     outbox.record([AttemptRecord(d.id, T0, True, "delivered", "delivered", T0, 200)])
     args = ["events", "replay", event.id, "--sink", "hokk", "--config", config(tmp_path, "hook")]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2
     assert "no sink named 'hokk'" in result.stderr
-    assert outbox.sink_stats()["hook"].pending == 0
+    assert ledger.sink_stats()["hook"].pending == 0
 
 
 def test_status_table_says_not_configured(engine: sa.Engine, tmp_path: pathlib.Path) -> None:
@@ -74,10 +75,11 @@ def delivered_and_replayed_twice(engine: sa.Engine) -> Event:
     """An event for sink hook, delivered and queued again twice: two attempts logged."""
     event = record_event(engine, ("hook",))
     outbox = Outbox(engine)
+    ledger = Ledger(engine)
     for _ in range(2):
         (d,) = outbox.due("hook", dt.datetime.now(dt.UTC), 10)
         outbox.record([AttemptRecord(d.id, T0, True, "delivered", "delivered", T0, 200)])
-        outbox.replay(T0, ids=[event.id])
+        ledger.replay(T0, ids=[event.id])
     return event
 
 

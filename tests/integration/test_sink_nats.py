@@ -10,12 +10,13 @@ from collections.abc import AsyncIterator, Iterator
 import nats
 import pytest
 from click.testing import CliRunner
-from nats.js.api import DiscardPolicy, StreamConfig
+from nats.js.api import DiscardPolicy, RawStreamMsg, StreamConfig
 
 from poller.app import App
 from poller.cli import main
 from tests.integration.brokers import (
     NatsServer,
+    attempt_errors,
     delivered,
     load,
     nats_server,
@@ -33,7 +34,7 @@ def server(tmp_path: pathlib.Path) -> Iterator[NatsServer]:
         yield running
 
 
-async def stored(url: str, stream: str) -> list[nats.aio.msg.Msg]:
+async def stored(url: str, stream: str) -> list[RawStreamMsg]:
     """Every message ``stream`` holds, oldest first."""
     nc = await nats.connect(url)
     try:
@@ -68,6 +69,7 @@ async def test_event_is_stored_by_jetstream_under_its_id(
     first = messages[0]
     assert first.subject == "poller.batch_job.created"
     assert first.headers is not None and first.headers["Content-Type"] == "application/json"
+    assert first.data is not None
     body = json.loads(first.data)
     assert set(body) == {"id", "type", "timestamp", "workspace", "data"}
     assert body["id"] == events[0].id and body["type"] == "batch_job.created"
@@ -110,6 +112,29 @@ async def test_server_down_opens_the_circuit_and_nothing_is_lost(
     assert sorted(ids) == sorted(e.id for e in events)
 
 
+async def test_no_responders_while_jetstream_is_not_up_opens_the_circuit(
+    server: NatsServer, stream: str, tmp_path: pathlib.Path
+) -> None:
+    """A server back without JetStream yet: no responders is the broker away, not a refusal."""
+    sink = {"name": "bus", "type": "nats", "url": server.url}
+    path = write_config(tmp_path / "p.yaml", f"sqlite:///{tmp_path}/p.db", sink)
+
+    async def back_without_jetstream() -> None:
+        server.stop()
+        server.start(jetstream=False)
+
+    async def jetstream_up() -> None:
+        server.stop()
+        server.start()
+
+    async with App(load(path)) as app:
+        events = await ride_out_an_outage(app, "bus", back_without_jetstream, jetstream_up)
+        errors = attempt_errors(app, events)
+    ids = [m.headers["Nats-Msg-Id"] for m in await stored(server.url, stream) if m.headers]
+    assert sorted(ids) == sorted(e.id for e in events)
+    assert any(e.startswith("JetStream is not answering (no responders to ") for e in errors)
+
+
 async def test_subject_no_stream_takes_is_a_refusal_shown_by_events_show(
     server: NatsServer, stream: str, tmp_path: pathlib.Path, store_url: str
 ) -> None:
@@ -140,6 +165,7 @@ async def test_filters_and_cloudevents(
         await run_until(app.workers["bus"], lambda: delivered(app, "bus") == 2)
     messages = await stored(server.url, stream)
     assert [m.subject for m in messages] == ["poller.default.batch_job.succeeded"] * 2
+    assert messages[0].data is not None
     doc = json.loads(messages[0].data)
     assert doc["specversion"] == "1.0" and doc["id"] == events[2].id
     assert doc["source"] == "poller/default" and doc["subject"] == "job-0000"

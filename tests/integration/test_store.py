@@ -10,6 +10,7 @@ import sqlite3
 import stat
 import threading
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -20,8 +21,8 @@ from poller.diff import DiffResult, diff, event_for
 from poller.exceptions import SchemaVersionError, StoreError
 from poller.model import Event, Resource
 from poller.sources import BATCH_JOBS, FILES
-from poller.store import Outbox, PollCommit, Store
-from poller.store.outbox import AttemptRecord, SinkState
+from poller.store import Ledger, Outbox, PollCommit, SinkState, SinkStates, Store
+from poller.store.outbox import AttemptRecord
 
 T0 = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
 
@@ -47,6 +48,16 @@ def outbox(engine: sa.Engine) -> Outbox:
     return Outbox(engine)
 
 
+@pytest.fixture
+def ledger(engine: sa.Engine) -> Ledger:
+    return Ledger(engine)
+
+
+@pytest.fixture
+def sink_states(engine: sa.Engine) -> SinkStates:
+    return SinkStates(engine)
+
+
 def job(rid: str, status: str = "RUNNING", created: int = 100) -> Resource:
     return BATCH_JOBS.to_resource(
         {"id": rid, "status": status, "created_at": created, "model": "m", "total_requests": 1}
@@ -64,8 +75,23 @@ def commit(store: Store, result: DiffResult, **kw: object) -> list[Event]:
     )
 
 
+def test_nested_ids_are_read_by_prefix_and_by_level(store: Store) -> None:
+    """ids_under reads one outer item's inner ids, top_ids the outer ones; % and _ are literal."""
+    keys = ["lib", "lib/a", "lib/b", "li_/c", "li%", "li%/d", "library/e", "other/f"]
+    rows = tuple(Resource(id=k, status=None, created=1, data={}) for k in keys)
+    store.commit_poll(
+        PollCommit(workspace="w", source="libraries", result=DiffResult(upserts=rows), now=T0),
+        active=lambda r: False,
+    )
+    assert store.ids_under("w", "libraries", "lib/") == {"lib/a", "lib/b"}
+    assert store.ids_under("w", "libraries", "li%/") == {"li%/d"}
+    assert store.ids_under("w", "libraries", "li_/") == {"li_/c"}
+    assert store.top_ids("w", "libraries") == {"lib", "li%"}
+    assert store.top_ids("w", "batch_jobs") == set()
+
+
 def test_poll_commit_writes_snapshot_state_events_and_deliveries(
-    store: Store, outbox: Outbox
+    store: Store, ledger: Ledger
 ) -> None:
     """One commit stores the items, the source state, the events and one delivery per sink."""
     r = job("j1")
@@ -74,20 +100,20 @@ def test_poll_commit_writes_snapshot_state_events_and_deliveries(
     assert store.load_resources("w", "batch_jobs") == {"j1": r}
     state = store.source_state("w", "batch_jobs")
     assert state.baselined and state.cursor == 100 and state.last_success_at == T0
-    assert set(outbox.sink_stats()) == {"a", "b"}
+    assert set(ledger.sink_stats()) == {"a", "b"}
     assert store.active_ids("w", "batch_jobs") == ["j1"]
 
 
-def test_events_are_recorded_once_by_id(store: Store, outbox: Outbox) -> None:
+def test_events_are_recorded_once_by_id(store: Store, ledger: Ledger) -> None:
     """An event committed again under the same id is skipped, with no second delivery."""
     r = job("j1")
     commit(store, DiffResult(upserts=(r,), events=events_for(r)))
     assert commit(store, DiffResult(upserts=(r,), events=events_for(r))) == []
-    assert len(outbox.events()) == 1
-    assert outbox.sink_stats()["a"].pending == 1
+    assert len(ledger.events()) == 1
+    assert ledger.sink_stats()["a"].pending == 1
 
 
-def test_failed_commit_leaves_nothing(engine: sa.Engine, outbox: Outbox) -> None:
+def test_failed_commit_leaves_nothing(engine: sa.Engine, ledger: Ledger) -> None:
     """A failure inside the poll transaction rolls back the snapshot with the events."""
 
     def broken(_e: Event) -> Sequence[str]:
@@ -98,7 +124,7 @@ def test_failed_commit_leaves_nothing(engine: sa.Engine, outbox: Outbox) -> None
     with pytest.raises(RuntimeError):
         commit(store, DiffResult(upserts=(r,), events=events_for(r)))
     assert store.load_resources("w", "batch_jobs") == {}
-    assert outbox.events() == []
+    assert ledger.events() == []
     assert not store.source_state("w", "batch_jobs").baselined
 
 
@@ -164,7 +190,7 @@ def test_failed_delivery_waits_and_dead_ones_do_not_block(store: Store, outbox: 
     assert [d.event.type for d in outbox.due("a", T0, 10)] == ["batch_job.succeeded"]
 
 
-def test_release_and_expire(store: Store, outbox: Outbox) -> None:
+def test_release_and_expire(store: Store, outbox: Outbox, ledger: Ledger) -> None:
     """Release makes transient failures due now; expire marks old pending deliveries dead."""
     a, b = job("ja"), job("jb")
     commit(store, DiffResult(upserts=(a, b), events=events_for(a, b)))
@@ -179,7 +205,7 @@ def test_release_and_expire(store: Store, outbox: Outbox) -> None:
     assert outbox.release("a", T0) == 1
     assert [d.id for d in outbox.due("a", T0, 10)] == [da.id]
     assert outbox.expire("a", T0 + dt.timedelta(seconds=1), T0) == 2
-    assert outbox.sink_stats()["a"].dead == 2
+    assert ledger.sink_stats()["a"].dead == 2
 
 
 def test_probe_candidate_prefers_due(store: Store, outbox: Outbox) -> None:
@@ -194,19 +220,19 @@ def test_probe_candidate_prefers_due(store: Store, outbox: Outbox) -> None:
     assert probe is not None and probe.id == db.id
 
 
-def test_replay_requeues_delivered(store: Store, outbox: Outbox) -> None:
+def test_replay_requeues_delivered(store: Store, outbox: Outbox, ledger: Ledger) -> None:
     """Replay makes delivered deliveries pending again under the same event id."""
     a = job("ja")
     (event,) = commit(store, DiffResult(upserts=(a,), events=events_for(a)))
     for d in outbox.due("a", T0, 10) + outbox.due("b", T0, 10):
         outbox.record([AttemptRecord(d.id, T0, True, "delivered", "delivered", T0, 200)])
-    assert outbox.replay(T0, ids=[event.id], sink="a") == 1
+    assert ledger.replay(T0, ids=[event.id], sink="a") == 1
     (again,) = outbox.due("a", T0, 10)
     assert again.event.id == event.id and again.attempts == 0
     assert outbox.due("b", T0, 10) == []
 
 
-def test_event_detail_has_attempt_log(store: Store, outbox: Outbox) -> None:
+def test_event_detail_has_attempt_log(store: Store, outbox: Outbox, ledger: Ledger) -> None:
     """events show returns the envelope and every attempt."""
     a = job("ja")
     (event,) = commit(store, DiffResult(upserts=(a,), events=events_for(a)))
@@ -215,62 +241,62 @@ def test_event_detail_has_attempt_log(store: Store, outbox: Outbox) -> None:
         [AttemptRecord(d.id, T0, False, "transient", "pending", T0, 500, "HTTP 500", 3.5)]
     )
     outbox.record([AttemptRecord(d.id, T0, True, "delivered", "delivered", T0, 200, None, 1.0)])
-    detail = outbox.event_detail(event.id)
+    detail = ledger.event_detail(event.id)
     assert detail is not None and detail["event"]["id"] == event.id
     log = {x["sink"]: x["log"] for x in detail["deliveries"]}["a"]
     assert [x["status_code"] for x in log] == [500, 200]
-    assert outbox.event_detail("evt_missing") is None
+    assert ledger.event_detail("evt_missing") is None
 
 
-def test_attempts_are_counted_across_a_replay(store: Store, outbox: Outbox) -> None:
+def test_attempts_are_counted_across_a_replay(store: Store, outbox: Outbox, ledger: Ledger) -> None:
     """After a replay, events show and events list count every attempt, not those since it."""
     a = job("ja")
     (event,) = commit(store, DiffResult(upserts=(a,), events=events_for(a)))
     (d,) = outbox.due("a", T0, 10)
     outbox.record([AttemptRecord(d.id, T0, True, "delivered", "delivered", T0, 200)])
-    assert outbox.replay(T0, ids=[event.id], sink="a") == 1
+    assert ledger.replay(T0, ids=[event.id], sink="a") == 1
     (again,) = outbox.due("a", T0, 10)
     outbox.record([AttemptRecord(again.id, T0, True, "delivered", "delivered", T0, 200)])
-    detail = outbox.event_detail(event.id)
+    detail = ledger.event_detail(event.id)
     assert detail is not None
     (delivery,) = [x for x in detail["deliveries"] if x["sink"] == "a"]
     assert delivery["attempts"] == len(delivery["log"]) == 2
-    (listed,) = outbox.list_deliveries(sink="a")
+    (listed,) = ledger.list_deliveries(sink="a")
     assert (listed["status"], listed["attempts"]) == ("delivered", 2)
 
 
-def test_list_deliveries_filters(store: Store, outbox: Outbox) -> None:
+def test_list_deliveries_filters(store: Store, outbox: Outbox, ledger: Ledger) -> None:
     """events list filters by status (failed = pending with attempts), sink and type glob."""
     a = job("ja")
     commit(store, DiffResult(upserts=(a,), events=events_for(a)))
     (d,) = outbox.due("a", T0, 10)
     outbox.record([AttemptRecord(d.id, T0, False, "transient", "pending", T0, 500)])
-    (failed,) = outbox.list_deliveries(status="failed")
+    (failed,) = ledger.list_deliveries(status="failed")
     assert (failed["sink"], failed["status"], failed["failing"], failed["attempts"]) == (
         "a",
         "pending",
         True,
         1,
     )
-    assert len(outbox.list_deliveries(status="pending", sink="b")) == 1
-    assert len(outbox.list_deliveries(event_type="batch_job.*")) == 2
-    assert outbox.list_deliveries(event_type="file.*") == []
+    assert len(ledger.list_deliveries(status="pending", sink="b")) == 1
+    assert len(ledger.list_deliveries(event_type="batch_job.*")) == 2
+    assert ledger.list_deliveries(event_type="file.*") == []
 
 
-def test_sink_state_round_trip(outbox: Outbox) -> None:
+def test_sink_state_round_trip(sink_states: SinkStates) -> None:
     """Sink state (disabled, circuit) survives in the store."""
-    assert outbox.sink_state("a") == SinkState(name="a")
+    assert sink_states.get("a") == SinkState(name="a")
     state = SinkState("a", enabled=False, disabled_reason="410", failing_since=T0, next_probe_at=T0)
-    outbox.save_sink_state(state)
-    assert outbox.sink_state("a") == state
+    sink_states.save(state)
+    assert sink_states.get("a") == state
 
 
-def test_enqueue_uses_the_same_outbox(store: Store, outbox: Outbox) -> None:
+def test_enqueue_uses_the_same_outbox(store: Store, outbox: Outbox, ledger: Ledger) -> None:
     """Events from outside polling enter the same outbox, once by id."""
     event = events_for(job("x"))[0]
     assert store.enqueue([event, event], T0) == [event]
     assert store.enqueue([event], T0) == []
-    assert outbox.sink_stats()["a"].pending == 1
+    assert ledger.sink_stats()["a"].pending == 1
 
 
 def test_schema_version_recorded_and_newer_refused(engine: sa.Engine, store_url: str) -> None:
@@ -320,8 +346,9 @@ def test_sqlite_waits_for_wal_while_another_connection_writes(tmp_path: pathlib.
     )
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         opened = pool.submit(lambda: engine.connect().close())
+        either: list[concurrent.futures.Future[Any]] = [opened, pool.submit(tried_twice.wait, 30)]
         concurrent.futures.wait(
-            [opened, pool.submit(tried_twice.wait, 30)],
+            either,
             return_when=concurrent.futures.FIRST_COMPLETED,
         )
         writer.execute("commit")
@@ -389,7 +416,7 @@ def test_file_resources_keep_payload_fields(store: Store) -> None:
     }
 
 
-def test_delivered_time_is_recorded(store: Store, outbox: Outbox) -> None:
+def test_delivered_time_is_recorded(store: Store, outbox: Outbox, ledger: Ledger) -> None:
     """A delivered attempt stamps delivered_at (an aware UTC time); a failed one does not."""
     a = job("ja")
     (event,) = commit(store, DiffResult(upserts=(a,), events=events_for(a)))
@@ -401,21 +428,21 @@ def test_delivered_time_is_recorded(store: Store, outbox: Outbox) -> None:
             AttemptRecord(db.id, T0, False, "transient", "pending", T0, 500),
         ]
     )
-    detail = outbox.event_detail(event.id)
+    detail = ledger.event_detail(event.id)
     assert detail is not None
     stamps = {x["sink"]: x["delivered_at"] for x in detail["deliveries"]}
     assert stamps == {"a": T0, "b": None}
 
 
 @pytest.mark.foreign_events  # a type with another character where the glob has `_`
-def test_type_filter_takes_underscore_literally(store: Store, outbox: Outbox) -> None:
+def test_type_filter_takes_underscore_literally(store: Store, ledger: Ledger) -> None:
     """`--type batch_job.*` matches batch_job.created, not a type with another character there."""
     a = job("ja")
     (real,) = events_for(a)
     other = Event("evt_other", "batchXjob.created", "w", "ja", T0, {})
     store.enqueue([real, other], T0)
-    assert {d["id"] for d in outbox.list_deliveries(event_type="batch_job.*")} == {real.id}
-    assert {d["id"] for d in outbox.list_deliveries(event_type="batch*")} == {real.id, other.id}
+    assert {d["id"] for d in ledger.list_deliveries(event_type="batch_job.*")} == {real.id}
+    assert {d["id"] for d in ledger.list_deliveries(event_type="batch*")} == {real.id, other.id}
 
 
 def test_sinks_enable_releases_what_waited(tmp_path: os.PathLike[str]) -> None:
@@ -427,12 +454,13 @@ def test_sinks_enable_releases_what_waited(tmp_path: os.PathLike[str]) -> None:
     url = f"sqlite:///{tmp_path}/p.db"
     engine = store_mod.create_engine(url)
     store, outbox = Store(engine, lambda _e: ["hook"]), Outbox(engine)
+    sink_states = SinkStates(engine)
     a = job("ja")
     commit(store, DiffResult(upserts=(a,), events=events_for(a)))
     (d,) = outbox.due("hook", T0, 10)
     later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)
     outbox.record([AttemptRecord(d.id, T0, False, "transient", "pending", later, 503)])
-    outbox.save_sink_state(SinkState("hook", failing_since=T0, next_probe_at=later))
+    sink_states.save(SinkState("hook", failing_since=T0, next_probe_at=later))
     config = f"{tmp_path}/p.yaml"
     with open(config, "w") as fh:
         fh.write(f"store:\n  url: {url}\nsinks:\n  - name: hook\n    type: log\n")
@@ -440,7 +468,7 @@ def test_sinks_enable_releases_what_waited(tmp_path: os.PathLike[str]) -> None:
     assert result.exit_code == 0, result.output
     assert "1 waiting delivery due now" in result.output
     assert [x.id for x in outbox.due("hook", dt.datetime.now(dt.UTC), 10)] == [d.id]
-    assert not outbox.sink_state("hook").circuit_open
+    assert not sink_states.get("hook").circuit_open
     engine.dispose()
 
 
@@ -479,30 +507,30 @@ def hint_of(resource: Resource, kind: str = "created") -> hints.Hint:
 
 
 def test_a_hint_writes_its_row_and_event_once_and_leaves_the_state(
-    store: Store, outbox: Outbox
+    store: Store, ledger: Ledger
 ) -> None:
     """A created job: snapshot row (active) and event together; again, nothing new; no baseline."""
     hint = hint_of(job("j1", "QUEUED"))
     first = hints.record(store, hint)
     again = hints.record(store, hint)
     assert [e.type for e in first] == ["batch_job.created"] and again == []
-    assert [e.id for e in outbox.events()] == [first[0].id]
+    assert [e.id for e in ledger.events()] == [first[0].id]
     assert store.active_ids("w", "batch_jobs") == ["j1"]
     assert store.load_resources("w", "batch_jobs")["j1"].status == "QUEUED"
     assert not store.source_state("w", "batch_jobs").baselined
 
 
-def test_a_hint_then_a_poll_of_the_same_job_announces_it_once(store: Store, outbox: Outbox) -> None:
+def test_a_hint_then_a_poll_of_the_same_job_announces_it_once(store: Store, ledger: Ledger) -> None:
     """The poll after a hint sees the job in the snapshot: no second event."""
     hinted = hints.record(store, hint_of(job("j1", "QUEUED")))
     listing = [job("j1", "RUNNING")]
     before = store.load_resources("w", "batch_jobs", ["j1"])
     polled = commit(store, diff(BATCH_JOBS, before, listing, workspace="w", now=T0))
     assert len(hinted) == 1 and polled == []
-    assert len(outbox.events()) == 1
+    assert len(ledger.events()) == 1
 
 
-def test_a_failed_hint_leaves_neither_row_nor_event(engine: sa.Engine, outbox: Outbox) -> None:
+def test_a_failed_hint_leaves_neither_row_nor_event(engine: sa.Engine, ledger: Ledger) -> None:
     """A failure after the snapshot row was written rolls the row back with the event."""
 
     def broken(_e: Event) -> Sequence[str]:
@@ -512,7 +540,7 @@ def test_a_failed_hint_leaves_neither_row_nor_event(engine: sa.Engine, outbox: O
     with pytest.raises(RuntimeError):
         hints.record(store, hint_of(job("j1", "QUEUED")))
     assert store.load_resources("w", "batch_jobs") == {}
-    assert outbox.events() == []
+    assert ledger.events() == []
 
 
 def test_a_cancel_hint_moves_a_known_job_out_of_the_active_set(

@@ -16,7 +16,7 @@ from poller import catalog, store, tail
 from poller.cli import main
 from poller.model import Event
 from poller.store.feed import Feed, Notices
-from poller.store.outbox import add_events
+from poller.store.intake import add_events
 
 T0 = dt.datetime(2026, 11, 27, 10, 0, tzinfo=dt.UTC)
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
+from collections.abc import Mapping
+from typing import Any
 
 import httpx
 import pytest
 
 from poller import store
 from poller.model import Event
-from poller.store.outbox import add_events
+from poller.store.intake import add_events
 from poller.testing import WebhookReceiver, recorded_problems
 
 T0 = dt.datetime(2026, 11, 27, 10, 0, tzinfo=dt.UTC)
@@ -27,7 +29,7 @@ def test_a_receiver_never_entered_closes_at_once() -> None:
     assert receiver._server.socket.fileno() == -1
 
 
-def _post(url: str, document: dict[str, object]) -> None:
+def _post(url: str, document: Mapping[str, Any]) -> None:
     body = json.dumps(document).encode()
     headers = {"webhook-id": str(document["id"]), "webhook-timestamp": "1764240127"}
     httpx.post(url, content=body, headers={**headers, "content-type": "application/json"})
@@ -35,7 +37,7 @@ def _post(url: str, document: dict[str, object]) -> None:
 
 def test_the_receiver_fails_on_an_event_off_its_schema() -> None:
     """A received event whose payload breaks its schema fails the receiver's with block."""
-    event = {
+    event: dict[str, Any] = {
         "id": "evt_3k2qbn5pdmc4w6xsl7ayvjrt2e",
         "type": "file.uploaded",
         "timestamp": "2026-11-27T10:42:07.118000Z",

@@ -20,7 +20,7 @@ from poller import store as store_mod
 from poller.cli import main
 from poller.exceptions import SchemaVersionError, StoreError
 from poller.model import Event
-from poller.store import Outbox, Store, migrate, tables
+from poller.store import Ledger, Outbox, SinkStates, Store, migrate, tables
 
 HERE = pathlib.Path(__file__).parent
 pytestmark = pytest.mark.foreign_events  # the old store's rows are written by hand
@@ -114,19 +114,20 @@ def test_store_from_before_migrations_is_upgraded_keeping_every_row(store_url: s
     before, after = migrate.upgrade(engine)
     assert before.legacy and after.current == migrate.head() and after.up_to_date
     outbox, store = Outbox(engine), Store(engine, lambda _e: ["hook"])
-    assert [e.id for e in outbox.events()] == ["evt_legacy_created", "evt_legacy_succeeded"]
-    assert outbox.events()[1].data == {"id": "job-1", "status": "SUCCESS"}
-    rows = {r["id"]: r for r in outbox.list_deliveries()}
+    ledger, sink_states = Ledger(engine), SinkStates(engine)
+    assert [e.id for e in ledger.events()] == ["evt_legacy_created", "evt_legacy_succeeded"]
+    assert ledger.events()[1].data == {"id": "job-1", "status": "SUCCESS"}
+    rows = {r["id"]: r for r in ledger.list_deliveries()}
     assert rows["evt_legacy_created"]["status"] == "delivered"
     assert rows["evt_legacy_created"]["delivered_at"] == T0
     assert rows["evt_legacy_succeeded"]["status"] == "pending"
     assert rows["evt_legacy_succeeded"]["last_status_code"] == 503
-    detail = outbox.event_detail("evt_legacy_created")
+    detail = ledger.event_detail("evt_legacy_created")
     assert detail is not None and detail["deliveries"][0]["log"][0]["status_code"] == 200
     assert store.load_resources("default", "batch_jobs")["job-1"].status == "SUCCESS"
     state = store.source_state("default", "batch_jobs")
     assert state.baselined and state.cursor == 1764237600
-    assert outbox.sink_state("hook").failing_since == T0 + dt.timedelta(seconds=5)
+    assert sink_states.get("hook").failing_since == T0 + dt.timedelta(seconds=5)
     # the pending one is still due, and new events take the next numbers
     assert [d.event.id for d in outbox.due("hook", T0 + dt.timedelta(hours=1), 10)] == [
         "evt_legacy_succeeded"

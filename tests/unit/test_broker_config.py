@@ -44,14 +44,14 @@ def test_defaults_of_each_broker_type() -> None:
     assert redis.maxlen is None
     assert isinstance(mqtt, config.MqttSinkConfig)
     assert mqtt.topic == "poller/{resource}/{action}" and mqtt.qos == 1
-    assert {s.format for s in cfg.sinks} == {"standard"}
+    assert {s.format for s in (nats, amqp, redis, mqtt)} == {"standard"}
     # the AsyncAPI document describes these same channels
     assert (asyncapi.NATS_SUBJECT, asyncapi.AMQP_ROUTING_KEY, asyncapi.MQTT_TOPIC) == (
         nats.subject,
         amqp.routing_key,
         mqtt.topic,
     )
-    assert {s.timeout for s in cfg.sinks} == {15.0}
+    assert {s.timeout for s in (nats, amqp, redis, mqtt)} == {15.0}
 
 
 @pytest.mark.parametrize(

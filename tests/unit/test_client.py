@@ -129,8 +129,13 @@ async def test_retries_5xx_then_succeeds() -> None:
 
 async def test_gives_up_after_attempts() -> None:
     """Persistent 5xx ends in ServerError after the configured attempts."""
-    calls = []
-    client, _ = make(lambda r: calls.append(1) or httpx.Response(503))
+    calls: list[httpx.Request] = []
+
+    def unavailable(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(503)
+
+    client, _ = make(unavailable)
     with pytest.raises(ServerError):
         await client.get_item("/files/x")
     assert len(calls) == 4
@@ -150,10 +155,13 @@ async def test_429_honours_retry_after_for_the_whole_gate() -> None:
 @pytest.mark.parametrize("status", [401, 403])
 async def test_auth_errors_are_not_retried(status: int) -> None:
     """401/403 raise AuthError at once, saying what to check, without the key."""
-    calls = []
-    client, _ = make(
-        lambda r: calls.append(1) or httpx.Response(status, json={"message": "Unauthorized"})
-    )
+    calls: list[httpx.Request] = []
+
+    def refused(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(status, json={"message": "Unauthorized"})
+
+    client, _ = make(refused)
     with pytest.raises(AuthError) as info:
         await client.list_all("/batch/jobs")
     assert len(calls) == 1

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 
-from poller import sources
+from poller import catalog, sources
 from poller.diff import diff
 from poller.model import Resource
 from poller.sources import BATCH_JOBS, FILES, FINE_TUNING_JOBS, MODELS, SourceSpec
@@ -319,9 +320,14 @@ def test_models_track_fine_tuned_only() -> None:
 
 def test_kept_fields_are_worked_out_once_per_source(monkeypatch: pytest.MonkeyPatch) -> None:
     """Turning listed items into resources does not rework the catalog for every item."""
-    calls: list[object] = []
-    real = sources.catalog.selectors
-    monkeypatch.setattr(sources.catalog, "selectors", lambda t: calls.append(t) or real(t))
+    calls: list[Sequence[str]] = []
+    real = catalog.selectors
+
+    def counted(t: Sequence[str]) -> tuple[catalog.Selector, ...]:
+        calls.append(t)
+        return real(t)
+
+    monkeypatch.setattr(catalog, "selectors", counted)
     for n in range(100):
         BATCH_JOBS.to_resource(batch(id=f"b{n}"))
     assert len(calls) <= 1

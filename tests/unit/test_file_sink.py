@@ -24,9 +24,14 @@ async def test_concurrent_deliveries_share_fsyncs(
     tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Twenty deliveries at once are all on disk, in order, with fewer fsyncs than lines."""
-    calls = []
+    calls: list[int] = []
     real = os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(fd), real(fd))[1])
+
+    def counted(fd: int) -> None:
+        calls.append(fd)
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", counted)
     sink = FileSink("file", tmp_path / "events.jsonl")
     outcomes = await asyncio.gather(*(sink.deliver(event(n)) for n in range(20)))
     await sink.aclose()

@@ -28,7 +28,7 @@ def test_advance(
     cursor: tail.Cursor, seqs: list[int], now: float, after: tail.Cursor, shown: set[int]
 ) -> None:
     """New seqs are shown once; a gap is looked for again until its hold runs out."""
-    assert tail.advance(cursor, seqs, now, HOLD) == (after, shown)
+    assert tail.advance(cursor, seqs, now, HOLD) == (after, frozenset(shown))
 
 
 def _event(event_type: str, workspace: str = "default") -> Event:
@@ -57,11 +57,3 @@ def _event(event_type: str, workspace: str = "default") -> Event:
 def test_matcher(glob: str | None, workspace: str | None, event: Event, expected: bool) -> None:
     """--type is a glob where only * is special; --workspace is exact."""
     assert tail.matcher(glob, workspace)(event) is expected
-
-
-def test_line() -> None:
-    """A terminal line: time, workspace, type, resource id, event id."""
-    assert tail.line(_event("batch_job.succeeded")) == (
-        "2026-11-27T10:42:07.118000Z  default  batch_job.succeeded  job-1  "
-        "evt_3k2qbn5pdmc4w6xsl7ayvjrt2e"
-    )

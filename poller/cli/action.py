@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from poller import config as config_mod
-from poller.cli import (
+from poller.cli.common import (
     EXIT_USAGE,
     F,
     config_option,
