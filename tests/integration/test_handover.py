@@ -56,7 +56,7 @@ def replica_config(api: str, store_url: str, name: str) -> config_mod.Config:
         None,
         store_url,
         ha={"lease_ttl": "30s", "replica_id": name},
-        sources={"fine_tuning_jobs": False, "files": False, "models": False},
+        sources=dict.fromkeys(("fine_tuning_jobs", "files", "models", "libraries"), False),
         poll={"interval": "60s", "active_interval": "60s"},
     )
 
