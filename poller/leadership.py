@@ -144,7 +144,10 @@ class Leadership:
         ended = self.leases.end_stale_transactions()
         if ended:
             log.warning(
-                "stale_transactions_ended", count=ended, waiting_over_s=round(self.ttl * STALE, 3)
+                "stale_transactions_ended",
+                count=ended,
+                waiting_over_s=round(self.ttl * STALE, 3),
+                replica=self.replica,
             )
         renewed = self.leases.renew(held)
         lost = sorted(w for w in held if renewed.get(w) != held[w])

@@ -62,6 +62,39 @@ def all_leases(engine: sa.Engine) -> list[Lease]:
         return [Lease(r.workspace, r.holder, r.epoch, r.expires_at) for r in conn.execute(query)]
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Replica:
+    """One live ``poller run`` replica as ``poller status`` shows it."""
+
+    replica: str
+    started_at: dt.datetime
+    expires_in: float
+    """Seconds until its heartbeat expires, in the database's time."""
+    leads: tuple[str, ...]
+    """The workspaces whose live lease it holds."""
+
+
+def live_replicas(engine: sa.Engine) -> list[Replica]:
+    """Every replica whose heartbeat has not expired, by id (none on a SQLite store)."""
+    if engine.dialect.name != "postgresql":
+        return []
+    left = sa.func.extract("epoch", _REPLICAS.c.expires_at - _db_now())
+    replicas = sa.select(_REPLICAS, left.label("expires_in")).where(
+        _REPLICAS.c.expires_at > _db_now()
+    )
+    leases = sa.select(_LEASES.c.workspace, _LEASES.c.holder).where(
+        _LEASES.c.expires_at > _db_now()
+    )
+    with engine.connect() as conn:
+        led: dict[str, list[str]] = {}
+        for row in conn.execute(leases.order_by(_LEASES.c.workspace)):
+            led.setdefault(row.holder, []).append(row.workspace)
+        return [
+            Replica(r.replica, r.started_at, float(r.expires_in), tuple(led.get(r.replica, ())))
+            for r in conn.execute(replicas.order_by(_REPLICAS.c.replica))
+        ]
+
+
 def limit_idle_transactions(engine: sa.Engine, seconds: float) -> None:
     """Have the server end any transaction of ``engine`` left idle for ``seconds``.
 

@@ -257,7 +257,7 @@ def test_a_second_daemon_on_one_sqlite_store_is_refused(
         assert f"pid {first.pid}" in line
         status = poller("status", "--json", "--config", str(path))
         assert status.returncode == 0, status.stderr
-        assert json.loads(status.stdout)["leases"] == []
+        assert json.loads(status.stdout)["leases"] == json.loads(status.stdout)["replicas"] == []
     finally:
         first.kill()
         first.wait(timeout=10)
