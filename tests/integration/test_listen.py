@@ -108,7 +108,8 @@ async def test_a_hint_wakes_its_sources_polling_in_every_listening_process(
     engine: sa.Engine, postgres_url: str
 ) -> None:
     """A hint that puts a job in the active set names its workspace and source to every
-    listener of the schema at commit; a hint of a job already done says nothing."""
+    listener of the schema at commit (a document's reprocess too); a hint of a job already
+    done says nothing."""
     from poller import hints
 
     woken: list[tuple[str, str]] = []
@@ -128,6 +129,12 @@ async def test_a_hint_wakes_its_sources_polling_in_every_listening_process(
             await asyncio.to_thread(hints.record, store, hint)
         await eventually(lambda: woken)
         assert woken == [("w", "batch_jobs")]
+        reprocess = "/libraries/lib1/documents/doc1/reprocess"
+        hint = hints.of_answer("POST", reprocess, {}, workspace="w", at=T0)
+        assert hint is not None
+        await asyncio.to_thread(hints.record, store, hint)
+        await eventually(lambda: len(woken) == 2)
+        assert woken[1] == ("w", "libraries")
     finally:
         stop.set()
         await task
