@@ -179,7 +179,7 @@ class App:
             if self.config.store.listen and self.engine.dialect.name == "postgresql":
                 from poller.store.listen import OutboxListener
 
-                self.services.append(OutboxListener(self.engine.url, self.notify))
+                self.services.append(OutboxListener(self.engine.url, self.notify, hinted=self.wake))
             if self.config.proxy is not None and self.config.proxy.enabled:
                 self.services.append(self._build_proxy(self.config.proxy))
         except BaseException:
@@ -268,9 +268,9 @@ class App:
         for name, poller in ws.pollers.items():
             poller.settings = _settings(ws_config, name)
             ws.paces[name] = _pace(ws_config, name)
-            self.metrics.interval.labels(ws.name, name).set(ws.paces[name].interval)
             if self.leadership is None or (ws.name, name) in self.board.sources:
-                # a replica judges only the workspaces it polls
+                # a replica judges and exports only the sources it polls
+                self.metrics.interval.labels(ws.name, name).set(ws.paces[name].interval)
                 self.board.track(
                     ws.name, name, interval=ws.paces[name].interval, timeout=ws.timeout
                 )
@@ -371,7 +371,13 @@ class App:
     def observe_poll(
         self, workspace: str, source: str, result: health.PollResult, report: PollReport | None
     ) -> None:
-        """The runner's word after each poll: for metrics, readiness and the watchdog."""
+        """The runner's word after each poll: for metrics, readiness and the watchdog.
+
+        A source this replica stopped polling meanwhile (its workspace's lease went to
+        another replica) is left out: it has no series or readiness here any more.
+        """
+        if (workspace, source) not in self.board.sources:
+            return
         self.metrics.observe_poll(workspace, source, result, report.events if report else ())
         self.board.polled(workspace, source, result)
 

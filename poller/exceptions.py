@@ -11,6 +11,7 @@
     │   ├── SchemaVersionError the database was written by an incompatible poller
     │   └── StoreInUseError    another `poller run` already uses this SQLite store
     ├── LeaseLost              this replica no longer leads the workspace it polled
+    ├── WorkspaceLed           `poller once` found a workspace a live replica leads
     └── ApiError               the Mistral API did not give a usable answer
         ├── AuthError          401/403: the API key is wrong or lacks access
         ├── NotFoundError      404 on a path that should exist
@@ -93,6 +94,10 @@ class StoreInUseError(StoreError):
 
 class LeaseLost(PollerError):
     """The poll's workspace lease is no longer this replica's: its write is refused (fencing)."""
+
+
+class WorkspaceLed(PollerError):
+    """A workspace ``poller once`` was to poll is led by a live replica: it polls nothing."""
 
 
 class ApiError(PollerError):

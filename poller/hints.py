@@ -263,7 +263,11 @@ def _ended(hint: Hint, before: Mapping[str, Resource]) -> DiffResult:
 
 
 def record(store: Store, hint: Hint) -> list[Event]:
-    """Write ``hint``'s snapshot rows and events in one transaction; the events new to it."""
+    """Write ``hint``'s snapshot rows and events in one transaction; the events new to it.
+
+    A job that joins the active set also wakes, on PostgreSQL, the replica that leads its
+    workspace (``Store.commit_hint``'s ``wake``), so its source is polled soon.
+    """
     if hint.change is not None:
         return hint.change.record(store, hint.workspace, hint.at)
     ids = [hint.resource_id]
@@ -276,4 +280,5 @@ def record(store: Store, hint: Hint) -> list[Event]:
         lambda before: plan(hint, before),
         hint.at,
         active=lambda resource: hint.spec.is_active(resource.status),
+        wake=hint.joins_active_set,
     )

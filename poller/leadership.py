@@ -9,24 +9,27 @@ workspace's polling. Every replica delivers; only a workspace's leader polls it.
 A lease is trusted locally for two thirds of the TTL after its last renewal began: a replica
 whose loop stalls past that (a third of the TTL late) refuses its own writes through the
 fence at once, and gives its leases up when its loop turns again — before the database
-lets another replica take them. The fence then checks the lease in the database too.
+lets another replica take them. The fence then checks the lease in the database too, at
+the epoch the poll began under. ``holding`` leads every workspace for the length of a
+one-off run (``poller once``) instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
 import socket
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
 import sqlalchemy as sa
 import structlog
 
 from poller import utils
-from poller.exceptions import LeaseLost
-from poller.store.leases import Leases
+from poller.exceptions import LeaseLost, WorkspaceLed
+from poller.store.leases import STALE, Leases, all_leases
 from poller.store.sql import Fence
 
 log = structlog.get_logger("poller.leadership")
@@ -80,12 +83,26 @@ class Leadership:
         return self.ttl / 3
 
     def fence(self, workspace: str) -> Fence:
-        """The check that opens each write of a poll of ``workspace``."""
+        """The fence of one poll of ``workspace``, bound to the lease's epoch as it begins.
+
+        Called before the poll reads anything (raises ``LeaseLost`` if this replica does not
+        lead the workspace now). Its write — checked as the transaction opens and again
+        just before it commits — goes through only while this replica still holds the
+        lease at that same epoch: a lease lost and taken back meanwhile has a newer epoch,
+        and another replica may have written in between.
+        """
+        epoch = self.held.get(workspace)
+        if epoch is None:
+            raise LeaseLost(f"workspace {workspace}: this replica does not lead it")
 
         def check(conn: sa.Connection) -> None:
-            epoch = self.held.get(workspace)
-            if epoch is None:
-                raise LeaseLost(f"workspace {workspace}: this replica does not lead it")
+            now = self.held.get(workspace)
+            if now != epoch:
+                raise LeaseLost(
+                    f"workspace {workspace}: the lease changed hands since this poll began "
+                    f"(epoch {epoch}, now {now if now is not None else 'not held'}); "
+                    "nothing is written"
+                )
             if self.monotonic() > self.trusted_until:
                 raise LeaseLost(
                     f"workspace {workspace}: the lease was not renewed in time "
@@ -95,8 +112,12 @@ class Leadership:
 
         return check
 
-    def turn(self) -> tuple[dict[str, int], list[str]]:
-        """One turn (blocking; run in a thread): beat, renew, balance. (gained, lost)."""
+    def turn(self, *, balance: bool = True) -> tuple[dict[str, int], list[str]]:
+        """One turn (blocking; run in a thread): beat, renew, balance. (gained, lost).
+
+        ``balance=False`` (a one-off run holding every lease, ``holding``) only renews:
+        no heartbeat, so the replicas' shares do not count it, and nothing is taken.
+        """
         began = self.monotonic()
         held = self.held
         if held and began > self.trusted_until:
@@ -113,10 +134,21 @@ class Leadership:
             except Exception as exc:  # they lapse on their own; what matters is to stop
                 log.warning("leases_not_released", error=utils.first_line(exc))
             return {}, sorted(held)
+        if not balance:
+            renewed = self.leases.renew(held)
+            self.held = renewed
+            self.trusted_until = began + self.ttl * TRUST
+            self.renewed_at = began
+            return {}, sorted(w for w in held if renewed.get(w) != held[w])
         live = self.leases.heartbeat()
         ended = self.leases.end_stale_transactions()
         if ended:
-            log.warning("stale_transactions_ended", count=ended, idle_over_s=self.ttl)
+            log.warning(
+                "stale_transactions_ended",
+                count=ended,
+                waiting_over_s=round(self.ttl * STALE, 3),
+                replica=self.replica,
+            )
         renewed = self.leases.renew(held)
         lost = sorted(w for w in held if renewed.get(w) != held[w])
         limit = share(len(self.workspaces), live)
@@ -143,13 +175,14 @@ class Leadership:
         lapsed, self.held = sorted(self.held), {}
         return lapsed
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, *, balance: bool = True) -> None:
         """Turn every third of the TTL until ``stop`` is set (``leave`` then releases)."""
-        log.info("leadership_started", replica=self.replica, ttl_s=self.ttl)
+        if balance:
+            log.info("leadership_started", replica=self.replica, ttl_s=self.ttl)
         while not stop.is_set():
             began = self.monotonic()
             try:
-                gained, lost = await asyncio.to_thread(self.turn)
+                gained, lost = await asyncio.to_thread(self.turn, balance=balance)
             except Exception as exc:  # the store, or anything else: the leases then lapse
                 log.warning("leases_not_renewed", error=utils.first_line(exc))
                 gained, lost = {}, self._lapsed()
@@ -164,6 +197,46 @@ class Leadership:
                 await asyncio.wait_for(stop.wait(), timeout=delay)
             except TimeoutError:
                 pass
+
+    @contextlib.asynccontextmanager
+    async def holding(self) -> AsyncIterator[None]:
+        """Lead every workspace while the block runs, then release them (``poller once``).
+
+        Free and expired leases are taken at a new epoch; a lease a live replica holds
+        refuses the lot (``WorkspaceLed``, naming that replica) after what was taken is
+        given back. Meanwhile the leases are renewed every third of the TTL (``turn``
+        without balancing), and every write is fenced as a replica's is.
+        """
+        await asyncio.to_thread(self._take_all)
+        stop = asyncio.Event()
+        renewing = asyncio.create_task(self.run(stop, balance=False), name="leases-renewal")
+        try:
+            yield
+        finally:
+            stop.set()
+            await asyncio.gather(renewing, return_exceptions=True)
+            held, self.held = self.held, {}
+            try:
+                await asyncio.to_thread(self.leases.release, held)
+            except sa.exc.SQLAlchemyError as exc:  # they lapse at their expiry
+                log.warning("leases_not_released", error=utils.first_line(exc))
+
+    def _take_all(self) -> None:
+        began = self.monotonic()
+        taken = self.leases.acquire(self.workspaces, len(self.workspaces))
+        led = [w for w in self.workspaces if w not in taken]
+        if led:
+            self.leases.release(taken)
+            lease = next((x for x in all_leases(self.leases.engine) if x.workspace == led[0]), None)
+            holder = (lease.holder if lease is not None else None) or "(changing hands)"
+            raise WorkspaceLed(
+                f"workspace {led[0]} is polled by the running replica {holder}; "
+                "poller once polls only workspaces no replica leads: leave them to the "
+                "replicas, or stop the replicas first"
+            )
+        self.held = taken
+        self.trusted_until = began + self.ttl * TRUST
+        self.renewed_at = began
 
     async def leave(self) -> None:
         """Release every lease and the heartbeat: the other replicas take over at their turn."""

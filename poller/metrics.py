@@ -214,6 +214,18 @@ class Metrics:
         self.backoff.labels(workspace, source).set(0)
         self.disabled.labels(workspace, source).set(0)
 
+    def untrack_source(self, workspace: str, source: str) -> None:
+        """Drop the gauges of a source this process no longer polls (another replica leads
+        its workspace); its counters stay. ``track_source`` creates them afresh."""
+        for gauge in (
+            self.last_success,
+            self.interval,
+            self.error_streak,
+            self.backoff,
+            self.disabled,
+        ):
+            gauge.remove(workspace, source)
+
     def track_sink(self, sink: str) -> None:
         """Create the series of a sink (so they exist before its first delivery)."""
         for outcome in DELIVERY_OUTCOMES:

@@ -13,6 +13,7 @@ a grace period, clients close.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
@@ -28,7 +29,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from poller import pacing, utils
 from poller.app import App, Workspace
-from poller.exceptions import ApiError, AuthError, LeaseLost, NotFoundError, ServiceError
+from poller.exceptions import ApiError, LeaseLost, NotFoundError, ServiceError
 from poller.polling import Polling, PollReport
 
 log = structlog.get_logger("poller.runner")
@@ -115,7 +116,11 @@ class Runner:
         bound = log.bind(**context)
         pace = ws.paces[poller.spec.name]
         report: PollReport | None = None
+        error: str | None = None
         try:
+            if self.app.leadership is not None:
+                # bound before the poll reads anything: it writes only under this epoch
+                poller.fence = self.app.leadership.fence(ws.name)
             report = await asyncio.wait_for(_bound(poller.poll(), **context), timeout=ws.timeout)
         except LeaseLost as exc:
             # another replica leads the workspace now: nothing was written, nothing failed
@@ -127,16 +132,14 @@ class Runner:
                 bound.warning("source_disabled", reason=health.disabled, error=str(exc))
                 self.app.observe_poll(ws.name, poller.spec.name, health, None)
                 return health
-            await self._failed(bound, ws, poller, health, f"{exc} (check mistral.base_url)")
-        except AuthError as exc:
-            await self._failed(bound, ws, poller, health, str(exc))
+            error = f"{exc} (check mistral.base_url)"
         except ApiError as exc:
-            await self._failed(bound, ws, poller, health, str(exc))
+            error = str(exc)
         except TimeoutError:
-            await self._failed(bound, ws, poller, health, f"poll timed out after {ws.timeout:g}s")
+            error = f"poll timed out after {ws.timeout:g}s"
         except sa.exc.SQLAlchemyError as exc:
             # the store is busy or away: nothing of this poll was committed; try again later
-            await self._failed(bound, ws, poller, health, f"store error: {utils.first_line(exc)}")
+            error = f"store error: {utils.first_line(exc)}"
         else:
             if health.error_streak:
                 bound.info("source_recovered", after_errors=health.error_streak)
@@ -155,6 +158,8 @@ class Runner:
             bound.debug(
                 "poll_done", mode=report.mode, requests=report.requests, active=report.active
             )
+        if error is not None and not await self._failed(bound, ws, poller, health, error):
+            return health
         active = bool(health.last_report and health.last_report.active)
         health.next_delay = pacing.next_delay(
             pace,
@@ -173,22 +178,36 @@ class Runner:
         poller: Polling,
         health: SourceHealth,
         error: str,
-    ) -> None:
-        health.error_streak += 1
+    ) -> bool:
+        """Count and record a failed poll; ``False`` when the lease went meanwhile.
+
+        A replica that lost the workspace records nothing: the failure (often the lost
+        lease itself, its transaction ended by a peer) is no longer its to report.
+        """
         error = self.app.redactor.redact(error)
-        health.last_error = error
         try:
             await asyncio.to_thread(
-                self.app.store.record_poll_error, ws.name, poller.spec.name, error, utils.utcnow()
+                self.app.store.record_poll_error,
+                ws.name,
+                poller.spec.name,
+                error,
+                utils.utcnow(),
+                fence=poller.fence,
             )
+        except LeaseLost as exc:
+            bound.info("poll_fenced", reason=str(exc), error=error)
+            return False
         except sa.exc.SQLAlchemyError as exc:
             bound.warning("poll_error_unrecorded", error=utils.first_line(exc))
+        health.error_streak += 1
+        health.last_error = error
         level = (
             bound.error
             if health.error_streak in (1, 5) or health.error_streak % 20 == 0
             else bound.info
         )
         level("poll_failed", error=error, error_streak=health.error_streak)
+        return True
 
     # -- the daemon --------------------------------------------------------------------
 
@@ -305,15 +324,18 @@ class Runner:
         else:
             # replicas share the store: a workspace is polled here only while leased here
             for ws in self.app.workspaces:
-                self.app.board.untrack(ws.name)
-                for poller in ws.pollers.values():
-                    poller.fence = leadership.fence(ws.name)
+                self._forget(ws.name)
             leadership.on_gained, leadership.on_lost = self._lead, self._follow
             leading = asyncio.create_task(leadership.run(stop), name="leadership")
         scheduler.start()
         log.info(
             "started",
-            sources=[f"{ws.name}/{p.spec.name}" for ws, p in self.app.pollers()],
+            # what this process polls now: on a replica, nothing until it gains a lease
+            sources=[
+                f"{ws.name}/{p.spec.name}"
+                for ws, p in self.app.pollers()
+                if (ws.name, p.spec.name) in self.app.board.sources
+            ],
             sinks=list(self.app.workers),
             replica=leadership.replica if leadership else None,
         )
@@ -357,6 +379,7 @@ class Runner:
             self.app.board.track(
                 ws.name, poller.spec.name, interval=pace.interval, timeout=ws.timeout
             )
+            self.app.metrics.track_source(ws.name, poller.spec.name, pace.interval)
             scheduler.add_job(
                 self._job,
                 IntervalTrigger(seconds=max(pace.interval, 0.001), timezone=dt.UTC),
@@ -378,19 +401,39 @@ class Runner:
             for job in scheduler.get_jobs():
                 if job.id.startswith(f"{workspace}/"):
                     job.remove()
+        self._forget(workspace)
+
+    def _forget(self, workspace: str) -> None:
+        """Drop what this replica knew of ``workspace``'s sources: readiness, the source
+        gauges, pacing. Another replica polls it now; should it come back, it starts fresh."""
         self.app.board.untrack(workspace)
+        for key in [key for key in self.health if key[0] == workspace]:
+            del self.health[key]
+        ws = next((w for w in self.app.workspaces if w.name == workspace), None)
+        for source in ws.pollers if ws is not None else ():
+            self.app.metrics.untrack_source(workspace, source)
 
     async def once(self) -> list[SourceOutcome]:
-        """One poll of every source, then one delivery pass (``poller once``)."""
+        """One poll of every source, then one delivery pass (``poller once``).
+
+        On a PostgreSQL store the polls run under every workspace's lease, taken for them
+        and released after; a workspace a live replica leads refuses the run
+        (``WorkspaceLed``) before anything is polled.
+        """
         outcomes = []
-        for ws, poller in self.app.pollers():
-            health = await self.poll_once(ws, poller)
-            outcome = SourceOutcome(ws.name, poller.spec.name, disabled=health.disabled)
-            if health.error_streak:
-                outcome = dataclasses.replace(outcome, error=health.last_error or "failed")
-            elif not health.disabled:
-                outcome = dataclasses.replace(outcome, report=health.last_report)
-            outcomes.append(outcome)
+        leadership = self.app.leadership
+        async with leadership.holding() if leadership else contextlib.nullcontext():
+            for ws, poller in self.app.pollers():
+                health = await self.poll_once(ws, poller)
+                outcome = SourceOutcome(ws.name, poller.spec.name, disabled=health.disabled)
+                if health.error_streak:
+                    outcome = dataclasses.replace(outcome, error=health.last_error or "failed")
+                elif not health.disabled and health.last_report is None:
+                    lost = "nothing written: the workspace's lease was lost during the poll"
+                    outcome = dataclasses.replace(outcome, error=lost)
+                elif not health.disabled:
+                    outcome = dataclasses.replace(outcome, report=health.last_report)
+                outcomes.append(outcome)
         for worker in self.app.workers.values():
             await worker.flush()
         return outcomes

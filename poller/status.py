@@ -1,7 +1,8 @@
 """What `poller status` shows, read from the store alone (it works while the daemon runs).
 
-On a PostgreSQL store shared by replicas, ``leases`` says which replica polls which
-workspace (none on SQLite, where one daemon polls everything).
+On a PostgreSQL store shared by replicas, ``replicas`` lists every live replica — leader or
+standby, its heartbeat's age and the workspaces it leads — and ``leases`` says which
+replica polls which workspace (both empty on SQLite, where one daemon polls everything).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from typing import Any
 
 from poller import config as config_mod
 from poller import render, utils
-from poller.store import Ledger, SinkStates, Store, all_leases
+from poller.store import Ledger, SinkStates, Store, all_leases, live_replicas
 
 
 def gather(
@@ -66,4 +67,22 @@ def gather(
         }
         for lease in all_leases(store.engine)
     ]
-    return {"now": now, "sources": sources, "sinks": sinks, "leases": leases}
+    ttl = config.ha.lease_ttl
+    replicas = [
+        {
+            "replica": r.replica,
+            "role": "leader" if r.leads else "standby",
+            # a heartbeat sets the expiry a TTL ahead (every replica reads this config)
+            "heartbeat_age_s": round(max(0.0, ttl - r.expires_in), 1),
+            "started_at": r.started_at,
+            "leads": list(r.leads),
+        }
+        for r in live_replicas(store.engine)
+    ]
+    return {
+        "now": now,
+        "sources": sources,
+        "sinks": sinks,
+        "replicas": replicas,
+        "leases": leases,
+    }

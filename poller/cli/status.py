@@ -1,10 +1,10 @@
-"""``poller status``: sources, sinks and leases at a glance, read from the store."""
+"""``poller status``: sources, sinks, replicas and leases at a glance, read from the store."""
 
 from __future__ import annotations
 
 import click
 
-from poller import render
+from poller import render, utils
 from poller.cli.common import (
     config_option,
     guarded,
@@ -69,6 +69,15 @@ def status(config_path: str | None, as_json: bool) -> None:
                 f"sink {row['sink']}: not configured; its deliveries wait in the store "
                 "until a sink of that name comes back"
             )
+    if report["replicas"]:
+        for row in report["replicas"]:
+            row["heartbeat"] = f"{utils.format_duration(row['heartbeat_age_s'])} ago"
+            row["up"] = render.age(row["started_at"], report["now"])
+            row["leads"] = ", ".join(row["leads"]) or None
+        click.echo()
+        click.echo(
+            render.table(report["replicas"], ["replica", "role", "heartbeat", "up", "leads"])
+        )
     if report["leases"]:
         for row in report["leases"]:
             row["expires"] = render.until(row["expires_at"], report["now"])

@@ -76,6 +76,7 @@ class Change:
             lambda before: self.plan(before, workspace=workspace, at=at),
             at,
             active=core.is_active,
+            wake=self.joins_active_set,
         )
 
     def plan(

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from poller.store.engine import create_engine, open_engine, opening, safe_url
-from poller.store.leases import Lease, Leases, all_leases, limit_idle_transactions
+from poller.store.leases import (
+    Lease,
+    Leases,
+    Replica,
+    all_leases,
+    limit_idle_transactions,
+    live_replicas,
+)
 from poller.store.ledger import Ledger
 from poller.store.outbox import Outbox
 from poller.store.sinkstate import SinkState, SinkStates
@@ -16,6 +23,7 @@ __all__ = [
     "Ledger",
     "Outbox",
     "PollCommit",
+    "Replica",
     "Router",
     "SinkState",
     "SinkStates",
@@ -23,6 +31,7 @@ __all__ = [
     "all_leases",
     "create_engine",
     "limit_idle_transactions",
+    "live_replicas",
     "open_engine",
     "opening",
     "safe_url",

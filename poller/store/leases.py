@@ -9,10 +9,12 @@ Replicas of ``poller run`` on one PostgreSQL store share the work through two ta
   ``FOR UPDATE SKIP LOCKED``, so two replicas never take the same one.
 
 Every time is the database's (``clock_timestamp()``), never a replica's clock. A poll's write
-transaction starts with :meth:`Leases.fence`, which locks the lease row against a change of
-hands until the poll commits and refuses the write of a replica whose lease has lapsed.
-Every lease transaction, the fenced one included, is ended by the server if it is left idle
-for a whole TTL, so a frozen replica cannot keep the others out with a row lock.
+transaction starts (and ends) with :meth:`Leases.fence`, which locks the lease row against a
+change of hands until the poll commits and refuses the write of a replica whose lease has
+lapsed or moved on to a newer epoch. Every lease transaction, the fenced one included, is
+ended by the server if it is left idle for a whole TTL, and by the peers
+(:meth:`Leases.end_stale_transactions`) once it has waited on its replica for two thirds of
+one — mid-pipeline too — so a frozen replica cannot keep the others out with a row lock.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import time
 from collections.abc import Collection, Iterator, Mapping
 from typing import Any
 
@@ -31,6 +34,10 @@ from poller.store import tables
 
 _LEASES: sa.Table = tables.LeaseRow.__table__  # type: ignore[attr-defined]
 _REPLICAS: sa.Table = tables.ReplicaRow.__table__  # type: ignore[attr-defined]
+
+
+STALE = 2 / 3
+"""Share of the TTL a peer's session may wait on its replica inside a transaction."""
 
 
 def _db_now() -> Any:
@@ -53,6 +60,39 @@ def all_leases(engine: sa.Engine) -> list[Lease]:
     query = sa.select(_LEASES).order_by(_LEASES.c.workspace)
     with engine.connect() as conn:
         return [Lease(r.workspace, r.holder, r.epoch, r.expires_at) for r in conn.execute(query)]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Replica:
+    """One live ``poller run`` replica as ``poller status`` shows it."""
+
+    replica: str
+    started_at: dt.datetime
+    expires_in: float
+    """Seconds until its heartbeat expires, in the database's time."""
+    leads: tuple[str, ...]
+    """The workspaces whose live lease it holds."""
+
+
+def live_replicas(engine: sa.Engine) -> list[Replica]:
+    """Every replica whose heartbeat has not expired, by id (none on a SQLite store)."""
+    if engine.dialect.name != "postgresql":
+        return []
+    left = sa.func.extract("epoch", _REPLICAS.c.expires_at - _db_now())
+    replicas = sa.select(_REPLICAS, left.label("expires_in")).where(
+        _REPLICAS.c.expires_at > _db_now()
+    )
+    leases = sa.select(_LEASES.c.workspace, _LEASES.c.holder).where(
+        _LEASES.c.expires_at > _db_now()
+    )
+    with engine.connect() as conn:
+        led: dict[str, list[str]] = {}
+        for row in conn.execute(leases.order_by(_LEASES.c.workspace)):
+            led.setdefault(row.holder, []).append(row.workspace)
+        return [
+            Replica(r.replica, r.started_at, float(r.expires_in), tuple(led.get(r.replica, ())))
+            for r in conn.execute(replicas.order_by(_REPLICAS.c.replica))
+        ]
 
 
 def limit_idle_transactions(engine: sa.Engine, seconds: float) -> None:
@@ -121,24 +161,38 @@ class Leases:
         return int(live or 0)
 
     def end_stale_transactions(self) -> int:
-        """End other replicas' transactions left idle for a whole TTL; return how many.
+        """End peers' transactions that have waited on their replica too long; return how many.
 
-        The server's own idle timeout is not armed while a client is in the middle of a
-        pipeline of statements (psycopg's ``executemany``): a replica frozen there would
-        keep its locks for as long as it stays frozen. Its peers end such a session for it.
+        A session of the store (named ``poller <schema>``) inside a transaction and waiting
+        on its client — idle in the transaction, or active in the middle of a pipeline of
+        statements (psycopg's ``executemany``), where no server timeout is armed — for more
+        than ``STALE`` of the TTL belongs to a replica that is frozen or stalled: its leases
+        are no longer trusted, so its write must not keep the lease row locked until it
+        wakes. Ending it rolls the write back; the ended backends are waited for (up to a
+        third of the TTL) so that the locks are gone when this turn takes leases.
         """
         stale = sa.text(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "SELECT pid, pg_terminate_backend(pid) AS ended FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid() "
             "AND application_name = current_setting('application_name') "
             "AND current_setting('application_name') <> '' "
-            "AND state LIKE 'idle in transaction%' "
-            "AND state_change < clock_timestamp() - :ttl"
-        ).bindparams(sa.bindparam("ttl", dt.timedelta(seconds=self.ttl), type_=sa.Interval()))
+            "AND xact_start IS NOT NULL "
+            "AND (state LIKE 'idle in transaction%' "
+            "OR (state = 'active' AND wait_event_type = 'Client')) "
+            "AND state_change < clock_timestamp() - :after"
+        ).bindparams(
+            sa.bindparam("after", dt.timedelta(seconds=self.ttl * STALE), type_=sa.Interval())
+        )
+        alive = sa.text("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(:pids)")
         with self.engine.connect() as conn:
-            ended = sum(1 for ok in conn.scalars(stale) if ok)
+            ended = [row.pid for row in conn.execute(stale) if row.ended]
             conn.rollback()
-        return ended
+            deadline = time.monotonic() + self.ttl / 3
+            while ended and conn.scalar(alive, {"pids": ended}) and time.monotonic() < deadline:
+                conn.rollback()  # a fresh snapshot of pg_stat_activity
+                time.sleep(0.01)
+            conn.rollback()
+        return len(ended)
 
     def renew(self, held: Mapping[str, int]) -> dict[str, int]:
         """Extend the leases of ``held`` (workspace → epoch) still ours; return those."""
@@ -209,9 +263,10 @@ class Leases:
             conn.execute(_REPLICAS.delete().where(_REPLICAS.c.replica == self.replica))
 
     def fence(self, conn: sa.Connection, workspace: str, epoch: int) -> None:
-        """First statement of a poll's write transaction: is the lease still ours, at ``epoch``?
+        """Is the lease still ours, at ``epoch`` (the one the poll began under), and live?
 
-        The row is locked ``FOR KEY SHARE`` until the transaction ends: no other replica can
+        A poll's write transaction asks first, and again just before it commits. The row
+        is locked ``FOR KEY SHARE`` until the transaction ends: no other replica can
         take the lease meanwhile (taking it needs ``FOR UPDATE``), while this replica's own
         renewal (an update of non-key columns) is not held up. A transaction left idle for a
         whole TTL (a replica frozen mid-poll) is ended by the server, so its lock cannot
@@ -227,6 +282,11 @@ class Leases:
             .where(_LEASES.c.workspace == workspace)
             .with_for_update(read=True, key_share=True)
         ).first()
+        if row is not None and row.holder == self.replica and row.epoch != epoch:
+            raise LeaseLost(
+                f"workspace {workspace}: the lease changed hands since this poll began "
+                f"(epoch {epoch}, now {row.epoch}); nothing is written"
+            )
         if row is None or row.holder != self.replica or row.epoch != epoch:
             holder = row.holder if row is not None else None
             raise LeaseLost(

@@ -1,7 +1,10 @@
-"""Waking dispatchers at once: PostgreSQL LISTEN/NOTIFY on a connection of its own.
+"""Waking at once: PostgreSQL LISTEN/NOTIFY on a connection of its own.
 
 ``intake.add_events`` notifies ``intake.CHANNEL`` in the transaction that adds deliveries,
-so every process sharing the store hears of them at commit, whichever wrote them. The
+so every process sharing the store hears of them at commit, whichever wrote them, and
+wakes its dispatchers. A hint that puts a job in its source's active set notifies
+``sql.WAKE_CHANNEL`` the same way, so the replica leading that workspace — not only the
+one whose proxy saw the call — polls the source soon (``hinted``). The
 listener holds one psycopg connection in autocommit, outside the engine's pool (a pooled
 connection would carry LISTEN to whoever borrows it next). Polling stays the fallback: a
 missed or spurious wake-up costs one look at the outbox, nothing else. The channel is
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Callable
 
 import psycopg
@@ -23,6 +27,7 @@ import structlog
 
 from poller import utils
 from poller.store.intake import CHANNEL
+from poller.store.sql import WAKE_CHANNEL
 
 log = structlog.get_logger("poller.store")
 
@@ -33,7 +38,8 @@ def conninfo(url: sa.URL) -> str:
 
 
 class OutboxListener:
-    """A service that calls ``wake`` when another transaction commits new deliveries."""
+    """A service that calls ``wake`` when a transaction commits new deliveries, and
+    ``hinted(workspace, source)`` when one asks for a source to be polled soon."""
 
     name = "outbox-listener"
 
@@ -42,12 +48,14 @@ class OutboxListener:
         url: sa.URL,
         wake: Callable[[], None],
         *,
+        hinted: Callable[[str, str], None] = lambda workspace, source: None,
         retry: float = 1.0,
         max_retry: float = 30.0,
         check_every: float = 10.0,
     ) -> None:
         self._conninfo = conninfo(url)
         self.wake = wake
+        self.hinted = hinted
         self.retry = retry
         self.max_retry = max_retry
         self.check_every = check_every
@@ -94,6 +102,7 @@ class OutboxListener:
             row = await cursor.fetchone()
             schema = row[0] if row else None
             await conn.execute(f"LISTEN {CHANNEL}")
+            await conn.execute(f"LISTEN {WAKE_CHANNEL}")
             self.connects += 1
             self.backend_pid = conn.info.backend_pid
             self.listening.set()
@@ -103,7 +112,19 @@ class OutboxListener:
                 heard = False
                 async for notice in conn.notifies(timeout=self.check_every):
                     heard = True
-                    if notice.payload == schema:
+                    if notice.channel == WAKE_CHANNEL:
+                        self._hinted(notice.payload, schema)
+                    elif notice.payload == schema:
                         self.wake()
                 if not heard:
                     await conn.execute("SELECT 1")  # a dead peer shows here, not in silence
+
+    def _hinted(self, payload: str, schema: str | None) -> None:
+        try:
+            asked = json.loads(payload)
+            workspace, source = asked["workspace"], asked["source"]
+        except (ValueError, KeyError, TypeError):
+            log.warning("wake_notice_unreadable", channel=WAKE_CHANNEL)
+            return
+        if asked.get("schema") == schema:
+            self.hinted(str(workspace), str(source))

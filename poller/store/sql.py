@@ -22,7 +22,12 @@ from poller.store.dialect import chunks, upsert
 Router = Callable[[Event], Sequence[str]]
 """Names of the sinks an event goes to."""
 Fence = Callable[[sa.Connection], None]
-"""First call in a poll's write transaction; raises ``LeaseLost`` when the poll must not write."""
+"""A poll's lease check, first and last in its write transaction; raises ``LeaseLost``
+when the poll must not write."""
+
+WAKE_CHANNEL = "poller_wake"
+"""The PostgreSQL NOTIFY channel a hint wakes its source's polling on, whichever replica
+leads it (payload: JSON with ``schema``, ``workspace`` and ``source``)."""
 
 _RESOURCES: sa.Table = tables.ResourceRow.__table__  # type: ignore[attr-defined]
 _STATES: sa.Table = tables.SourceStateRow.__table__  # type: ignore[attr-defined]
@@ -167,7 +172,7 @@ class Store:
 
         ``staged``, chunks of snapshot rows a listing staged while it paged, is written
         first, inside the same transaction. ``fence``, when given, is the transaction's
-        first call (a replica's lease check).
+        first call and its last before the commit (a replica's lease check).
         """
         with self.writer(
             commit.workspace, commit.source, commit.now, active=active, fence=fence
@@ -192,17 +197,22 @@ class Store:
         now: dt.datetime,
         *,
         active: Callable[[Resource], bool],
+        wake: bool = False,
     ) -> list[Event]:
         """Write what ``plan`` makes of the rows of ``ids``, and its events, in one transaction.
 
         For what a call that passed through poller showed (``poller.hints``): the snapshot
         rows and the events land together, so the next poll announces none of them again.
         The source's state (baseline, cursor, last poll) is left alone: this is no poll.
+        With ``wake`` on PostgreSQL the transaction also notifies ``WAKE_CHANNEL``, so the
+        replica leading the workspace, whichever it is, polls the source soon.
         Returns the events that were new to the outbox.
         """
         with self.writer(workspace, source, now, active=active) as writer:
             result = plan(writer.read(ids))
             writer.write(result.upserts, result.removals)
+            if wake:
+                writer.wake()
             return writer.finish(result.events)
 
     def writer(
@@ -216,15 +226,28 @@ class Store:
     ) -> PollWriter:
         """The one transaction of a poll; it begins at its first write and ends at ``commit``.
 
-        ``fence``, when given, is the transaction's first call (a replica's lease check).
+        ``fence``, when given, is the transaction's first call and its last before the
+        commit (a replica's lease check).
         """
         return PollWriter(self, workspace, source, now, active, fence)
 
     def record_poll_error(
-        self, workspace: str, source: str, error: str, now: dt.datetime
+        self,
+        workspace: str,
+        source: str,
+        error: str,
+        now: dt.datetime,
+        *,
+        fence: Fence | None = None,
     ) -> SourceState:
-        """Count one failed poll; the snapshot and the outbox are left untouched."""
+        """Count one failed poll; the snapshot and the outbox are left untouched.
+
+        ``fence``, when given, is the poll's lease check: a replica that lost the lease
+        records nothing.
+        """
         with self.engine.begin() as conn:
+            if fence is not None:
+                fence(conn)
             row = conn.execute(
                 sa.select(_STATES.c.error_streak).where(
                     _STATES.c.workspace == workspace, _STATES.c.source == source
@@ -352,11 +375,21 @@ class PollWriter:
                 )
             )
 
+    def wake(self) -> None:
+        """On PostgreSQL, notify ``WAKE_CHANNEL`` for this source at commit (else nothing:
+        a SQLite store has one daemon, woken in process)."""
+        conn = self._connection()
+        if conn.dialect.name != "postgresql":
+            return
+        payload = sa.func.json_build_object(
+            "schema", sa.func.current_schema(), "workspace", self.workspace, "source", self.source
+        )
+        conn.execute(sa.select(sa.func.pg_notify(WAKE_CHANNEL, sa.cast(payload, sa.Text))))
+
     def finish(self, events: Sequence[Event]) -> list[Event]:
         """Record the events and commit everything, leaving the source's state as it is."""
         recorded = intake.add_events(self._connection(), events, self.store.route, self.now)
-        assert self._txn is not None
-        self._txn.commit()
+        self._commit()
         return recorded
 
     def commit(
@@ -387,6 +420,13 @@ class PollWriter:
         if reconciled:
             state["last_reconcile_at"] = self.now
         upsert(conn, _STATES, [state], ("workspace", "source"))
-        assert self._txn is not None
-        self._txn.commit()
+        self._commit()
         return recorded
+
+    def _commit(self) -> None:
+        # the lease is checked again last: a replica that stalled while this transaction
+        # was open, or whose leadership loop gave the lease up meanwhile, commits nothing
+        assert self._conn is not None and self._txn is not None
+        if self.fence is not None:
+            self.fence(self._conn)
+        self._txn.commit()

@@ -7,9 +7,13 @@ import pathlib
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from .replicas import Replicas
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -64,3 +68,34 @@ def write(tmp_path: pathlib.Path):  # type: ignore[no-untyped-def]
         return path
 
     return write
+
+
+@pytest.fixture
+def replicas(
+    sim: tuple[Any, Any],
+    postgres_url: str,
+    write: Callable[[str], pathlib.Path],
+    tmp_path: pathlib.Path,
+) -> Iterator[Callable[..., Replicas]]:
+    """Makes groups of replicas on the module's simulator (``sim``) and one PostgreSQL
+    schema: ``make(hook, level, **options)``, options as ``replicas.config_text`` takes
+    them, and ``store`` for the store URL the config names (``${VAR}`` allowed); every
+    process is stopped afterwards."""
+    from .replicas import Replicas, config_text
+
+    made: list[Replicas] = []
+
+    def make(
+        hook: str | None, level: str = "info", store: str | None = None, **options: Any
+    ) -> Replicas:
+        text = config_text(sim[1].url, store or postgres_url, hook, level=level, **options)
+        path = write(text)
+        logs = tmp_path / f"group-{len(made)}"
+        logs.mkdir()
+        group = Replicas(path, logs, postgres_url)
+        made.append(group)
+        return group
+
+    yield make
+    for group in made:
+        group.stop()

@@ -7,7 +7,6 @@ the receiver's requests, the replicas' logs.
 
 from __future__ import annotations
 
-import base64
 import json
 import pathlib
 import signal
@@ -21,13 +20,10 @@ import sqlalchemy as sa
 from standardwebhooks.webhooks import Webhook
 
 from poller.simulator import Simulator, SimulatorServer
-from poller.store import Lease, all_leases
-from poller.testing import Received, WebhookReceiver, baselined_sources, leader_pid
+from poller.testing import Received, WebhookReceiver
 
 from .conftest import poller, spawn, wait_until
-
-SECRET = "whsec_" + base64.b64encode(b"replicas-secret-of-32-bytes!!!!!").decode()
-TTL = 2.0
+from .replicas import SECRET, TTL, Replicas
 
 
 @pytest.fixture
@@ -35,96 +31,6 @@ def sim() -> Iterator[tuple[Simulator, SimulatorServer]]:
     simulator = Simulator(seed=5)
     with SimulatorServer(simulator) as server:
         yield simulator, server
-
-
-def config_text(api: str, store_url: str, hook: str | None, *, level: str = "info") -> str:
-    sinks = "  - name: console\n    type: file\n    path: /dev/null\n"
-    if hook:
-        sinks = (
-            f"  - name: hook\n    type: http\n    url: {hook}\n    secret: {SECRET}\n"
-            "    retry:\n      probe_interval: 200ms\n"
-        )
-    return (
-        f"mistral:\n  base_url: {api}\nstore:\n  url: '{store_url}'\n"
-        f"ha:\n  lease_ttl: {TTL}s\n"
-        "poll:\n  interval: 300ms\n  active_interval: 200ms\n"
-        f"sinks:\n{sinks}log:\n  level: {level}\n  format: json\n"
-    )
-
-
-class Replicas:
-    """`poller run` processes on one config, each with its own log."""
-
-    def __init__(self, config: pathlib.Path, logs: pathlib.Path, store_url: str) -> None:
-        self.config = config
-        self.logs = logs
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.engine = sa.create_engine(store_url)
-
-    def start(self, count: int) -> None:
-        """Start ``count`` replicas: one first, the others once it has made the schema."""
-        for n in range(count):
-            log = self.logs / f"replica-{len(self.procs)}.log"
-            self.procs.append(spawn(["run", "--config", str(self.config)], log))
-            if n == 0:
-                wait_until(lambda: self.lease() is not None, limit=30)
-
-    def lease(self) -> Lease | None:
-        try:
-            leases = all_leases(self.engine)
-        except sa.exc.ProgrammingError:  # no table before the first replica made it
-            return None
-        return leases[0] if leases and leases[0].holder else None
-
-    def leader(self) -> subprocess.Popen[bytes]:
-        pid = leader_pid(self.engine)
-        return next(p for p in self.procs if p.pid == pid)
-
-    def log_of(self, proc: subprocess.Popen[bytes]) -> pathlib.Path:
-        return self.logs / f"replica-{self.procs.index(proc)}.log"
-
-    def lines(self, proc: subprocess.Popen[bytes], after: int = 0) -> list[dict[str, Any]]:
-        text = self.log_of(proc).read_text()[after:]
-        return [json.loads(x) for x in text.splitlines() if x.startswith("{")]
-
-    def baselined(self) -> bool:
-        """Every source of the workspace took its baseline."""
-        return baselined_sources(self.engine) == 6
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGCONT)
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self.engine.dispose()
-
-
-@pytest.fixture
-def replicas(
-    sim: tuple[Simulator, SimulatorServer],
-    postgres_url: str,
-    write: Callable[[str], pathlib.Path],
-    tmp_path: pathlib.Path,
-) -> Iterator[Callable[[str | None, str], Replicas]]:
-    made: list[Replicas] = []
-
-    def make(hook: str | None, level: str = "info") -> Replicas:
-        path = write(config_text(sim[1].url, postgres_url, hook, level=level))
-        logs = tmp_path / f"group-{len(made)}"
-        logs.mkdir()
-        group = Replicas(path, logs, postgres_url)
-        made.append(group)
-        return group
-
-    yield make
-    for group in made:
-        group.stop()
 
 
 def transitions(received: list[Received]) -> dict[tuple[str, str], set[str]]:
@@ -352,7 +258,7 @@ def test_a_second_daemon_on_one_sqlite_store_is_refused(
         assert f"pid {first.pid}" in line
         status = poller("status", "--json", "--config", str(path))
         assert status.returncode == 0, status.stderr
-        assert json.loads(status.stdout)["leases"] == []
+        assert json.loads(status.stdout)["leases"] == json.loads(status.stdout)["replicas"] == []
     finally:
         first.kill()
         first.wait(timeout=10)

@@ -284,6 +284,41 @@ def test_status_shows_who_polls_what(
     assert rows[-2][:4] == ["default", "pod-a:1", "1", "in"]
 
 
+def test_status_lists_every_live_replica_leader_or_standby(
+    engine: sa.Engine, postgres_url: str, tmp_path: pathlib.Path
+) -> None:
+    """`poller status` (JSON and table) lists each live replica — its role, heartbeat age and
+    the workspaces it leads — standbys included, and none whose heartbeat expired."""
+    from click.testing import CliRunner
+
+    from poller.cli import main
+
+    names = ["default", "research"]
+    gone = Leases(engine, replica="pod-c:1", ttl=1)
+    gone.heartbeat()
+    wait_until(lambda: store_mod.live_replicas(engine) == [], limit=10)
+    Leadership(Leases(engine, replica="pod-a:1", ttl=30), names).turn()
+    Leadership(Leases(engine, replica="pod-b:1", ttl=30), names).turn()
+    config = tmp_path / "p.yaml"
+    config.write_text(
+        f"store:\n  url: '{postgres_url}'\nha:\n  lease_ttl: 30s\n"
+        "workspaces:\n  - name: default\n  - name: research\n"
+    )
+    result = CliRunner().invoke(main, ["status", "--json", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    replicas = json.loads(result.output)["replicas"]
+    assert [(x["replica"], x["role"], x["leads"]) for x in replicas] == [
+        ("pod-a:1", "leader", ["default", "research"]),
+        ("pod-b:1", "standby", []),
+    ]
+    assert all(0 <= x["heartbeat_age_s"] < 20 for x in replicas)
+    table = CliRunner().invoke(main, ["status", "--config", str(config)]).output
+    rows = [line.split() for line in table.splitlines() if line.startswith(("REPLICA", "pod-"))]
+    assert rows[0] == ["REPLICA", "ROLE", "HEARTBEAT", "UP", "LEADS"]
+    assert rows[1][:2] == ["pod-a:1", "leader"] and rows[1][-2:] == ["default,", "research"]
+    assert rows[2][:2] == ["pod-b:1", "standby"] and rows[2][-1] == "-"
+
+
 async def test_a_standby_replica_polls_nothing_and_is_ready(
     engine: sa.Engine, postgres_url: str
 ) -> None:
@@ -305,9 +340,9 @@ async def test_a_standby_replica_polls_nothing_and_is_ready(
         turned = threading.Event()
         turn = app.leadership.turn
 
-        def observed() -> tuple[dict[str, int], list[str]]:
+        def observed(*, balance: bool = True) -> tuple[dict[str, int], list[str]]:
             try:
-                return turn()
+                return turn(balance=balance)
             finally:
                 turned.set()
 
@@ -350,6 +385,7 @@ def test_peers_end_a_transaction_the_server_timer_misses(postgres_url: str) -> N
             with pytest.raises(sa.exc.DBAPIError):
                 stuck.execute(sa.text("select 1"))
             bystander.execute(sa.text("select 1"))  # another application is left alone
+        wait_until(lambda: expired(replica, "w1"), limit=10)
         assert b.acquire(["w1"], 1) == {"w1": 2}
     finally:
         frozen.dispose()

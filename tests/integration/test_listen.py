@@ -16,6 +16,7 @@ from structlog.testing import capture_logs
 from poller import store as store_mod
 from poller.delivery.dispatcher import SinkWorker
 from poller.diff import event_for
+from poller.simulator import Simulator
 from poller.sinks.http import HttpSink
 from poller.sources import BATCH_JOBS
 from poller.store import Outbox, Store
@@ -101,6 +102,43 @@ async def test_a_committed_delivery_wakes_the_dispatcher(
     async with running(engine, receiver, http, idle_check=3600, retry=0.05):
         sent = await asyncio.to_thread(enqueue, postgres_url, "job-1")
         await eventually(lambda: delivered(receiver) == {sent})
+
+
+async def test_a_hint_wakes_its_sources_polling_in_every_listening_process(
+    engine: sa.Engine, postgres_url: str
+) -> None:
+    """A hint that puts a job in the active set names its workspace and source to every
+    listener of the schema at commit (a document's reprocess too); a hint of a job already
+    done says nothing."""
+    from poller import hints
+
+    woken: list[tuple[str, str]] = []
+    listener = OutboxListener(engine.url, lambda: None, hinted=lambda w, s: woken.append((w, s)))
+    stop = asyncio.Event()
+    task = asyncio.create_task(listener.run(stop))
+    other = store_mod.create_engine(postgres_url)  # another process's store
+    try:
+        await asyncio.wait_for(listener.listening.wait(), 20)
+        store = Store(other, lambda _e: [])
+        sim = Simulator(seed=4)
+        done = sim.advance("batch_jobs", sim.create_batch_job()["id"], "SUCCESS")
+        queued = sim.create_batch_job(queued_for=3600)
+        for answer in (done, queued):
+            hint = hints.of_answer("POST", "/batch/jobs", answer, workspace="w", at=T0)
+            assert hint is not None
+            await asyncio.to_thread(hints.record, store, hint)
+        await eventually(lambda: woken)
+        assert woken == [("w", "batch_jobs")]
+        reprocess = "/libraries/lib1/documents/doc1/reprocess"
+        hint = hints.of_answer("POST", reprocess, {}, workspace="w", at=T0)
+        assert hint is not None
+        await asyncio.to_thread(hints.record, store, hint)
+        await eventually(lambda: len(woken) == 2)
+        assert woken[1] == ("w", "libraries")
+    finally:
+        stop.set()
+        await task
+        other.dispose()
 
 
 async def test_a_killed_listener_reconnects_and_wakes_again(

@@ -499,7 +499,36 @@ def test_a_refusing_fence_writes_nothing_of_the_poll(store: Store) -> None:
         active=lambda r: BATCH_JOBS.is_active(r.status),
         fence=passed.append,
     )
-    assert len(passed) == 1 and store.ids("w", "batch_jobs") == {"j1"}
+    # first in the transaction and last before its commit, on the poll's own connection
+    assert len(passed) == 2 and passed[0] is passed[1]
+    assert store.ids("w", "batch_jobs") == {"j1"}
+
+
+def test_a_fence_that_refuses_at_the_commit_writes_nothing_of_the_poll(store: Store) -> None:
+    """A lease lost while the poll's transaction was open (the fence passes first, refuses
+    last) leaves nothing of the poll: no row, no event, no state."""
+    from poller.exceptions import LeaseLost
+
+    checks: list[str] = []
+
+    def lost_meanwhile(conn: sa.Connection) -> None:
+        checks.append("fence")
+        if len(checks) > 1:
+            raise LeaseLost("workspace w: the lease changed hands since this poll began")
+
+    j = job("j1")
+    result = DiffResult(upserts=(j,), events=events_for(j))
+    with pytest.raises(LeaseLost):
+        store.commit_poll(
+            PollCommit(workspace="w", source="batch_jobs", result=result, now=T0),
+            active=lambda r: BATCH_JOBS.is_active(r.status),
+            fence=lost_meanwhile,
+        )
+    assert checks == ["fence", "fence"]
+    assert store.ids("w", "batch_jobs") == set()
+    assert not store.source_state("w", "batch_jobs").baselined
+    with store.engine.connect() as conn:
+        assert conn.scalar(sa.text("select count(*) from events")) == 0
 
 
 def hint_of(resource: Resource, kind: str = "created") -> hints.Hint:

@@ -100,6 +100,21 @@ def test_a_failing_poll_shows_its_backoff() -> None:
     assert got[("poller_source_backoff_seconds", SRC)] == 20
 
 
+def test_an_untracked_source_drops_its_gauges_and_keeps_its_counters() -> None:
+    """A source another replica polls now has no gauges here; tracked again, it starts at 0."""
+    metrics = Metrics()
+    metrics.track_source("prod", "batch_jobs", 30)
+    metrics.observe_poll("prod", "batch_jobs", Result(last_success_at=WHEN))
+    metrics.untrack_source("prod", "batch_jobs")
+    got = samples(metrics)
+    assert not [name for name, labels in got if name.startswith("poller_source_")]
+    assert got[("poller_polls_total", (("outcome", "ok"), *SRC))] == 1
+    metrics.track_source("prod", "batch_jobs", 30)
+    got = samples(metrics)
+    assert ("poller_source_last_success_timestamp_seconds", SRC) not in got
+    assert got[("poller_source_error_streak", SRC)] == 0
+
+
 def test_api_observer_counts_outcome_and_latency() -> None:
     """The client's hook counts each request by outcome and observes its duration."""
     metrics = Metrics()
