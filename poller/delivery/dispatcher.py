@@ -103,6 +103,8 @@ class SinkWorker:
         """What it claimed, from the claim until its record is written or it is given back."""
         self._set_aside: list[Delivery] = []
         """Claimed deliveries taken out of the window unsent, to be given back."""
+        self.halted = False
+        """Start nothing more (``halt``)."""
         self._batch_started: float | None = None
         self._writer: asyncio.Task[None] | None = None
         self.wake = asyncio.Event()
@@ -133,6 +135,12 @@ class SinkWorker:
 
     def notify(self) -> None:
         """New deliveries may be due: look now rather than at the next check."""
+        self.wake.set()
+
+    def halt(self) -> None:
+        """Start no attempt from now on: what is in flight finishes and is written, what was
+        claimed and not started is given back (a newer release took over the store)."""
+        self.halted = True
         self.wake.set()
 
     # -- the loop ----------------------------------------------------------------------
@@ -178,10 +186,12 @@ class SinkWorker:
         now = self.clock()
         await self._refresh_state(now)
         state = self._state
-        if not state.enabled or state.circuit_open:
+        if self.halted or not state.enabled or state.circuit_open:
             await self._give_back([*self._ready])
             self._ready.clear()
             await self._write()
+            if self.halted:
+                return self.idle_check
             return 2.0 if not state.enabled else await self._probe(now)
         hold = self._hold_records()
         if not hold:
@@ -260,7 +270,7 @@ class SinkWorker:
     def _fill(self) -> None:
         """Start ready deliveries while there are free slots (never two of one resource),
         each only on a claim still trusted; the others are set aside."""
-        if self._state.circuit_open or not self._state.enabled:
+        if self.halted or self._state.circuit_open or not self._state.enabled:
             return
         busy = {d.order_key for d in self._inflight.values()}
         while self._ready and len(self._inflight) < self.concurrency:

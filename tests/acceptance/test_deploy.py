@@ -311,12 +311,17 @@ async def test_sample_receiver_takes_signed_webhooks_only(
 
 
 def test_kubernetes_manifest_runs_two_replicas_on_postgresql() -> None:
-    """deploy/kubernetes: 2 replicas, /readyz and /healthz probes, Secret env, ConfigMap config."""
+    """deploy/kubernetes: 2 replicas rolled one at a time, /readyz and /healthz probes, Secret
+    env, ConfigMap config."""
     docs = list(yaml.safe_load_all((ROOT / "deploy" / "kubernetes" / "poller.yaml").read_text()))
     by_kind = {doc["kind"]: doc for doc in docs}
     assert set(by_kind) == {"ConfigMap", "Deployment"}, "the Secret is never committed"
     deployment = by_kind["Deployment"]
     assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+    }
     pod = deployment["spec"]["template"]["spec"]
     [container] = pod["containers"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}

@@ -1,5 +1,5 @@
 """Replicas of `poller run` on one PostgreSQL schema when one freezes, is cut off from the
-store or runs on a clock 30 s off.
+store or runs on a clock 30 s off, and when a newer release changes the schema under them.
 
 Lease and claim timeouts are 3 s; every wait is on a condition (the receiver's requests,
 the store's rows, the replicas' logs), except the 25 s a fault lasts, which is the scenario.
@@ -334,3 +334,40 @@ def test_replicas_with_clocks_a_minute_apart_send_each_event_once(
     assert set(answers) == stored
     assert {r.headers["x-replica"] for r in requests} == {"behind", "ahead"}
     assert dead(group) == 0
+
+
+@pytest.mark.postgres
+def test_a_newer_schema_stops_the_daemon_sending(
+    sim: tuple[Simulator, SimulatorServer], fleet: Callable[..., Fleet]
+) -> None:
+    """A newer release migrates the store under a running daemon: within a third of the
+    claim timeout it starts nothing more, lets its attempts finish, and exits 2 with one
+    line saying why."""
+    simulator, _server = sim
+    arrived, release = threading.Event(), threading.Event()
+
+    def hold(_request: Received) -> int:
+        arrived.set()
+        release.wait(30)
+        return 200
+
+    with WebhookReceiver(hold) as receiver:
+        group = fleet(receiver.url)
+        daemon = group.add("old")
+        for n in range(3):
+            simulator.create_file(filename=f"f{n}.jsonl")
+        assert arrived.wait(30)
+        with group.engine.begin() as conn:
+            conn.execute(sa.text("update alembic_version set version_num = '9999'"))
+        try:
+            wait_until(lambda: group.logged(daemon, "store_schema_newer"), limit=20)
+        finally:
+            release.set()
+        assert daemon.wait(timeout=30) == 2
+        requests = list(receiver.requests)
+    (seen,) = [x for x in group.lines(daemon) if x["event"] == "store_schema_newer"]
+    seen_at = dt.datetime.fromisoformat(seen["timestamp"]).timestamp()
+    assert requests and all(r.at < seen_at for r in requests), "it sent after it saw the schema"
+    assert pending(group) == 3 - len(requests)
+    last = group.log_of(daemon).read_text().splitlines()[-1]
+    assert last.startswith("poller: store error: the store has schema revision 9999, which")

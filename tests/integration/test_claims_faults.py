@@ -22,6 +22,7 @@ from poller import utils
 from poller.delivery.dispatcher import SinkWorker
 from poller.model import Event, Outcome
 from poller.store import Ledger, Outbox
+from poller.store.rows import DELIVERIES
 
 from .conftest import eventually
 from .test_delivery import record_jobs
@@ -155,3 +156,37 @@ async def test_a_worker_whose_clock_is_30s_ahead_leaves_live_claims_alone(
         await asyncio.gather(*tasks)
     assert sorted(set(sent)) == sorted(e.id for e in events)
     assert not twice(sent), f"sent twice: {twice(sent)}"
+
+
+async def test_a_halted_worker_starts_nothing_more_and_gives_back_what_it_claimed(
+    engine: sa.Engine,
+) -> None:
+    """Halted (a newer release took the store over), it lets its attempt finish and be
+    written, starts nothing else, and unclaims the rest at once."""
+    record_jobs(engine, 4, transitions=False)
+    sent: list[str] = []
+    wire = Wire(sent, hold=True)
+    worker = SinkWorker(wire, Outbox(engine), concurrency=1, window=4, claim_ttl=30.0)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop, grace=5))
+    ledger = Ledger(engine)
+    try:
+        await eventually(lambda: wire.attempts == 1)
+        worker.halt()
+        await eventually(lambda: unclaimed(engine) == 3)
+        wire.hold.set()
+        await eventually(lambda: ledger.sink_stats()["hook"].delivered == 1)
+    finally:
+        wire.hold.set()
+        stop.set()
+        await task
+    assert len(sent) == 1
+    assert ledger.sink_stats()["hook"].pending == 3
+
+
+def unclaimed(engine: sa.Engine) -> int:
+    """Pending deliveries nobody holds."""
+    d = DELIVERIES
+    query = sa.select(sa.func.count()).where(d.c.status == "pending", d.c.claim_token.is_(None))
+    with engine.connect() as conn:
+        return int(conn.scalar(query) or 0)
