@@ -38,6 +38,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python -m bench.proxy
 	$(BIN)/python -m bench.hints
 	$(BIN)/python -m bench.ha
+	$(BIN)/python -m bench.shutdown
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -5,7 +5,8 @@
 - **requests per idle cycle of all four sources** with as many files beside those jobs
   and 100 fine-tuned models, counted by the simulator; how many cycles an upload takes to
   be announced, and a deletion of the oldest file made in the same cycle as an upload
-  (so the total does not move);
+  (so the total does not move) — once a fresh upload, once a slow one, listed after a
+  newer file poller knows (created 45 s before the newest);
 - **CPU per cycle and peak RSS** with 10k and 100k tracked resources (each size in a
   fresh child process, so the figures are that process's alone);
 - **detection-to-delivery latency** with ``active_interval: 1s``: p50 and p95 over 100
@@ -134,12 +135,21 @@ async def every_source(
         naive = (await naive_files.poll()).requests
         created = await control.post("/_sim/files", json={"filename": "bench.jsonl"})
         upload, _ = await cycles_until(("file.uploaded", created.json()["id"]))
-        total = (await http.get("/files", params={"page_size": 1})).json()["total"]
-        oldest = await http.get("/files", params={"page": total - 1, "page_size": 1})
-        deep = oldest.json()["data"][0]["id"]
+        deep = await oldest_file(http)
         (await control.delete(f"/_sim/files/{deep}")).raise_for_status()
         (await control.post("/_sim/files", json={"filename": "hides.jsonl"})).raise_for_status()
         deletion, deletion_requests = await cycles_until(("file.deleted", deep))
+        # a slow upload: listed after a file poller knows that is newer than it
+        now = (await control.get("/_sim/clock")).json()["now"]
+        newer = await control.post(
+            "/_sim/files", json={"filename": "n.jsonl", "created_at": now - 20}
+        )
+        await cycles_until(("file.uploaded", newer.json()["id"]))
+        deep = await oldest_file(http)
+        (await control.delete(f"/_sim/files/{deep}")).raise_for_status()
+        late = {"filename": "slow.jsonl", "created_at": now - 45}
+        (await control.post("/_sim/files", json=late)).raise_for_status()
+        behind, behind_requests = await cycles_until(("file.deleted", deep))
     return {
         "all_idle_requests": statistics.mean(idle),
         "all_idle_max": max(idle),
@@ -147,7 +157,16 @@ async def every_source(
         "upload_cycles": upload,
         "deletion_cycles": deletion,
         "deletion_requests": deletion_requests,
+        "late_cycles": behind,
+        "late_requests": behind_requests,
     }
+
+
+async def oldest_file(http: httpx.AsyncClient) -> str:
+    """The id of the file listed last (the oldest, newest first)."""
+    total = (await http.get("/files", params={"page_size": 1})).json()["total"]
+    oldest = await http.get("/files", params={"page": total - 1, "page_size": 1})
+    return str(oldest.json()["data"][0]["id"])
 
 
 def child(port: int, size: int) -> None:
@@ -262,6 +281,7 @@ def main() -> None:
             "files listed in full (req)",
             "upload announced (cycles)",
             "hidden deletion found (cycles, req that cycle)",
+            "with a slow upload (cycles, req that cycle)",
         )
     )
     for r in results:
@@ -272,6 +292,7 @@ def main() -> None:
                 r["naive_files_requests"],
                 r["upload_cycles"],
                 f"{r['deletion_cycles']}, {r['deletion_requests']}",
+                f"{r['late_cycles']}, {r['late_requests']}",
             )
         )
     print(

@@ -33,6 +33,9 @@ import httpx
 from poller.testing import free_port
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+KEY = "bench-workspace-key"
+"""The workspace's key: calls carrying it are recorded (any other key records nothing)."""
+HEADERS = {"Authorization": f"Bearer {KEY}"}
 CHAT = {
     "model": "mistral-small-latest",
     "messages": [{"role": "user", "content": "Benchmark me, please."}],
@@ -98,7 +101,7 @@ async def latency(targets: dict[str, str], n: int) -> dict[str, dict[str, list[f
     found: dict[str, dict[str, list[float]]] = {
         name: {"plain": [], "ttfb": [], "stream": []} for name in targets
     }
-    clients = {name: httpx.AsyncClient(timeout=30) for name in targets}
+    clients = {name: httpx.AsyncClient(timeout=30, headers=HEADERS) for name in targets}
     try:
         for name, url in targets.items():  # warm up: connections, caches
             for _ in range(50):
@@ -118,7 +121,7 @@ async def latency(targets: dict[str, str], n: int) -> dict[str, dict[str, list[f
 
 async def throughput(url: str, total: int, concurrency: int) -> float:
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+    async with httpx.AsyncClient(timeout=60, limits=limits, headers=HEADERS) as client:
         left = iter(range(total))
 
         async def worker() -> None:
@@ -181,7 +184,7 @@ def main() -> None:
         sim_url, proxy_url = f"http://127.0.0.1:{sim_port}", f"http://127.0.0.1:{proxy_port}"
         config = folder / "poller.yaml"
         config.write_text(
-            f"mistral:\n  base_url: {sim_url}/v1\n"
+            f"mistral:\n  base_url: {sim_url}/v1\n  api_key: {KEY}\n"
             f"store:\n  url: sqlite:///{folder / 'bench.db'}\n"
             "sources:\n  batch_jobs: false\n  fine_tuning_jobs: false\n  files: false\n"
             "  models: false\n"

@@ -207,6 +207,7 @@ class App:
             wake=self.wake,
             clock=self.clock,
             on_drop=self.metrics.proxy_dropped.inc,
+            on_unattributed=self.metrics.observe_unattributed,
         )
 
     def _build_workspace(self, ws: config_mod.Workspace) -> Workspace:
@@ -344,7 +345,7 @@ class App:
             return FileSink(cfg.name, cfg.path)
         if isinstance(cfg, config_mod.BrokerSinkConfig):
             return brokers.build(cfg)
-        return LogSink(cfg.name, stream=self.stdout)
+        return LogSink(cfg.name, stream=self.stdout, format=cfg.format)
 
     async def aclose(self) -> None:
         for sink in self.sinks.values():

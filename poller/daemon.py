@@ -3,7 +3,9 @@
 Beside polling and delivery run, as ``App.services``: the ops listener (when ``ops.listen``
 is set), the systemd notifications (when ``$NOTIFY_SOCKET`` is set), the SIGHUP reloader and
 the watch on the store's schema revision (a newer release's stops this daemon).
-``stop`` (SIGTERM/SIGINT) ends it all; ``hangup`` (SIGHUP) asks for a reload.
+``stop`` (SIGTERM/SIGINT) ends it all; ``hangup`` (SIGHUP) asks for a reload. ``stopped``
+is its last log line, written once everything it opened is closed: the app, the store's lock
+file and the threads of its blocking work (see ``executor``).
 """
 
 from __future__ import annotations
@@ -11,13 +13,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+
+import structlog
 
 from poller import config as config_mod
-from poller import leadership, ops, reload, schemawatch, sdnotify
+from poller import executor, leadership, ops, reload, schemawatch, sdnotify
 from poller.app import App
 from poller.runner import Runner
 from poller.store import lockfile
+
+log = structlog.get_logger("poller.daemon")
 
 
 def status_line(app: App) -> str:
@@ -40,12 +46,26 @@ async def run(
     On a SQLite store it first takes the store's lock file: one daemon per SQLite store.
     """
     env = os.environ if environ is None else environ
-    with contextlib.ExitStack() as held:
-        lock = lockfile.path_for(config.store.url)
-        if lock is not None:
-            replica = config.ha.replica_id or leadership.default_replica_id(env)
-            held.enter_context(lockfile.exclusive(lock, replica))
-        await _run(config, stop, hangup, env)
+    held = contextlib.ExitStack()
+    lock = lockfile.path_for(config.store.url)
+    if lock is not None:  # refused here, before anything started: nothing to say stopped
+        replica = config.ha.replica_id or leadership.default_replica_id(env)
+        held.enter_context(lockfile.exclusive(lock, replica))
+    async with lifetime():
+        with held:
+            await _run(config, stop, hangup, env)
+
+
+@contextlib.asynccontextmanager
+async def lifetime() -> AsyncIterator[None]:
+    """The span of a daemon (``poller run``, ``poller demo``): its blocking work runs in a
+    pool of its own (``executor``), and ``stopped`` is logged once everything inside, and
+    every call still running in that pool, has ended."""
+    try:
+        async with executor.owned():
+            yield
+    finally:
+        log.info("stopped")
 
 
 async def _run(

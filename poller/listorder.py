@@ -3,10 +3,14 @@
 ``GET /v1/files`` answers a ``total`` and pages by ``page``/``page_size``; it has no time
 filter and documents no order. poller learns the order from the ``created_at`` of what a
 full listing shows (newest first, oldest first, or neither), checks it again on every
-page it reads, and between reconciles reads only the end where new files appear. The
-totals then tell whether anything else changed: the items poller expects (its snapshot,
-less the deletions it holds back) plus the new ones must make the answered total. When
-they do not, something was deleted (or added out of order), and the poll lists in full.
+page it reads, and between reconciles reads only the end where new files appear: every
+item created since a window before the cursor (a slow upload is listed after newer ones,
+with the creation time its upload began with), and the page where the last item poller
+expects sits. The totals then tell whether anything else changed: the items poller
+expects (its snapshot, less the deletions it holds back) plus the new ones read must make
+the answered total. When they do not, something was deleted (or added out of order), and
+the poll lists in full. An upload created longer than the window before the newest item
+poller has seen, listed with a deletion in the same cycle, waits for the next full listing.
 
 Pure functions and one small accumulator; the I/O lives in ``poller.polling``. After a
 restart the order is learned again by the source's first full listing.
@@ -80,15 +84,21 @@ def last_page(page: int, got: int, size: int, total: int) -> bool:
     return got < size or (page + 1) * size >= total
 
 
-def reached_known(order: Order, known: bool, created: int | None, cursor: int | None) -> bool:
-    """Whether a newest-first read may stop at this item: a known one older than the cursor.
+def reached_known(order: Order, known: bool, created: int | None, since: int | None) -> bool:
+    """Whether a newest-first read may stop at this item: a known one created before ``since``.
 
-    Items as new as the cursor (the newest creation time a poll saw) may be new ones
-    created in the same second, or ones recorded since by another writer; they are read.
+    ``since`` is the window's start, a little before the cursor (the newest creation time
+    a poll saw): items created in it may be new ones listed late, and are read.
     """
     if order != "newest" or not known:
         return False
-    return cursor is None or (created is not None and created < cursor)
+    return since is None or (created is not None and created < since)
+
+
+def before_window(created: int | None, since: int | None) -> bool:
+    """Whether an oldest-first read going back may stop at a page whose first item was
+    created at ``created``: everything before it is older than the window (``since``)."""
+    return since is None or created is None or created < since
 
 
 def balanced(total: int | None, expected: int, new: int) -> bool:

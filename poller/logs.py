@@ -2,6 +2,9 @@
 
 The libraries' stdlib logging goes through the same chain (structlog's
 ``ProcessorFormatter``): one JSON object per line whoever wrote it, ``logger`` naming it.
+The broker client libraries in ``QUIET`` log a dropped connection as an error with its
+traceback, though poller connects again itself and reports a failing sink in its own
+words (``delivery_failed``, ``sink_failing``): their records are kept at debug.
 
 Every log line passes through ``Redactor``, which masks the configured secrets (API keys,
 webhook secrets, the proxy token) wherever they appear in the event dict, and the values
@@ -22,6 +25,8 @@ import structlog
 MASK = "***"
 _SENSITIVE_KEY = re.compile(r"(authorization|api[_-]?key|secret|token|password|cookie)", re.I)
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
+QUIET = ("aio_pika", "aiormq")
+"""Loggers (and their children) whose records are shown at debug, whatever their level."""
 LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -83,6 +88,20 @@ REDACTOR = Redactor()
 """The process's redactor; ``configure`` loads the secrets of the current config into it."""
 
 
+class Quieted(logging.Filter):
+    """Lowers the records of ``QUIET`` loggers to debug; drops them unless debug is shown."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.shown = level <= logging.DEBUG
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.partition(".")[0] not in QUIET:
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return self.shown
+
+
 def colour(stream: TextIO, environ: Mapping[str, str] | None = None) -> bool:
     """Whether lines written to ``stream`` may carry ANSI colour.
 
@@ -132,6 +151,7 @@ def configure(
         cache_logger_on_first_use=False,
     )
     handler = logging.StreamHandler(out)
+    handler.addFilter(Quieted(LEVELS.get(level, logging.INFO)))
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[

@@ -42,6 +42,7 @@ from poller.exceptions import (
 )
 from poller.health import PollResult
 from poller.model import Delivery, Event, Outcome
+from poller.proxy import strangers
 from poller.store.ledger import Ledger
 from poller.store.rows import DEAD
 from poller.store.sinkstate import SinkState
@@ -180,8 +181,17 @@ class Metrics:
             "Proxied calls not recorded because the recorder's queue was full (proxy.queue_size).",
             registry=r,
         )
+        self.proxy_unattributed = Counter(
+            "poller_proxy_unattributed_calls",
+            "Proxied calls answered 2xx that recorded nothing: their key is no workspace's "
+            "api_key. kind: what they would have recorded (trigger, hint).",
+            ["kind"],
+            registry=r,
+        )
         for outcome in RELOAD_OUTCOMES:
             self.reloads.labels(outcome)
+        for kind in strangers.KINDS:
+            self.proxy_unattributed.labels(kind)
         Gauge("poller_build_info", "poller's version; always 1.", ["version"], registry=r).labels(
             __version__
         ).set(1)
@@ -256,6 +266,10 @@ class Metrics:
             result.next_delay if result.error_streak else 0.0
         )
         self.disabled.labels(workspace, source).set(1 if result.disabled else 0)
+
+    def observe_unattributed(self, kind: str) -> None:
+        """A proxied call with a key no workspace has, answered 2xx: it recorded nothing."""
+        self.proxy_unattributed.labels(kind).inc()
 
     def observe_skipped_poll(self, workspace: str, source: str) -> None:
         """A scheduled poll that did not start: the source's previous one still runs."""

@@ -39,7 +39,8 @@ log = structlog.get_logger("poller.polling")
 T = TypeVar("T")
 
 HEAD_OVERLAP = 60
-"""Seconds the incremental head looks back before the cursor (clock granularity, skew)."""
+"""Seconds the incremental head and the files tail look back before the cursor: clock
+granularity, skew, and a slow upload listed after newer files."""
 CONFIRM_CONCURRENCY = 4
 
 
@@ -116,6 +117,41 @@ def newest(cursor: int | None, resources: Iterable[Resource]) -> int | None:
     if cursor is not None:
         times.append(cursor)
     return max(times, default=None)
+
+
+@dataclasses.dataclass(eq=False)
+class _TailRead:
+    """The pages a tail read took, each item once, and the snapshot rows of those known."""
+
+    pages: dict[int, list[Resource]] = dataclasses.field(default_factory=dict)
+    ids: set[str] = dataclasses.field(default_factory=set)
+    before: dict[str, Resource] = dataclasses.field(default_factory=dict)
+    watch: listorder.OrderWatch | None = dataclasses.field(default_factory=listorder.OrderWatch)
+    """The creation times read so far, in the listing's order (``None``: to be fed again)."""
+
+    def add(self, page: int, resources: Iterable[Resource]) -> list[Resource]:
+        """Take page ``page``; the items not read on another page already."""
+        fresh = [r for r in resources if r.id not in self.ids]
+        self.ids.update(r.id for r in fresh)
+        if self.watch is not None and (not self.pages or page > max(self.pages)):
+            self.watch.feed(r.created for r in fresh)
+        else:  # a page before those read: the order is checked again from the start
+            self.watch = None
+        self.pages[page] = fresh
+        return fresh
+
+    def listed(self, until: str | None = None) -> list[Resource]:
+        """The items read, in the listing's order, up to (not with) item ``until``."""
+        items = [r for page in sorted(self.pages) for r in self.pages[page]]
+        ids = [r.id for r in items]
+        return items[: ids.index(until)] if until is not None else items
+
+    def keeps(self, order: listorder.Order) -> bool:
+        """Whether the items read, in the listing's order, keep ``order``."""
+        if self.watch is None:
+            self.watch = listorder.OrderWatch()
+            self.watch.feed(r.created for r in self.listed())
+        return self.watch.keeps(order)
 
 
 class SourcePoller:
@@ -376,43 +412,44 @@ class SourcePoller:
     # -- tail --------------------------------------------------------------------------
 
     async def _tail(self, state: SourceState, now: dt.datetime) -> PollReport:
-        """Read the end of the listing where new items appear; list in full if more changed."""
+        """Read the end of the listing where new items appear; list in full if more changed.
+
+        The end reaches back ``HEAD_OVERLAP`` seconds before the cursor: a slow upload is
+        listed after newer files, with the creation time its upload began with.
+        """
         assert self.order is not None
         order, size = self.order, self.page_size
         tracked, _ = await asyncio.to_thread(self.store.counts, self.workspace, self.spec.name)
         expected = tracked - state.held_count
-        page = listorder.first_page(order, expected, size)
-        watch = listorder.OrderWatch()
+        since = None if state.cursor is None else state.cursor - HEAD_OVERLAP
+        first = listorder.first_page(order, expected, size)
+        read = _TailRead()
         total: int | None = None
-        read: set[str] = set()
-        seen: list[Resource] = []
-        before: dict[str, Resource] = {}
+        stop: str | None = None  # the known item older than the window a newest-first read met
+        page = first
         while True:
             listing = await self.client.list_page(self.spec.list_path, page=page, page_size=size)
             total = listing.total if total is None else total
-            fresh = self._resources(i for i in listing.items if i["id"] not in read)
-            read.update(r.id for r in fresh)
-            watch.feed(r.created for r in fresh)
-            if total is None or not watch.keeps(order):
+            fresh = read.add(page, self._resources(listing.items))
+            if total is None or not read.keeps(order):
                 break
-            known = await asyncio.to_thread(
-                self.store.load_resources, self.workspace, self.spec.name, [r.id for r in fresh]
+            read.before.update(await self._known(fresh))
+            known = read.before
+            reached = (
+                r for r in fresh if listorder.reached_known(order, r.id in known, r.created, since)
             )
-            before.update(known)
-            stop = False
-            for r in fresh:
-                if listorder.reached_known(order, r.id in known, r.created, state.cursor):
-                    stop = True
-                    break
-                seen.append(r)
-            if stop or listorder.last_page(page, len(listing.items), size, total):
+            stop = next((r.id for r in reached), None)
+            if stop is not None or listorder.last_page(page, len(listing.items), size, total):
                 break
             page += 1
-        new = sum(r.id not in before for r in seen)
-        if not watch.keeps(order) or not listorder.balanced(total, expected, new):
+        if order == "oldest" and total is not None and read.keeps(order):
+            await self._window_before(read, first, since)
+        seen = read.listed(until=stop)
+        new = sum(r.id not in read.before for r in seen)
+        if not read.keeps(order) or not listorder.balanced(total, expected, new):
             self.log.info(
                 "listing_changed",
-                order=order if watch.keeps(order) else "broken",
+                order=order if read.keeps(order) else "broken",
                 expected=expected,
                 new=new,
                 total=total,
@@ -420,8 +457,33 @@ class SourcePoller:
             )
             self.order = None
             return await self._full(state, now)
-        result = diff(self.spec, before, seen, workspace=self.workspace, now=now)
+        result = diff(self.spec, read.before, seen, workspace=self.workspace, now=now)
         return await self._commit(result, now, seen, state)
+
+    async def _window_before(self, read: _TailRead, first: int, since: int | None) -> None:
+        """Oldest first: read back from page ``first`` until a page starts before the window.
+
+        A late upload sorts before newer files, so it may sit a page or more before the one
+        holding the last item poller expects.
+        """
+        opening = read.pages[first]
+        edge = opening[0].created if opening else None
+        page = first - 1
+        while page >= 0 and not listorder.before_window(edge, since):
+            listing = await self.client.list_page(
+                self.spec.list_path, page=page, page_size=self.page_size
+            )
+            items = self._resources(listing.items)
+            edge = items[0].created if items else None
+            read.before.update(await self._known(read.add(page, items)))
+            page -= 1
+
+    async def _known(self, resources: Sequence[Resource]) -> dict[str, Resource]:
+        """The snapshot rows of those of ``resources`` the store knows."""
+        ids = [r.id for r in resources]
+        return await asyncio.to_thread(
+            self.store.load_resources, self.workspace, self.spec.name, ids
+        )
 
     # -- shared ------------------------------------------------------------------------
 

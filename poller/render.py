@@ -1,13 +1,17 @@
-"""How the CLI prints: readable tables on a terminal, JSON for scripts."""
+"""How poller prints for people: readable tables and event lines on a terminal, JSON for
+scripts."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from poller import utils
+
+if TYPE_CHECKING:
+    from poller.model import Event
 
 
 def stamp(moment: dt.datetime) -> str:
@@ -74,3 +78,30 @@ def until(moment: dt.datetime | None, now: dt.datetime | None = None) -> str | N
     if seconds >= 0:
         return f"in {utils.format_duration(seconds)}"
     return f"{utils.format_duration(-seconds)} ago"
+
+
+# SGR colours by the last word of an event type: outcomes stand out from arrivals
+_ACTION_COLOURS = {
+    "succeeded": "32",  # green
+    "completed": "32",
+    "generated": "32",
+    "failed": "31",  # red
+    "cancelled": "33",  # yellow
+    "deleted": "33",
+}
+_DIM, _RESET = "\x1b[2m", "\x1b[0m"
+
+
+def event_line(event: Event, *, colour: bool = False) -> str:
+    """One event on a terminal: time, workspace, type, resource id, event id.
+
+    ``colour``: the type in a colour by its action (ANSI), time and event id dimmed.
+    """
+    stamp = utils.isoformat(event.timestamp)
+    if not colour:
+        return f"{stamp}  {event.workspace}  {event.type}  {event.resource_id}  {event.id}"
+    tint = _ACTION_COLOURS.get(event.type.rpartition(".")[2], "36")  # cyan: a new resource
+    return (
+        f"{_DIM}{stamp}{_RESET}  {event.workspace}  \x1b[{tint}m{event.type}{_RESET}  "
+        f"{event.resource_id}  {_DIM}{event.id}{_RESET}"
+    )

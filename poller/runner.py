@@ -334,7 +334,6 @@ class Runner:
             await asyncio.gather(*self._workers.values(), *services, return_exceptions=True)
             self._scheduler = None
             self.app.wakers.remove(self.hinted)
-            log.info("stopped")
         for task in services:
             if not task.cancelled() and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]

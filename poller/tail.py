@@ -18,7 +18,6 @@ from typing import Protocol
 
 import sqlalchemy as sa
 
-from poller import utils
 from poller.model import Event
 from poller.store.feed import Feed
 
@@ -57,12 +56,6 @@ def matcher(event_type: str | None, workspace: str | None) -> Callable[[Event], 
         return in_workspace and pattern.fullmatch(event.type) is not None
 
     return matches
-
-
-def line(event: Event) -> str:
-    """One event on a terminal: time, workspace, type, resource id, event id."""
-    stamp = utils.isoformat(event.timestamp)
-    return f"{stamp}  {event.workspace}  {event.type}  {event.resource_id}  {event.id}"
 
 
 SLICE = 0.5

@@ -17,6 +17,7 @@ import click
 
 from poller import config as config_mod
 from poller import logs, utils
+from poller.config import partial
 from poller.exceptions import ConfigError, PollerError, StoreError, UsageError
 
 if TYPE_CHECKING:
@@ -34,9 +35,13 @@ def fail(message: str, code: int = 1) -> None:
 
 
 def fail_config(exc: ConfigError) -> None:
-    """One line per problem of the config on stderr, then exit 2."""
+    """One line per problem of the config on stderr, then exit 2.
+
+    Each line starts ``FILE:LINE:`` (docs/configuration.md), as editors and CI matchers
+    expect of a compiler's errors, so no prefix of poller's own comes before it.
+    """
     for problem in exc.problems:
-        click.echo(f"poller: config error: {problem.render()}", err=True)
+        click.echo(problem.render(), err=True)
     sys.exit(EXIT_USAGE)
 
 
@@ -55,20 +60,37 @@ def json_option(func: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(func)
 
 
-def load_config(config_path: str | None, *, daemon: bool = False) -> config_mod.Config:
+def load_config(
+    config_path: str | None, *, daemon: bool = False, reads: partial.Reads | None = None
+) -> config_mod.Config:
     """The config, or every problem in it and exit 2.
 
     ``daemon``: for the commands that open (and may create) the store, whose directory
-    must then exist.
+    must then exist. ``reads``: for a command that uses only part of the config (see
+    ``config.partial``); what it leaves out for a variable not set is one warning line.
     """
     try:
         return config_mod.load(
             config_mod.resolve_path(config_path),
             directory_exists=os.path.isdir if daemon else None,
+            reads=reads,
+            on_skip=_warn_skipped,
         )
     except ConfigError as exc:
         fail_config(exc)
         raise AssertionError("unreachable") from None
+
+
+def _warn_skipped(skipped: partial.Skipped) -> None:
+    context = click.get_current_context(silent=True)
+    command = f"`{context.command_path}`" if context else "this command"
+    variables = ", ".join(skipped.variables)
+    verb = "is" if len(skipped.variables) == 1 else "are"
+    click.echo(
+        f"poller: warning: {variables} {verb} not set; left out "
+        f"{', '.join(skipped.parts)}, which {command} does not use",
+        err=True,
+    )
 
 
 def guarded(func: F) -> F:

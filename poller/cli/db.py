@@ -11,6 +11,7 @@ from poller.cli.common import (
     json_option,
     load_config,
 )
+from poller.config import partial
 
 
 @click.group()
@@ -27,7 +28,7 @@ def db_current(config_path: str | None, as_json: bool) -> None:
     from poller import store
     from poller.store import migrate
 
-    config = load_config(config_path)
+    config = load_config(config_path, reads=partial.operator())
     engine = store.open_engine(config.store.url, create=False)
     with store.opening(engine, config.store.url):
         schema = migrate.status(engine)
@@ -47,7 +48,7 @@ def db_upgrade(config_path: str | None) -> None:
     from poller import store
     from poller.store import migrate
 
-    config = load_config(config_path)
+    config = load_config(config_path, reads=partial.operator())
     engine = store.open_engine(config.store.url, create=False)
     with store.opening(engine, config.store.url):
         if migrate.status(engine).empty:

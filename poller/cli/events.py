@@ -22,6 +22,7 @@ from poller.cli.common import (
     opened_store,
     parse_time,
 )
+from poller.config import partial
 
 
 @click.group()
@@ -48,7 +49,7 @@ def events_list(
     limit: int,
 ) -> None:
     """Deliveries, newest first."""
-    config = load_config(config_path)
+    config = load_config(config_path, reads=partial.operator())
     with opened_store(config) as opened:
         rows = opened.ledger.list_deliveries(
             status=status, sink=sink, event_type=event_type, limit=limit
@@ -83,7 +84,7 @@ def events_list(
 @guarded
 def events_show(config_path: str | None, as_json: bool, event_id: str) -> None:
     """An event's envelope and every delivery attempt."""
-    config = load_config(config_path)
+    config = load_config(config_path, reads=partial.operator())
     with opened_store(config) as opened:
         detail = opened.ledger.event_detail(event_id)
     if detail is None:
@@ -136,7 +137,7 @@ def events_tail(
     from poller.sinks.base import dumps
     from poller.store.feed import Feed, Notices
 
-    config = load_config(config_path)
+    config = load_config(config_path, reads=partial.operator())
     if event_type is not None:
         known = [t.name for t in catalog.TYPES]
         if not any(tail.type_pattern(event_type).fullmatch(name) for name in known):
@@ -156,7 +157,7 @@ def events_tail(
         signal.signal(sig, lambda _signum, _frame: stop.set())
 
     def emit(event: Any) -> None:
-        click.echo(dumps(event.envelope()).decode() if as_json else tail.line(event))
+        click.echo(dumps(event.envelope()).decode() if as_json else render.event_line(event))
 
     def on_error(problem: str | None) -> None:
         message = f"store unavailable, retrying: {problem}" if problem else "store back"
@@ -243,7 +244,7 @@ def events_replay(
     """Queue events again (delivered ones too), under the same ids."""
     if not event_ids and since is None:
         fail("name event ids or give --since", EXIT_USAGE)
-    config = load_config(config_path)
+    config = load_config(config_path, reads=partial.operator())
     if sink is not None:
         known_sink(config, sink)
     with opened_store(config) as opened:

@@ -105,8 +105,7 @@ def demo(store_path: str | None, duration: float | None) -> None:
 
 
 async def _demo(store_path: str | None, duration: float | None) -> None:
-    from poller.app import App
-    from poller.runner import Runner
+    from poller import daemon
     from poller.simulator import Simulator, bind, serve
 
     sock = bind("127.0.0.1", 0)  # a free port, held from the start
@@ -115,8 +114,19 @@ async def _demo(store_path: str | None, duration: float | None) -> None:
     stop = asyncio.Event()
     install_stop(stop)
     ready = asyncio.Event()
-    server = asyncio.create_task(serve(sim, ready=ready, stop=stop, sock=sock))
-    await ready.wait()
+    async with daemon.lifetime():  # `stopped` once the simulator is down too
+        server = asyncio.create_task(serve(sim, ready=ready, stop=stop, sock=sock))
+        await ready.wait()
+        await _demo_daemon(port, stop, store_path, duration)
+        await server
+
+
+async def _demo_daemon(
+    port: int, stop: asyncio.Event, store_path: str | None, duration: float | None
+) -> None:
+    from poller.app import App
+    from poller.runner import Runner
+
     with tempfile.TemporaryDirectory(prefix="poller-demo-") as tmp:
         path = store_path or f"{tmp}/demo.db"
         # the demo picks its store's place, so it makes the directory (the daemon never does)
@@ -125,11 +135,10 @@ async def _demo(store_path: str | None, duration: float | None) -> None:
         setup_logging(config)
         click.echo(
             f"poller demo: simulator at http://127.0.0.1:{port}/v1, store {path}. "
-            "Events print below as JSON lines (Ctrl-C to stop).",
+            "Events print below, one line each (Ctrl-C to stop).",
             err=True,
         )
         if duration is not None:
             asyncio.get_running_loop().call_later(duration, stop.set)
         async with App(config) as app:
             await Runner(app).run(stop, grace=2.0)
-    await server

@@ -16,6 +16,7 @@ from poller.cli.common import (
     opened_store,
     run_async,
 )
+from poller.config import partial
 
 
 @click.group()
@@ -31,7 +32,7 @@ def sinks_list(config_path: str | None, as_json: bool) -> None:
     """Every sink with its state and outbox figures."""
     from poller import status as status_mod
 
-    config = load_config(config_path)
+    config = load_config(config_path, reads=partial.operator())
     with opened_store(config) as opened:
         rows = status_mod.gather(config, opened.store, opened.ledger, opened.sink_states)["sinks"]
     if as_json:
@@ -57,7 +58,7 @@ def sinks_test(config_path: str | None, name: str) -> None:
     """
     from poller import sinkcheck
 
-    config = load_config(config_path)
+    config = load_config(config_path, reads=partial.operator(sink=name))
     sink = next((s for s in config.sinks if s.name == name), None)
     if sink is None:
         known = ", ".join(s.name for s in config.sinks)
@@ -78,7 +79,7 @@ def sinks_enable(config_path: str | None, name: str) -> None:
     """Re-enable a sink (after a 410 Gone); its pending deliveries resume."""
     import dataclasses
 
-    config = load_config(config_path)
+    config = load_config(config_path, reads=partial.operator())
     known_sink(config, name)
     with opened_store(config) as opened:
         state = opened.sink_states.get(name)

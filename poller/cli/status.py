@@ -12,6 +12,7 @@ from poller.cli.common import (
     load_config,
     opened_store,
 )
+from poller.config import partial
 
 
 @click.command()
@@ -22,7 +23,7 @@ def status(config_path: str | None, as_json: bool) -> None:
     """Sources and sinks at a glance, read from the store (works while the daemon runs)."""
     from poller import status as status_mod
 
-    config = load_config(config_path)
+    config = load_config(config_path, reads=partial.operator())
     with opened_store(config) as opened:
         report = status_mod.gather(config, opened.store, opened.ledger, opened.sink_states)
     if as_json:

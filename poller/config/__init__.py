@@ -9,7 +9,8 @@ every problem found is reported at once (a file that is not YAML stops at its fi
 
 The parts, each importable on its own: ``fields`` (field types and value checks), ``models``
 (the pydantic models), ``reader`` (YAML with line numbers, ``${VAR}``), ``errors`` (pydantic
-errors as one line) and ``build`` (the file as written into :class:`Config`).
+errors as one line), ``across`` (checks across sections), ``build`` (the file as written
+into :class:`Config`) and ``partial`` (the config of a command that reads only part of it).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pathlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from poller.config import partial
 from poller.config.build import build
 from poller.config.fields import (
     DEFAULT_BASE_URL,
@@ -170,11 +172,15 @@ def load(
     environ: Mapping[str, str] | None = None,
     *,
     directory_exists: Callable[[str], bool] | None = None,
+    reads: partial.Reads | None = None,
+    on_skip: Callable[[partial.Skipped], None] | None = None,
 ) -> Config:
     """Read and validate the config file at ``path``.
 
     ``directory_exists`` (e.g. ``os.path.isdir``) makes a SQLite store whose directory is
-    missing one of the problems; without it the filesystem is not looked at.
+    missing one of the problems; without it the filesystem is not looked at. ``reads``
+    (e.g. ``partial.operator()``) says which parts the caller uses: a ``${VAR}`` not set
+    elsewhere leaves its part out instead of being a problem, and ``on_skip`` hears what.
     """
     source = os.fspath(path)
     try:
@@ -189,7 +195,14 @@ def load(
         raise ConfigError(
             f"cannot read the config file: it is not UTF-8 text (byte {exc.start})", path=source
         ) from None
-    return parse(text, source=source, environ=environ, directory_exists=directory_exists)
+    return parse(
+        text,
+        source=source,
+        environ=environ,
+        directory_exists=directory_exists,
+        reads=reads,
+        on_skip=on_skip,
+    )
 
 
 def parse(
@@ -198,11 +211,20 @@ def parse(
     source: str = "<config>",
     environ: Mapping[str, str] | None = None,
     directory_exists: Callable[[str], bool] | None = None,
+    reads: partial.Reads | None = None,
+    on_skip: Callable[[partial.Skipped], None] | None = None,
 ) -> Config:
-    """Validate YAML ``text``; ``source`` names it in errors."""
+    """Validate YAML ``text``; ``source`` names it in errors (``load`` tells the rest)."""
     env = os.environ if environ is None else environ
     where = Where(source)
-    return build(read_yaml(text, where, env), where, env, directory_exists)
+    data = read_yaml(text, where, env)
+    if reads is not None:
+        data, skipped = partial.skip(data, where, reads)
+        config = build(data, where, env, directory_exists)
+        if skipped is not None and on_skip is not None:
+            on_skip(skipped)
+        return config
+    return build(data, where, env, directory_exists)
 
 
 def from_mapping(data: Mapping[str, Any], *, source: str = "<config>") -> Config:

@@ -1,13 +1,12 @@
 """Normalising the file as written into the effective :class:`~poller.config.models.Config`.
 
-Every workspace gets its merged ``poll`` and ``sources``; sinks and the proxy are checked
-against the workspace names; the store URL falls back to systemd's ``$STATE_DIRECTORY``.
-Every problem found is reported, not only the first.
+Every workspace gets its merged ``poll`` and ``sources``; the store URL falls back to
+systemd's ``$STATE_DIRECTORY``. Every problem found is reported, not only the first: the
+values' own (pydantic, ``errors``) and those across sections (``across``) in one go.
 """
 
 from __future__ import annotations
 
-import importlib
 import math
 import os
 from collections.abc import Callable, Mapping
@@ -15,11 +14,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from poller.config import across
 from poller.config.errors import kind_of, translate
-from poller.config.fields import is_loopback, split_listen
 from poller.config.models import (
     DEFAULT_STORE_URL,
-    SINK_EXTRAS,
     SOURCE_NAMES,
     Config,
     ConfigFile,
@@ -33,7 +31,6 @@ from poller.config.models import (
     ProxyFields,
     ProxySection,
     ShutdownConfig,
-    SinkConfig,
     SourceConfig,
     SourcesConfig,
     SourceSection,
@@ -45,7 +42,7 @@ from poller.config.models import (
     default_sinks,
     file_context,
 )
-from poller.config.reader import EXAMPLE_PATH, Path, Where, dotted
+from poller.config.reader import EXAMPLE_PATH, Where
 from poller.exceptions import ConfigError
 
 
@@ -79,23 +76,22 @@ def build(
     try:
         raw = ConfigFile.model_validate(data, context=context)
     except ValidationError as exc:
-        raise _refused(where, translate(exc, data, where, context["unknown"])) from None
-    workspaces = _workspaces(raw, where)
-    names = [workspace.name for workspace in workspaces]
-    sinks = _sinks(raw.sinks, names, where)
-    proxy = _proxy(raw.proxy, workspaces, where)
-    ha = _ha(raw.ha, store, where)
+        problems = translate(exc, data, where, context["unknown"])
+        across.check(data, where, store, taken={p.key for p in problems if p.key})
+        raise _refused(where, problems) from None
+    across.check(data, where, store, taken=())
     if where.problems:
         raise _refused(where)
+    workspaces = _workspaces(raw)
     return Config(
         workspaces=workspaces,
         store=_store(raw.store, store),
-        ha=ha,
-        sinks=sinks,
+        ha=raw.ha or HaConfig(),
+        sinks=raw.sinks or default_sinks(),
         ops=raw.ops or OpsConfig(),
         log=raw.log or LogConfig(),
         shutdown=raw.shutdown or ShutdownConfig(),
-        proxy=proxy,
+        proxy=_proxy(raw.proxy, workspaces),
         source=where.source,
     )
 
@@ -107,29 +103,14 @@ def _refused(where: Where, more: list[ConfigError] | None = None) -> ConfigError
     return ConfigError.several(ordered)
 
 
-def _workspaces(raw: ConfigFile, where: Where) -> tuple[Workspace, ...]:
-    if raw.mistral is not None and raw.workspaces is not None:
-        where.note(
-            ("workspaces",),
-            "give either mistral: (one workspace) or workspaces: (a list), not both",
-            at="key",
-        )
-    entries: list[tuple[Path, MistralSection]] = [(("mistral",), raw.mistral or MistralSection())]
+def _workspaces(raw: ConfigFile) -> tuple[Workspace, ...]:
+    entries: list[MistralSection] = [raw.mistral or MistralSection()]
     if raw.workspaces is not None:
-        entries = [(("workspaces", i), entry) for i, entry in enumerate(raw.workspaces)]
+        entries = list(raw.workspaces)
     poll = raw.poll or PollConfig()
     sources = raw.sources or SourcesSection()
-    seen: dict[str, Path] = {}
     out = []
-    for path, entry in entries:
-        if entry.name in seen:
-            where.note(
-                (*path, "name"),
-                f"duplicate workspace name '{entry.name}' (also {dotted(seen[entry.name])}); "
-                "give each workspace its own name",
-            )
-            continue
-        seen[entry.name] = path
+    for entry in entries:
         fields = {name: getattr(entry, name) for name in WorkspaceFields.model_fields}
         effective = _merge_poll(poll, entry.poll)
         out.append(
@@ -183,20 +164,6 @@ def _store_default(written: str | None, environ: Mapping[str, str]) -> str:
     return f"sqlite:///{state}/poller.db" if state else DEFAULT_STORE_URL
 
 
-def _ha(raw: HaConfig | None, store_url: str, where: Where) -> HaConfig:
-    if raw is None:
-        return HaConfig()
-    if not store_url.startswith("postgresql"):
-        where.note(
-            ("ha",),
-            "HA needs a PostgreSQL store shared by the replicas; set store.url to "
-            "postgresql+psycopg://… "
-            "or remove the ha: section (a SQLite store runs one daemon)",
-            at="key",
-        )
-    return raw
-
-
 def _check_store_directory(
     url: str, written: bool, where: Where, exists: Callable[[str], bool]
 ) -> None:
@@ -217,79 +184,8 @@ def _check_store_directory(
     where.note(("store", "url"), f"{message}(install -d -m 0700 {directory}) {change}")
 
 
-def _sinks(
-    raw: tuple[SinkConfig, ...] | None, workspaces: list[str], where: Where
-) -> tuple[SinkConfig, ...]:
-    if raw is None:
-        return default_sinks()
-    seen: dict[str, int] = {}
-    for i, sink in enumerate(raw):
-        if sink.name in seen:
-            where.note(
-                ("sinks", i, "name"),
-                f"duplicate sink name '{sink.name}' (also sinks[{seen[sink.name]}]); "
-                "give each sink its own name",
-            )
-        seen.setdefault(sink.name, i)
-        if sink.type in SINK_EXTRAS and not _importable(SINK_EXTRAS[sink.type]):
-            where.note(
-                ("sinks", i, "type"),
-                f"{sink.type} needs the {sink.type} extra: pip install 'poller[{sink.type}]'",
-            )
-        for j, name in enumerate(sink.workspaces or ()):
-            if name not in workspaces:
-                where.note(
-                    ("sinks", i, "workspaces", j),
-                    f"unknown workspace '{name}'; known: {', '.join(workspaces)}",
-                )
-    return raw
-
-
-def _importable(module: str) -> bool:
-    """Whether ``module`` (a broker sink's client library) can be imported here."""
-    try:
-        importlib.import_module(module)
-    except ImportError:
-        return False
-    return True
-
-
-def _proxy(
-    raw: ProxySection | None, workspaces: tuple[Workspace, ...], where: Where
-) -> ProxyConfig | None:
+def _proxy(raw: ProxySection | None, workspaces: tuple[Workspace, ...]) -> ProxyConfig | None:
     if raw is None:
         return None
-    names = [ws.name for ws in workspaces]
-    if raw.workspace is not None and raw.workspace not in names:
-        where.note(
-            ("proxy", "workspace"),
-            f"unknown workspace '{raw.workspace}'; known: {', '.join(names)}",
-        )
-    if raw.token is not None and not raw.inject_key:
-        where.note(
-            ("proxy", "token"),
-            "a token is only used with inject_key: true (clients then send it instead of an "
-            "API key); remove it or set inject_key: true",
-        )
-    if raw.inject_key and raw.token is None:
-        where.note(
-            ("proxy", "inject_key"),
-            "inject_key: true needs a token that local clients must send; "
-            "set proxy.token, e.g. token: ${POLLER_PROXY_TOKEN}",
-        )
-    if raw.inject_key and not is_loopback(split_listen(raw.listen)[0]):
-        where.note(
-            ("proxy", "listen"),
-            f"'{raw.listen}' is not a loopback address; with inject_key: true the proxy must "
-            "listen on 127.0.0.1, ::1 or localhost",
-        )
-    known = raw.workspace is None or raw.workspace in names
-    upstream = workspaces[names.index(raw.workspace or names[0])] if known else None
-    if raw.inject_key and upstream is not None and upstream.api_key is None:
-        where.note(
-            ("proxy", "inject_key"),
-            f"workspace '{upstream.name}' has no api_key to inject; set its api_key, "
-            "or let clients send their own key (inject_key: false)",
-        )
     fields = {name: getattr(raw, name) for name in ProxyFields.model_fields}
-    return ProxyConfig(**fields, workspace=raw.workspace or names[0])
+    return ProxyConfig(**fields, workspace=raw.workspace or workspaces[0].name)

@@ -312,9 +312,11 @@ class HttpSinkConfig(_SinkBase):
 
 
 class LogSinkConfig(_SinkBase):
-    """Events written to poller's own log."""
+    """Events written to standard output, one line each: JSON, or a short readable line
+    (``console``; ``auto``: on a terminal)."""
 
     type: Literal["log"] = "log"
+    format: Literal["auto", "json", "console"] = "auto"
 
 
 class FileSinkConfig(_SinkBase):

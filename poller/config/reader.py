@@ -40,11 +40,28 @@ class Where:
         """Problems found so far, reported together once the whole file has been read."""
         self.broken: set[Path] = set()
         """Values left as written because of a noted problem: their checks would only echo it."""
+        self.unset: list[tuple[Path, str, ConfigError]] = []
+        """Each ``${VAR}`` left unexpanded because VAR is not set: (where, VAR, its problem)."""
 
     def note(self, path: Path, message: str, at: str = "value") -> None:
         """Record a problem at ``path`` and go on reading."""
         self.problems.append(self.error(path, message, at))
         self.broken.add(path)
+
+    def note_unset(self, path: Path, name: str) -> None:
+        """Record that ``${name}`` at ``path`` is not set (a problem, unless forgiven)."""
+        self.note(
+            path,
+            f"environment variable {name} is not set; export it or write the value in the file",
+        )
+        self.unset.append((path, name, self.problems[-1]))
+
+    def forgive(self, path: Path) -> None:
+        """Drop the unset variables noted at ``path``: a reader that does not need it."""
+        dropped = [problem for at, _, problem in self.unset if at == path]
+        self.problems = [p for p in self.problems if all(p is not d for d in dropped)]
+        self.unset = [entry for entry in self.unset if entry[0] != path]
+        self.broken.discard(path)
 
     def is_broken(self, path: Path) -> bool:
         """Whether ``path`` lies in a value already reported as a problem."""
@@ -171,11 +188,7 @@ class _Reader:
             value = self.environ.get(name)
             if value is None or (value == "" and default is not None):
                 if default is None:
-                    self.where.note(
-                        path,
-                        f"environment variable {name} is not set; "
-                        "export it or write the value in the file",
-                    )
+                    self.where.note_unset(path, name)
                     return match.group(0)
                 return default
             return value

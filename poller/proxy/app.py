@@ -5,9 +5,11 @@ the cap, and it goes upstream through the one shared ``httpx.AsyncClient``. The 
 comes back as it arrives — status, headers (hop-by-hop ones dropped) and body chunks —
 with nothing added before the first byte. Only once the answer is complete is the call
 handed to the ``Recorder``; a client that hangs up first closes the upstream call and
-records nothing. A call that changes a polled resource (``poller.hints``) is handed over
-with the workspace its key belongs to; with a key poller does not know, it records
-nothing. A connection failure upstream answers 502 (504 for a timeout) in Mistral's
+records nothing. A call is handed over with the workspace its key belongs to (with
+``inject_key``, the proxy's workspace), whether it gives a synchronous trigger
+(``poller.synchronous``) or changes a polled resource (``poller.hints``). With a key no
+workspace has it records nothing: ``Strangers`` counts it and names the key once, by its
+fingerprint. A connection failure upstream answers 502 (504 for a timeout) in Mistral's
 error shape.
 """
 
@@ -26,6 +28,7 @@ from starlette.types import Message, Receive, Scope, Send
 from poller import hints, synchronous
 from poller.proxy import guard
 from poller.proxy.recorder import Recorder
+from poller.proxy.strangers import HINT, TRIGGER, Strangers
 
 log = structlog.get_logger("poller.proxy")
 
@@ -75,11 +78,13 @@ class ProxyApp:
         client: httpx.AsyncClient,
         recorder: Recorder,
         clock: Callable[[], dt.datetime],
+        strangers: Strangers | None = None,
     ) -> None:
         self.settings = settings
         self.client = client
         self.recorder = recorder
         self.clock = clock
+        self.strangers = strangers or Strangers()
         self.base_url = settings.base_url.rstrip("/")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -102,7 +107,8 @@ class ProxyApp:
         path = raw_path[len(PREFIX) :].decode("latin-1") or "/"
         method = scope["method"]
         event_type = synchronous.trigger(method, path)
-        account = self._account(headers) if hints.route(method, path) else None
+        kind = TRIGGER if event_type is not None else HINT if hints.route(method, path) else None
+        account = self._account(headers) if kind is not None else None
         limit = (
             self.settings.max_body_ocr if event_type == "ocr.completed" else self.settings.max_body
         )
@@ -131,9 +137,7 @@ class ProxyApp:
         )
         answer = _Answer()
         exchange = asyncio.create_task(
-            self._exchange(
-                request, send, answer, record=event_type is not None or account is not None
-            )
+            self._exchange(request, send, answer, record=account is not None)
         )
         hangup = asyncio.create_task(_disconnected(receive))
         await asyncio.wait({exchange, hangup}, return_when=asyncio.FIRST_COMPLETED)
@@ -149,7 +153,12 @@ class ProxyApp:
         if not answer.complete:
             return
         recorded = answer.chunks is not None
+        if kind is not None and account is None and 200 <= answer.status < 300:
+            self.strangers.saw(
+                guard.credential(headers, self.settings.accounts), kind=kind, path=path
+            )
         if recorded:
+            assert account is not None
             self.recorder.submit(
                 synchronous.Call(
                     method=method,

@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import hmac
 import ipaddress
 import json
@@ -120,6 +121,35 @@ def workspace_of(headers: Headers, accounts: Iterable[Account]) -> str | None:
         if sent is not None and hmac.compare_digest(sent.strip(), account.value):
             found = found or account.workspace
     return found
+
+
+def credential(headers: Headers, accounts: Iterable[Account]) -> bytes | None:
+    """The credential ``headers`` carry where the workspaces' keys travel (``Authorization``
+    when no workspace has a key), or ``None``."""
+    names = dict.fromkeys([*(a.header for a in accounts), b"authorization"])
+    for name in names:
+        value = header(headers, name)
+        if value is not None and value.strip():
+            return value.strip()
+    return None
+
+
+FINGERPRINT_DIGITS = 8
+"""Hex digits of a key's SHA-256 kept in its fingerprint: enough to tell a few keys apart;
+the key cannot be recovered from them."""
+
+
+def fingerprint(value: bytes | None) -> str:
+    """A short name for a credential in a log line: ``sha256:`` and the first 8 hex digits
+    of the key's SHA-256 (a scheme such as ``Bearer`` left out); ``none`` without one.
+
+    ``printf %s "$KEY" | sha256sum | cut -c1-8`` gives the same digits for a key at hand.
+    """
+    if value is None or not value.strip():
+        return "none"
+    parts = value.strip().split(None, 1)
+    key = parts[-1]
+    return "sha256:" + hashlib.sha256(key).hexdigest()[:FINGERPRINT_DIGITS]
 
 
 def token_matches(authorization: bytes | None, token: str) -> bool:

@@ -33,8 +33,8 @@ from poller.model import Event
 log = structlog.get_logger("poller.proxy")
 
 Enqueue = Callable[[Sequence[Event], dt.datetime], Sequence[Event]]
-Builder = Callable[[synchronous.Call], synchronous.Outcome]
-"""Turns one finished call into its events (run in a worker thread)."""
+Builder = Callable[[synchronous.Call, str], synchronous.Outcome]
+"""Turns one finished call, made with the key of a workspace, into its events (in a thread)."""
 Hinter = Callable[[synchronous.Call, str], "hints.Hint | None"]
 """The hint of a finished call made with the key of a workspace, if it gives one."""
 Apply = Callable[["hints.Hint"], Sequence[Event]]
@@ -83,7 +83,6 @@ class Recorder:
         *,
         enqueue: Enqueue,
         notify: Callable[[], None],
-        workspace: str,
         record_content: bool,
         clock: Callable[[], dt.datetime],
         queue_size: int = QUEUE_SIZE,
@@ -97,20 +96,17 @@ class Recorder:
     ) -> None:
         self._enqueue = enqueue
         self._notify = notify
-        self.workspace = workspace
         self.record_content = record_content
         self._clock = clock
         self.queue_size = queue_size
         self._on_drop = on_drop
-        self._builder = build or functools.partial(
-            synchronous.events, workspace=workspace, record_content=record_content
-        )
+        self._builder = build or functools.partial(_events, record_content=record_content)
         self._hinter = hint
         self._apply = apply
         self._wake = wake
         self._retry_wait = retry_wait
         self._linger = linger
-        self._queue: list[tuple[synchronous.Call, str | None]] = []
+        self._queue: list[tuple[synchronous.Call, str]] = []
         self._writing: _Batch | None = None
         self._building = 0
         self._flusher: asyncio.Task[None] | None = None
@@ -126,11 +122,11 @@ class Recorder:
         writing = self._writing.pending if self._writing is not None else 0
         return len(self._queue) + self._building + writing
 
-    def submit(self, call: synchronous.Call, *, workspace: str | None = None) -> None:
+    def submit(self, call: synchronous.Call, *, workspace: str) -> None:
         """Record ``call`` in the background; returns at once (drops it if the queue is full).
 
-        ``workspace`` is the workspace whose key the call carried: only then can a call
-        that changed a polled resource be recorded as that resource's event.
+        ``workspace`` is the workspace whose key the call carried: its events are that
+        workspace's, a trigger's as a hint's.
         """
         if len(self._queue) >= self.queue_size:
             self._drop(call)
@@ -151,17 +147,17 @@ class Recorder:
             )
         self._dropping += 1
 
-    def _build(self, calls: Sequence[tuple[synchronous.Call, str | None]]) -> _Batch:
+    def _build(self, calls: Sequence[tuple[synchronous.Call, str]]) -> _Batch:
         events: list[Event] = []
         found: list[hints.Hint] = []
         for call, workspace in calls:
             if synchronous.trigger(call.method, call.path) is None:
-                if workspace is not None and self._hinter is not None:
+                if self._hinter is not None:
                     hint = self._hint(call, workspace)
                     found.extend([hint] if hint is not None else [])
                 continue
             try:
-                outcome = self._builder(call)
+                outcome = self._builder(call, workspace)
             except Exception as exc:  # one unreadable answer must not sink the whole batch
                 log.error(
                     "proxy_call_not_recorded",
@@ -303,6 +299,10 @@ class Recorder:
         for task in late:
             task.cancel()
         await asyncio.gather(*late, return_exceptions=True)
+
+
+def _events(call: synchronous.Call, workspace: str, *, record_content: bool) -> synchronous.Outcome:
+    return synchronous.events(call, workspace=workspace, record_content=record_content)
 
 
 def _ids(events: Sequence[Event]) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from poller.mistral.auth import auth_headers
 from poller.proxy import guard
 from poller.proxy.app import ProxyApp, Settings
 from poller.proxy.recorder import Recorder
+from poller.proxy.strangers import Strangers
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -83,11 +84,13 @@ class ProxyService:
         wake: Callable[[str, str], None],
         clock: Callable[[], dt.datetime],
         on_drop: Callable[[], None],
+        on_unattributed: Callable[[str], None],
     ) -> ProxyService:
         """The proxy ``config.proxy`` describes, over the store and API client it is given.
 
         ``notify`` wakes the sink workers, ``wake`` the poll of a source a call changed,
-        ``on_drop`` counts a call the full record queue could not take.
+        ``on_drop`` counts a call the full record queue could not take, ``on_unattributed``
+        a call with a key no workspace has (by what it would have recorded).
         """
         cfg = config.proxy
         assert cfg is not None
@@ -109,7 +112,6 @@ class ProxyService:
         recorder = Recorder(
             enqueue=store.enqueue,
             notify=notify,
-            workspace=ws.name,
             record_content=cfg.record_content,
             clock=clock,
             queue_size=cfg.queue_size,
@@ -118,7 +120,10 @@ class ProxyService:
             apply=functools.partial(hints.record, store),
             wake=wake,
         )
-        proxy = ProxyApp(settings, client=client, recorder=recorder, clock=clock)
+        strangers = Strangers(count=on_unattributed)
+        proxy = ProxyApp(
+            settings, client=client, recorder=recorder, clock=clock, strangers=strangers
+        )
         return cls(
             proxy,
             listen=cfg.listen,

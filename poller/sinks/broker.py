@@ -3,9 +3,10 @@
 Each keeps one connection, opened on the first delivery and opened again when the broker
 dropped it (a restart); ``aclose`` closes it. An attempt counts as delivered only once the
 broker acknowledged the message. A broker that cannot be reached, or does not answer within
-``timeout``, is a failing sink (its circuit opens); a broker that answers but refuses the
-message raises :class:`Refused` in the subclass, which becomes a refusal carrying the broker's
-own words. The body is the same envelope (or CloudEvents document) the ``http`` sink sends.
+``timeout``, is a failing sink (its circuit opens), and so is one that answers that it can
+take nothing now (:class:`Away`); a broker that answers but refuses the message raises
+:class:`Refused` in the subclass, which becomes a refusal carrying the broker's own words.
+The body is the same envelope (or CloudEvents document) the ``http`` sink sends.
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ C = TypeVar("C")
 
 class Refused(Exception):
     """The broker answered and will not take this message; ``str()`` gives its words."""
+
+
+class Away(Exception):
+    """The broker answered but can take no message now (starting, not persisting, without
+    its replicas): the sink is failing, as if unreachable; ``str()`` says what it said."""
 
 
 class Stale(Exception):
@@ -91,6 +97,10 @@ class BrokerSink(abc.ABC, Generic[C]):
                 error=utils.first_line(exc)[:300],
                 rejected=True,
                 duration_ms=base.elapsed_ms(started),
+            )
+        except Away as exc:  # the connection is sound: it is kept for the next attempt
+            return Outcome(
+                ok=False, error=utils.first_line(exc)[:300], duration_ms=base.elapsed_ms(started)
             )
         except TimeoutError:
             await self._drop(client)

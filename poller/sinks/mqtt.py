@@ -9,6 +9,7 @@ without properties.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import ssl
 import urllib.parse
@@ -52,6 +53,19 @@ class AckedClient(aiomqtt.Client):
             return info
 
         self._client.publish = noting_mid  # type: ignore[method-assign]
+
+    async def abandon(self) -> None:
+        """Close what a connect that failed or timed out left open.
+
+        aiomqtt leaves the socket of an unanswered CONNECT open, read by the event loop,
+        and its housekeeping task running: each such attempt would leave both behind.
+        """
+        # paho's own close: the socket goes, and with it its reader and writer
+        self._client._sock_close()
+        misc = self._misc_task
+        if misc is not None and not misc.done():
+            misc.cancel()
+            await asyncio.gather(misc, return_exceptions=True)
 
     def _on_publish(
         self,
@@ -112,7 +126,13 @@ class MqttSink(BrokerSink[AckedClient]):
             timeout=self.timeout,
             tls_context=ssl.create_default_context() if secure else None,
         )
-        await client.__aenter__()
+        # the TCP connect runs in a thread aiomqtt cannot stop: bound it as the sink is
+        client._client.connect_timeout = self.timeout
+        try:
+            await client.__aenter__()
+        except BaseException:
+            await client.abandon()
+            raise
         return client
 
     async def publish(

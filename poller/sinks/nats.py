@@ -2,7 +2,9 @@
 
 The event id travels as the ``Nats-Msg-Id`` header, so a message sent again within the
 stream's duplicate window (a retry after a lost acknowledgement) is dropped by the server:
-JetStream stores each event once. A subject no stream covers is a refusal.
+JetStream stores each event once. A publish nobody answers ("no responders") is a refusal
+only once JetStream itself says no stream covers the subject; when JetStream does not answer
+either (a server just restarted, still loading its streams), the broker is away.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from nats.aio.client import Client
 
 from poller.model import Event
 from poller.sinks import base
-from poller.sinks.broker import BrokerSink, Refused
+from poller.sinks.broker import Away, BrokerSink, Refused
 
 
 async def _ignore(_error: Exception) -> None:
@@ -66,10 +68,7 @@ class NatsSink(BrokerSink[Client]):
                 subject, body, timeout=self.timeout, headers=headers
             )
         except nats.js.errors.NoStreamResponseError:
-            raise Refused(
-                f"no JetStream stream takes subject '{subject}' (the server answered: "
-                "503 no responders); add the subject to a stream or change the sink's subject"
-            ) from None
+            raise await self._no_responders(client, subject) from None
         except nats.js.errors.APIError as exc:
             raise Refused(
                 f"JetStream refused the message on '{subject}': {exc.description} "
@@ -77,6 +76,24 @@ class NatsSink(BrokerSink[Client]):
             ) from None
         duplicate = ", a duplicate it already had" if ack.duplicate else ""
         return f"stored by stream {ack.stream} as message {ack.seq}{duplicate}"
+
+    async def _no_responders(self, client: Client, subject: str) -> Exception:
+        """Why nobody answered a publish on ``subject``: JetStream's own word, if it has one."""
+        try:
+            stream = await client.jetstream(timeout=self.timeout).find_stream_name_by_subject(
+                subject
+            )
+        except nats.js.errors.NotFoundError:
+            return Refused(
+                f"no JetStream stream takes subject '{subject}' (the server answered: "
+                "503 no responders); add the subject to a stream or change the sink's subject"
+            )
+        except (nats.errors.Error, TimeoutError) as exc:
+            return Away(
+                f"JetStream is not answering (no responders to '{subject}', nor to its API: "
+                f"{type(exc).__name__}); it may be starting, or not enabled on the server"
+            )
+        return Away(f"stream {stream} takes '{subject}' but did not answer (no responders)")
 
     async def disconnect(self, client: Client) -> None:
         await client.close()

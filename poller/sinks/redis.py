@@ -14,9 +14,18 @@ import redis.exceptions
 from redis.typing import EncodableT, FieldT
 
 from poller.model import Event
-from poller.sinks.broker import BrokerSink, Refused
+from poller.sinks.broker import Away, BrokerSink, Refused
 
-_BUSY = ("OOM", "LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "BUSY")
+_BUSY = (
+    "OOM",
+    "LOADING",
+    "MASTERDOWN",
+    "TRYAGAIN",
+    "CLUSTERDOWN",
+    "BUSY",
+    "MISCONF",  # stop-writes-on-bgsave-error: its last snapshot failed
+    "NOREPLICAS",  # min-replicas-to-write: too few replicas in reach
+)
 """Error prefixes that say the server cannot write at all, not that it refuses this entry."""
 
 
@@ -62,7 +71,8 @@ class RedisSink(BrokerSink["redis.asyncio.Redis"]):
             entry = await client.xadd(self.stream, fields, maxlen=self.maxlen, approximate=True)
         except redis.exceptions.ResponseError as exc:
             if isinstance(exc, redis.exceptions.ReadOnlyError) or str(exc).startswith(_BUSY):
-                raise  # the server cannot write now, whatever the message: the sink is failing
+                # the server cannot write now, whatever the message: the sink is failing
+                raise Away(f"Redis cannot write now: {exc}") from None
             raise Refused(f"Redis refused XADD to '{self.stream}': {exc}") from None
         shown = entry.decode() if isinstance(entry, bytes) else str(entry)
         return f"added to stream {self.stream} as entry {shown}"

@@ -7,7 +7,7 @@ import pathlib
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import pytest
 
@@ -30,14 +30,16 @@ def wait_until(predicate: Callable[[], bool], limit: float = 20.0) -> None:
         time.sleep(0.05)
 
 
-def poller(*args: str, timeout: float = 60, **extra: str) -> subprocess.CompletedProcess[str]:
-    """Run ``poller ARGS`` to completion."""
+def poller(
+    *args: str, timeout: float = 60, environ: Mapping[str, str] | None = None, **extra: str
+) -> subprocess.CompletedProcess[str]:
+    """Run ``poller ARGS`` to completion, ``environ`` and ``extra`` added to its environment."""
     return subprocess.run(
         [sys.executable, "-m", "poller", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=env(**extra),
+        env=env(**{**(environ or {}), **extra}),
         cwd=ROOT,
     )
 

@@ -53,8 +53,7 @@ def test_missing_client_library_names_the_extra(
     result = check_config(path, module)
     assert result.returncode == 2
     assert result.stderr == (
-        f"poller: config error: {path}:8: sinks[2].type: {kind} needs the {kind} extra: "
-        f"pip install 'poller[{kind}]'\n"
+        f"{path}:8: sinks[2].type: {kind} needs the {kind} extra: pip install 'poller[{kind}]'\n"
     )
 
 

@@ -47,7 +47,8 @@ def test_bad_config_is_one_line_exit_2(
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert key in lines[0] and str(path) in lines[0] and line in lines[0]
+    assert lines[0].startswith(f"{path}{line or ':'}"), "FILE:LINE: comes first"
+    assert key in lines[0]
     assert "Traceback" not in result.stderr
 
 
@@ -115,16 +116,13 @@ def test_every_problem_is_reported_at_once(
     result = poller(command, "--config", str(path))
     assert result.returncode == 2, result.stderr
     assert result.stderr.splitlines() == [
-        f"poller: config error: {path}:2: mistral.api_key: environment variable "
+        f"{path}:2: mistral.api_key: environment variable "
         "POLLER_TEST_UNSET_KEY is not set; export it or write the value in the file",
-        f"poller: config error: {path}:4: poll.intervall: unknown key 'intervall'; "
-        "did you mean 'interval'?",
-        f"poller: config error: {path}:5: poll.timeout: 'soon' is not a duration; "
-        "use e.g. 30, '500ms', '30s', '5m'",
-        f"poller: config error: {path}:10: sinks[0].secret: environment variable "
+        f"{path}:4: poll.intervall: unknown key 'intervall'; did you mean 'interval'?",
+        f"{path}:5: poll.timeout: 'soon' is not a duration; use e.g. 30, '500ms', '30s', '5m'",
+        f"{path}:10: sinks[0].secret: environment variable "
         "POLLER_TEST_UNSET_SECRET is not set; export it or write the value in the file",
-        f"poller: config error: {path}:14: sinks[1].concurrency: expected a whole number, "
-        "got a string",
+        f"{path}:14: sinks[1].concurrency: expected a whole number, got a string",
     ]
 
 
@@ -138,7 +136,7 @@ def test_missing_store_directory_is_named(
     result = poller(command, "--config", str(path))
     assert result.returncode == 2, result.stderr
     assert result.stderr.splitlines() == [
-        f"poller: config error: {path}:5: store.url: the directory {missing} does not exist; "
+        f"{path}:5: store.url: the directory {missing} does not exist; "
         f"create it (install -d -m 0700 {missing}) or change store.url"
     ]
     assert not missing.exists()
@@ -150,7 +148,41 @@ def test_default_store_directory_is_named(write: Callable[[str], pathlib.Path]) 
     result = poller("check-config", "--config", str(path), STATE_DIRECTORY="/nonexistent/poller")
     assert result.returncode == 2, result.stderr
     assert result.stderr.splitlines() == [
-        f"poller: config error: {path}:1: store.url: not set, so the store is "
+        f"{path}:1: store.url: not set, so the store is "
         "/nonexistent/poller/poller.db, but /nonexistent/poller does not exist; create it "
         "(install -d -m 0700 /nonexistent/poller) or set store.url"
+    ]
+
+
+STARTING = {
+    "MISTRAL_API_KEY": "sk-test",
+    "WEBHOOK_URL": "https://hooks.example.com/mistral",
+    "WEBHOOK_SECRET": "whsec_cG9sbGVyLWRlbW8tc2VjcmV0LW9mLTMyLWJ5dGVzIQ==",
+}
+
+
+def test_starting_config_passes_with_its_variables_set() -> None:
+    """config/poller.yaml, as README copies it, passes check-config once its variables are set."""
+    result = poller("check-config", "--config", "config/poller.yaml", environ=STARTING)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("config/poller.yaml: ok — workspaces: default")
+    assert "sinks: webhook (http), console (log)" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("unset", "where"),
+    [
+        ("MISTRAL_API_KEY", "14: mistral.api_key"),
+        ("WEBHOOK_URL", "18: sinks[0].url"),
+        ("WEBHOOK_SECRET", "19: sinks[0].secret"),
+    ],
+)
+def test_starting_config_names_a_variable_left_unset(unset: str, where: str) -> None:
+    """Each variable the starting config needs, left unset, is one error line naming it."""
+    given = {name: value for name, value in STARTING.items() if name != unset}
+    result = poller("check-config", "--config", "config/poller.yaml", environ=given)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"config/poller.yaml:{where}: environment variable {unset} is not set; "
+        "export it or write the value in the file"
     ]

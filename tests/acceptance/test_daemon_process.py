@@ -6,6 +6,8 @@ import base64
 import json
 import pathlib
 import signal
+import subprocess
+import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 
@@ -13,9 +15,9 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from poller.simulator import Simulator, SimulatorServer
-from poller.testing import WebhookReceiver
+from poller.testing import WebhookReceiver, free_port
 
-from .conftest import poller, spawn, wait_until
+from .conftest import ROOT, env, poller, spawn, wait_until
 
 SECRET = "whsec_" + base64.b64encode(b"acceptance-secret-of-32-bytes!!!").decode()
 
@@ -78,18 +80,30 @@ def test_sigterm_stops_cleanly(
     write: Callable[[str], pathlib.Path],
     tmp_path: pathlib.Path,
 ) -> None:
-    """SIGTERM ends `poller run` with exit 0 after it finishes its current step."""
-    _simulator, server = sim
-    path = write(config_text(server.url, str(tmp_path / "p.db")))
-    log = tmp_path / "run.log"
-    proc = spawn(["run", "--config", str(path)], log)
-    wait_until(lambda: "baseline_recorded" in log.read_text())
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=20) == 0
+    """One SIGTERM ends `poller run` (webhook, ops listener, events delivered) with exit 0,
+    and `stopped` is the last line it writes."""
+    simulator, server = sim
+    with WebhookReceiver() as receiver:
+        text = config_text(server.url, str(tmp_path / "p.db"), receiver.url)
+        path = write(text + f"ops:\n  listen: 127.0.0.1:{free_port()}\n")
+        log = tmp_path / "run.log"
+        proc = spawn(["run", "--config", str(path)], log)
+        wait_until(
+            lambda: any(
+                '"baseline_recorded"' in line and '"files"' in line
+                for line in log.read_text().splitlines()
+            )
+        )
+        upload = simulator.create_file(filename="before-stop.jsonl")
+        wait_until(
+            lambda: any(r.json()["data"]["id"] == upload["id"] for r in receiver.delivered())
+        )
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
     lines = log.read_text().splitlines()
     # poller's lines, the libraries' and the log sink's: each one a JSON object
     assert all(isinstance(json.loads(line), dict) for line in lines), lines
-    assert any(json.loads(line)["event"] == "stopped" for line in lines)
+    assert json.loads(lines[-1])["event"] == "stopped"
 
 
 def test_kill_9_and_restart_lose_nothing_and_invent_nothing(
@@ -188,11 +202,57 @@ def test_operator_commands_over_a_live_store(
 
 
 def test_demo_shows_events() -> None:
-    """`poller demo` prints events from the built-in simulator without any configuration."""
+    """`poller demo` prints events from the built-in simulator without any configuration,
+    and `stopped` is the last line it logs."""
     result = poller("demo", "--duration", "12", timeout=60)
     assert result.returncode == 0, result.stderr
     types = {json.loads(x)["type"] for x in result.stdout.splitlines() if x.startswith("{")}
     assert "batch_job.created" in types and len(types) >= 3
+    assert json.loads(result.stderr.splitlines()[-1])["event"] == "stopped"
+
+
+def test_the_demos_leave_nothing_untracked(
+    sim: tuple[Simulator, SimulatorServer], tmp_path: pathlib.Path
+) -> None:
+    """`poller demo` and README's two-process demo (`poller run --config config/demo.yaml`),
+    run in a checkout, leave `git status` clean: what they write there is ignored."""
+    _simulator, server = sim
+    checkout = tmp_path / "checkout"
+    (checkout / "config").mkdir(parents=True)
+    for name in (".gitignore", "config/demo.yaml"):
+        (checkout / name).write_text((ROOT / name).read_text())
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+            cwd=checkout,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-qm", "a checkout")
+    command = [sys.executable, "-m", "poller"]
+    demo = subprocess.run(
+        [*command, "demo", "--duration", "3"], cwd=checkout, env=env(), capture_output=True
+    )
+    assert demo.returncode == 0, demo.stderr
+    log = tmp_path / "run.log"
+    with log.open("wb") as out:
+        daemon = subprocess.Popen(
+            [*command, "run", "--config", "config/demo.yaml"],
+            cwd=checkout,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env(POLLER_DEMO_API=server.url, POLLER_DEMO_OPS=f"127.0.0.1:{free_port()}"),
+        )
+    wait_until(lambda: "baseline_recorded" in log.read_text() or daemon.poll() is not None)
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(timeout=20) == 0, log.read_text()
+    assert (checkout / "poller-demo.db").exists()  # the store it wrote, beside its lock
+    assert git("status", "--porcelain", "--untracked-files=all") == ""
 
 
 def test_simulate_serves_the_api(tmp_path: pathlib.Path) -> None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import itertools
 import json
 import os
 import pathlib
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -27,6 +29,7 @@ from poller.simulator import Simulator, SimulatorServer
 from poller.sinks.http import HttpSink
 from poller.testing import free_port
 
+from . import deployfiles
 from .conftest import ROOT, env
 
 UNIT = ROOT / "deploy" / "systemd" / "poller.service"
@@ -49,19 +52,8 @@ def unit_keys(text: str) -> dict[str, dict[str, list[str]]]:
     return sections
 
 
-def dockerfile() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) of deploy/docker/Dockerfile, continuation lines joined."""
-    text = re.sub(r"\\\n\s*", " ", (DOCKER / "Dockerfile").read_text())
-    return [
-        (parts[0].upper(), parts[1] if len(parts) > 1 else "")
-        for line in text.splitlines()
-        if line.strip() and not line.lstrip().startswith("#")
-        for parts in [line.strip().split(None, 1)]
-    ]
-
-
-def instruction(name: str) -> list[str]:
-    return [args for op, args in dockerfile() if op == name]
+def image() -> deployfiles.Image:
+    return deployfiles.Image.read((DOCKER / "Dockerfile").read_text())
 
 
 def test_unit_file_declares_notify_watchdog_and_hardening() -> None:
@@ -97,32 +89,6 @@ def test_unit_file_passes_systemd_analyze_verify(tmp_path: pathlib.Path) -> None
         timeout=60,
     )
     assert (result.returncode, result.stderr) == (0, "")
-
-
-def test_dockerfile_is_slim_non_root_with_volume_and_healthcheck() -> None:
-    """python:3.11-slim, a non-root user, the state volume, a health check on /healthz."""
-    assert instruction("FROM") == ["python:3.11-slim"]
-    (user,) = instruction("USER")
-    assert user not in ("root", "0")
-    assert instruction("VOLUME") == ["/var/lib/poller"]
-    (health,) = instruction("HEALTHCHECK")
-    assert "http://127.0.0.1:9464/healthz" in health
-    assert json.loads(instruction("ENTRYPOINT")[0]) == ["poller"]
-    assert json.loads(instruction("CMD")[0]) == ["run", "--config", "/etc/poller/poller.yaml"]
-
-
-def test_dockerfile_copies_only_what_exists_and_the_context_keeps() -> None:
-    """Each COPY source exists in the repository and .dockerignore lets it through."""
-    kept = {
-        line[1:]
-        for line in (ROOT / ".dockerignore").read_text().splitlines()
-        if line.startswith("!")
-    }
-    for args in instruction("COPY"):
-        *sources, _target = args.split()
-        for source in sources:
-            assert (ROOT / source).exists(), source
-            assert source in kept, f"{source} is excluded from the build context"
 
 
 @pytest.fixture
@@ -177,14 +143,10 @@ def test_entrypoint_and_healthcheck_work_in_a_plain_venv(
             "/var/lib/poller", str(tmp_path)
         )
     )
-    command = [
-        *json.loads(instruction("ENTRYPOINT")[0]),
-        *json.loads(instruction("CMD")[0]),
-    ]
+    command = list(image().command)
     command[0] = str(plain_venv / "bin" / command[0])
     command[command.index("/etc/poller/poller.yaml")] = str(config)
-    health = json.loads(instruction("HEALTHCHECK")[0].split("CMD", 1)[1])
-    health = [str(plain_venv / "bin" / "python"), *health[1:]]
+    health = [str(plain_venv / "bin" / "python"), *image().health[1:]]
     health = [part.replace(":9464/", f":{port}/") for part in health]
     log = tmp_path / "run.log"
     child_env = env(MISTRAL_API_KEY="", MISTRAL_BASE_URL=sim_url)
@@ -233,6 +195,26 @@ def test_compose_file_references_what_exists() -> None:
     simulate = services["simulator"]["command"]
     assert simulate[0] == "simulate" and "0.0.0.0" in simulate
     assert "state" in compose["volumes"]
+
+
+def test_compose_poller_service_fits_the_image() -> None:
+    """compose's poller runs as the image's user, mounts its config where the image reads it,
+    keeps state in the image's volume, publishes the config's ops port and passes its vars."""
+    facts = image()
+    service = yaml.safe_load((DOCKER / "compose.yaml").read_text())["services"]["poller"]
+    uid, gid = facts.user or (0, 0)
+    assert service.get("user", f"{uid}:{gid}") == f"{uid}:{gid}" and uid != 0
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in service["volumes"]}
+    config_file = DOCKER / mounts[facts.config_path()]
+    assert set(mounts) - {facts.config_path()} == set(facts.volumes)
+    loaded = config_mod.load(
+        config_file, environ={**facts.env, "WEBHOOK_SECRET": compose_default("WEBHOOK_SECRET")}
+    )
+    assert loaded.ops.listen is not None
+    port = config_mod.split_listen(loaded.ops.listen)[1]
+    published = [int(p.rsplit(":", 1)[1]) for p in service["ports"]]
+    assert published == [port] and port in facts.exposed
+    assert deployfiles.required_variables(config_file.read_text()) <= set(service["environment"])
 
 
 def compose_default(variable: str) -> str:
@@ -310,42 +292,91 @@ async def test_sample_receiver_takes_signed_webhooks_only(
     assert line == {"path": "/w/file", "id": "evt_1", "type": "file.uploaded", "data": {"id": "f1"}}
 
 
-def test_kubernetes_manifest_runs_two_replicas_on_postgresql() -> None:
-    """deploy/kubernetes: 2 replicas rolled one at a time, /readyz and /healthz probes, Secret
-    env, ConfigMap config."""
-    docs = list(yaml.safe_load_all((ROOT / "deploy" / "kubernetes" / "poller.yaml").read_text()))
-    by_kind = {doc["kind"]: doc for doc in docs}
-    assert set(by_kind) == {"ConfigMap", "Deployment"}, "the Secret is never committed"
-    deployment = by_kind["Deployment"]
-    assert deployment["spec"]["replicas"] == 2
-    assert deployment["spec"]["strategy"] == {
-        "type": "RollingUpdate",
-        "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
-    }
-    pod = deployment["spec"]["template"]["spec"]
-    [container] = pod["containers"]
-    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
-        get = container[probe]["httpGet"]
-        assert get["path"] == path and ports[get["port"]] == 9464
-    assert container["envFrom"] == [{"secretRef": {"name": "poller"}}]
-    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
-    volumes = {v["name"]: v for v in pod["volumes"]}
-    assert volumes["config"]["configMap"]["name"] == by_kind["ConfigMap"]["metadata"]["name"]
-    assert container["args"] == ["run", "--config", f"{mounts['config']}/poller.yaml"]
-    loaded = config_mod.parse(
-        by_kind["ConfigMap"]["data"]["poller.yaml"],
-        environ={
-            "MISTRAL_API_KEY": "k",
-            "WEBHOOK_SECRET": SECRET,
-            "POLLER_STORE_URL": "postgresql+psycopg://poller:pw@db.internal/poller",
-            "POD_NAME": "poller-7d9f-abc",
-        },
+def readme_block(heading: str) -> list[str]:
+    """The command lines of the first ```sh block under README.md's ``heading``."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index(f"\n{heading}\n") :]
+    block = section[section.index("```sh\n") + 6 :]
+    return block[: block.index("```")].splitlines()
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is absent")
+def test_readme_systemd_steps_work_as_written(
+    plain_venv: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    """README's systemd steps, run as written (/opt and /etc in a scratch directory, no sudo,
+    no systemctl), install the starting config and secrets where the unit reads them, and
+    their check-config passes with the installed poller."""
+    root = tmp_path / "root"
+    (root / "etc" / "systemd" / "system").mkdir(parents=True)
+
+    def sandbox(text: str) -> str:
+        return text.replace("/opt/poller", str(plain_venv)).replace("/etc/", f"{root}/etc/")
+
+    walked = []
+    venv = ""
+    for line in readme_block("### With systemd"):
+        command = line.split("  #")[0].strip()
+        if made := re.fullmatch(r"sudo python3\.11 -m venv (\S+)", command):
+            venv = made.group(1)  # the fixture made it: a fresh venv
+        elif installs := re.fullmatch(r"sudo (\S+)/bin/pip install \.", command):
+            assert installs.group(1) == venv  # the fixture installed the repository there
+        elif not re.match(r"(sudo )?(systemctl|journalctl)\b", command):
+            walked.append(sandbox(command.replace("sudo ", "")))
+    assert venv == "/opt/poller"
+    child_env = env()
+    child_env.pop("PYTHONPATH")  # the installed package, not the work tree
+    checked = ""
+    for command in walked:
+        result = subprocess.run(
+            ["bash", "-c", command], capture_output=True, text=True, cwd=ROOT, env=child_env
+        )
+        assert result.returncode == 0, (command, result.stdout, result.stderr)
+        if "check-config" in command:
+            checked = result.stdout
+    assert ": ok — workspaces: default" in checked
+    service = unit_keys((root / "etc/systemd/system/poller.service").read_text())["Service"]
+    binary, *args = service["ExecStart"][-1].split()
+    assert pathlib.Path(sandbox(binary)).is_file()
+    assert (
+        pathlib.Path(sandbox(args[args.index("--config") + 1])).read_text()
+        == (ROOT / "config" / "poller.yaml").read_text()
     )
-    assert loaded.store.url.startswith("postgresql+psycopg://")
-    assert (loaded.ha.replica_id, loaded.ops.listen) == ("poller-7d9f-abc", "0.0.0.0:9464")
+    secrets = pathlib.Path(sandbox(service["EnvironmentFile"][-1].lstrip("-")))
+    assert secrets.stat().st_mode & 0o777 == 0o600
+    given = {line.split("=", 1)[0] for line in secrets.read_text().splitlines()}
+    assert given == deployfiles.required_variables((ROOT / "config" / "poller.yaml").read_text())
 
 
-def test_dockerfile_installs_postgres_and_every_broker_sink() -> None:
-    """The image installs poller with the postgres and brokers extras."""
-    assert any('"/src[postgres,brokers]"' in args for args in instruction("RUN"))
+def test_starting_config_keeps_its_store_in_the_units_state_directory() -> None:
+    """Under the unit (StateDirectory=poller), the starting config's store is in /var/lib/poller."""
+    service = unit_keys(UNIT.read_text())["Service"]
+    state = f"/var/lib/{service['StateDirectory'][-1]}"
+    variables = deployfiles.required_variables((ROOT / "config" / "poller.yaml").read_text())
+    environ = {name: "x" for name in variables} | {
+        "WEBHOOK_URL": "https://hooks.example.com/mistral",
+        "WEBHOOK_SECRET": SECRET,
+        "STATE_DIRECTORY": state,
+    }
+    loaded = config_mod.load(ROOT / "config" / "poller.yaml", environ=environ)
+    assert loaded.store.url == f"sqlite:///{state}/poller.db"
+    assert loaded.ops.listen == "127.0.0.1:9464"
+
+
+def test_readme_docker_runs_give_what_their_config_needs() -> None:
+    """Each `docker run` of README passes every variable its config needs, keeps the state in
+    the image's volume and publishes the exposed ops port."""
+    facts = image()
+    text = "\n".join(readme_block("### In a container")).replace("\\\n", " ")
+    runs = [shlex.split(line.split("  #")[0]) for line in text.splitlines() if "docker run" in line]
+    assert len(runs) == 2
+    for words in runs:
+        flags = list(itertools.pairwise(words))
+        given = {value for flag, value in flags if flag == "-e"}
+        mounts = {value.split(":")[1]: value.split(":")[0] for flag, value in flags if flag == "-v"}
+        config = mounts.get(facts.config_path(), "deploy/docker/poller.yaml")
+        config_text = (ROOT / config.removeprefix("$PWD/")).read_text()
+        assert deployfiles.required_variables(config_text) <= given, config
+        assert set(facts.volumes) <= set(mounts)
+        published = [int(value.rsplit(":", 1)[1]) for flag, value in flags if flag == "-p"]
+        assert published and set(published) <= set(facts.exposed)

@@ -161,7 +161,7 @@ def test_run_with_proxy_port_taken_fails_with_one_line(
         done = poller("run", "--config", str(path), timeout=30)
     assert done.returncode == 2
     last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"poller: config error: {path}: proxy.listen: cannot listen on")
+    assert last.startswith(f"{path}: proxy.listen: cannot listen on")
 
 
 def test_simulate_serves_the_empty_scenario(tmp_path: pathlib.Path) -> None:

@@ -61,6 +61,32 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
+def installed(name: str, *where: str) -> str:
+    """The path of the program ``name`` (looked for in ``where`` too); the test is skipped
+    without it (failed, where brokers are required)."""
+    binary = shutil.which(name) or next(
+        filter(None, (shutil.which(name, path=p) for p in where)), None
+    )
+    if binary is None:
+        message = f"{name} is not installed"
+        if os.environ.get("POLLER_REQUIRE_BROKERS") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return binary
+
+
+@contextlib.contextmanager
+def serving(args: list[str], port: int) -> Iterator[int]:
+    """``args`` run as a server for the block, once it listens on ``port``; that port."""
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port)
+        yield port
+    finally:
+        process.kill()
+        process.wait()
+
+
 class NatsServer:
     """A ``nats-server`` with JetStream on a free port, stopped and started again at will.
 
@@ -68,13 +94,7 @@ class NatsServer:
     """
 
     def __init__(self, store_dir: pathlib.Path) -> None:
-        binary = shutil.which("nats-server")
-        if binary is None:
-            message = "nats-server is not installed"
-            if os.environ.get("POLLER_REQUIRE_BROKERS") == "1":
-                pytest.fail(message)
-            pytest.skip(message)
-        self.binary = binary
+        self.binary = installed("nats-server")
         self.store_dir = store_dir
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
@@ -83,8 +103,16 @@ class NatsServer:
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
-    def start(self) -> None:
-        args = [self.binary, "-js", "-a", "127.0.0.1", "-p", str(self.port)]
+    def start(self, jetstream: bool = True) -> None:
+        """Start on the port; without ``jetstream`` as a server whose JetStream is not up."""
+        args = [
+            self.binary,
+            *(["-js"] if jetstream else []),
+            "-a",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+        ]
         self.process = subprocess.Popen(
             [*args, "-sd", str(self.store_dir)],
             stdout=subprocess.DEVNULL,
@@ -112,12 +140,7 @@ def nats_server(tmp_path: pathlib.Path) -> Iterator[NatsServer]:
 @contextlib.contextmanager
 def mosquitto(tmp_path: pathlib.Path, acl: str) -> Iterator[int]:
     """A Mosquitto of its own on a free port, anonymous clients limited by ``acl``; its port."""
-    binary = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin")
-    if binary is None:
-        message = "mosquitto is not installed"
-        if os.environ.get("POLLER_REQUIRE_BROKERS") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+    binary = installed("mosquitto", "/usr/sbin")
     port = free_port()
     (tmp_path / "acl").write_text(acl)
     conf = tmp_path / "mosquitto.conf"
@@ -127,15 +150,23 @@ def mosquitto(tmp_path: pathlib.Path, acl: str) -> Iterator[int]:
         # started as root it would become the mosquitto user, who cannot read tmp_path
         f"user {getpass.getuser()}\n"
     )
-    process = subprocess.Popen(
-        [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        wait_port(port)
+    with serving([binary, "-c", str(conf)], port):
         yield port
-    finally:
-        process.kill()
-        process.wait()
+
+
+@contextlib.contextmanager
+def redis_server(folder: pathlib.Path, *options: str) -> Iterator[int]:
+    """A ``redis-server`` of its own on a free port, working in ``folder``; its port.
+
+    For states the machine's shared Redis must not be put in (a failed snapshot, too few
+    replicas). ``options`` are added to its command line, e.g. ``--min-replicas-to-write 1``.
+    """
+    binary = installed("redis-server")
+    port = free_port()
+    folder.mkdir(parents=True, exist_ok=True)
+    args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    with serving([binary, *args, "--dir", str(folder), *options], port):
+        yield port
 
 
 class Relay:
@@ -150,14 +181,21 @@ class Relay:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._clients: set[asyncio.StreamWriter] = set()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
         self.port = self._server.sockets[0].getsockname()[1]
 
-    async def stop(self) -> None:
+    async def stop(self, farewell: bytes = b"") -> None:
+        """Cut every connection; ``farewell`` goes to each client first, as the broker's
+        own last words (e.g. AMQP's Connection.Close of a broker shutting down)."""
         if self._server is not None:
             self._server.close()
+            for client in list(self._clients) if farewell else ():
+                client.write(farewell)
+                with contextlib.suppress(ConnectionError):
+                    await client.drain()
             for writer in list(self._writers):
                 writer.transport.abort()
             await self._server.wait_closed()
@@ -180,11 +218,13 @@ class Relay:
             writer.transport.abort()
             return
         self._writers |= {writer, up_writer}
+        self._clients.add(writer)
         up_writer.write(first)
         try:
             await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
         finally:
             self._writers -= {writer, up_writer}
+            self._clients.discard(writer)
             writer.transport.abort()
             up_writer.transport.abort()
 
@@ -305,6 +345,16 @@ async def ride_out_an_outage(
     await restore()
     await run_until(worker, lambda: delivered(app, sink) == 8)
     return events
+
+
+def attempt_errors(app: App, events: list[Event]) -> set[str]:
+    """The errors of every failed attempt to deliver ``events`` (to their first sink)."""
+    errors: set[str] = set()
+    for event in events:
+        detail = app.ledger.event_detail(event.id)
+        assert detail is not None
+        errors.update(a["error"] for a in detail["deliveries"][0]["log"] if a["error"])
+    return errors
 
 
 async def refused(app: App, sink: str, config: pathlib.Path) -> str:

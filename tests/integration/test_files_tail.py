@@ -112,6 +112,20 @@ async def test_deletion_deep_in_history_is_found_though_an_upload_keeps_the_tota
     assert (report.mode, report.events, requests) == ("incremental", (), 1)
 
 
+async def test_a_late_upload_behind_known_files_and_a_deletion_are_found_at_once(
+    files: Files,
+) -> None:
+    """A slow upload (created 90 s before the newest file) and a deletion: both, that cycle."""
+    old = files.history(41)  # the newest a minute before T0, oldest first: alone on its page
+    await files.poll()
+    files.sim.delete_file(old[3]["id"])
+    late = files.sim.create_file(filename="slow.jsonl", created_at=T0 - 150)
+    report, _ = await files.poll()
+    assert changes(report) == {("file.deleted", old[3]["id"]), ("file.uploaded", late["id"])}
+    report, _ = await files.poll()
+    assert (report.mode, report.events) == ("incremental", ())
+
+
 async def test_deleting_the_last_file_is_announced(files: Files) -> None:
     """An empty listing that deletes fewer than poll.mass_delete_min items is not held."""
     (only,) = files.history(1)

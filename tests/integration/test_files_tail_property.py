@@ -23,14 +23,19 @@ HISTORY = 12
 """Files before the baseline, a minute apart: enough for an order to be learned."""
 
 upload = st.tuples(st.just("upload"))
+# a slow upload: listed now, created up to a minute ago (polling.HEAD_OVERLAP), so it can
+# sort behind files poller already knows
+late = st.tuples(st.just("late"), st.integers(min_value=1, max_value=60))
 delete = st.tuples(st.just("delete"), st.integers(min_value=0, max_value=60))
 advance = st.tuples(st.just("advance"), st.sampled_from([1.0, 30.0, 600.0]))
 poll = st.tuples(st.just("poll"))
 histories = st.lists(
-    st.one_of(upload, upload, delete, delete, advance, poll, poll), min_size=3, max_size=25
+    st.one_of(upload, upload, late, delete, delete, advance, poll, poll), min_size=3, max_size=25
 )
 # an upload hides a deletion deep in history from the total
 HIDDEN = [("delete", 2), ("upload",), ("poll",), ("advance", 30.0), ("poll",)]
+# a slow upload sorts behind a known file older than the newest, and a deletion balances it
+LATE = [("upload",), ("advance", 30.0), ("upload",), ("poll",), ("late", 45), ("delete", 0)]
 
 
 class Clock:
@@ -70,6 +75,8 @@ async def play(
         for op in ops:
             if op[0] == "upload":
                 living.append(sim.create_file()["id"])
+            elif op[0] == "late":
+                living.append(sim.create_file(created_at=clock.t - op[1])["id"])
             elif op[0] == "delete" and living:
                 sim.delete_file(living.pop(op[1] % len(living)))
             elif op[0] == "advance":
@@ -93,10 +100,12 @@ async def play(
 )
 @example(order="newest", ops=HIDDEN, page_size=3)
 @example(order="oldest", ops=HIDDEN, page_size=3)
+@example(order="newest", ops=LATE, page_size=3)
+@example(order="oldest", ops=LATE, page_size=2)
 def test_tail_and_full_listing_agree(
     served: tuple[Clock, SimulatorServer], order: str, ops: list[tuple[Any, ...]], page_size: int
 ) -> None:
-    """Over random uploads and deletions, in each order and in none, both find the same events."""
+    """Over random uploads (some listed late) and deletions, in any order, both find the same."""
     with tempfile.TemporaryDirectory() as tmp:
         tail, full = asyncio.run(play(served, order, ops, page_size, pathlib.Path(tmp)))
     assert tail == full

@@ -118,6 +118,8 @@ async def test_alerted_counters_exist_before_their_first_increment(exposition: s
     assert got[("poller_config_reloads_total", (("outcome", "refused"),))] == 0
     assert got[("poller_deliveries_dead_total", (("sink", "hook"),))] == 0
     assert got[("poller_deliveries_total", (("outcome", "gone"), ("sink", "hook")))] == 0
+    for kind in ("trigger", "hint"):
+        assert got[("poller_proxy_unattributed_calls_total", (("kind", kind),))] == 0
 
 
 async def test_process_and_python_collectors_are_served(exposition: str) -> None:

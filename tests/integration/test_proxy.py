@@ -33,6 +33,8 @@ sdk = pytest.importorskip("mistralai.client")
 
 WORKSPACE_KEY = "sk-workspace-key-0123456789"
 TOKEN = "local-proxy-token-9876543210"
+KEYED = {"Authorization": f"Bearer {WORKSPACE_KEY}"}
+"""What a client of the workspace sends: calls with its key are recorded as its own."""
 HELLO = [{"role": "user", "content": "Hello, who are you?"}]
 
 
@@ -40,7 +42,7 @@ def proxy_config(api_url: str, store_url: str, **proxy: Any) -> config_mod.Confi
     mistral = proxy.pop("mistral", {})
     return config_mod.from_mapping(
         {
-            "mistral": {"base_url": api_url, **mistral},
+            "mistral": {"base_url": api_url, "api_key": WORKSPACE_KEY, **mistral},
             "store": {"url": store_url},
             "sources": dict.fromkeys(("batch_jobs", "fine_tuning_jobs", "files", "models"), False),
             "sinks": [{"name": "jsonl", "type": "file", "path": "/dev/null"}],
@@ -105,7 +107,7 @@ async def mistral() -> AsyncIterator[Client]:
     """Official SDK clients for a server URL; their connections are closed afterwards."""
     made: list[Any] = []
 
-    def mistral(url: str, key: str = "any-key") -> Any:
+    def mistral(url: str, key: str = WORKSPACE_KEY) -> Any:
         made.append(sdk.Mistral(api_key=key, server_url=url))
         return made[-1]
 
@@ -217,7 +219,7 @@ async def test_upstream_error_relayed_unchanged(start: Start, server: SimulatorS
     """An upstream 4xx reaches the client byte for byte and records nothing."""
     proxy = await start()
     body = {"model": "mistral-nope", "messages": HELLO}
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(headers=KEYED) as http:
         via = await http.post(f"{proxy.url}/v1/chat/completions", json=body)
         direct = await http.post(f"{server.url}/chat/completions", json=body)
     assert (via.status_code, via.content) == (direct.status_code, direct.content) != (200, b"")
@@ -231,7 +233,7 @@ async def test_upstream_5xx_fault_relayed(
     """A 503 with Retry-After from upstream is relayed with its header, unrecorded."""
     proxy = await start()
     sim.add_fault(kind="status", status=503, headers={"Retry-After": "2"}, match={"path": "/v1/e"})
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(headers=KEYED) as http:
         answer = await http.post(
             f"{proxy.url}/v1/embeddings", json={"model": "mistral-embed", "input": "x"}
         )
@@ -289,7 +291,7 @@ async def test_hangup_mid_stream_closes_upstream_records_nothing(
     proxy = await start()
     sim.inference.token_delay = 0.05
     body = {"model": "mistral-small-latest", "messages": HELLO, "stream": True}
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(headers=KEYED) as http:
         async with http.stream("POST", f"{proxy.url}/v1/chat/completions", json=body) as answer:
             first = await anext(answer.aiter_raw())
             assert first.startswith(b"data: ")
@@ -515,6 +517,7 @@ async def test_daemon_delivers_each_trigger_once_signed(
         server.url,
         receiver.url,
         store_file,
+        mistral={"api_key": WORKSPACE_KEY},
         proxy={"listen": f"127.0.0.1:{port}"},
         sources=dict.fromkeys(("batch_jobs", "fine_tuning_jobs", "files", "models"), False),
     )
@@ -557,7 +560,6 @@ def recorder_of(app: App, enqueue: Any = None, **options: Any) -> Recorder:
     return Recorder(
         enqueue=enqueue or app.store.enqueue,
         notify=app.notify,
-        workspace="default",
         record_content=True,
         clock=app.clock,
         **options,
@@ -577,7 +579,7 @@ async def test_record_retries_until_the_store_takes_it(store_url: str) -> None:
 
         recorder = recorder_of(app, flaky, retry_wait=tenacity.wait_none())
         with structlog.testing.capture_logs() as logs:
-            recorder.submit(embeddings_call("e1", app.clock()))
+            recorder.submit(embeddings_call("e1", app.clock()), workspace="default")
             await recorder.aclose(5)
         failed = [x for x in logs if x["event"] == "proxy_record_failed"]
         assert [x["log_level"] for x in failed] == ["error", "error"]
@@ -592,15 +594,15 @@ async def test_a_call_cut_off_while_its_event_is_built_is_logged_lost(store_file
     async with App(config) as app:
         building, release = threading.Event(), threading.Event()
 
-        def blocked(call: synchronous.Call) -> synchronous.Outcome:
+        def blocked(call: synchronous.Call, workspace: str) -> synchronous.Outcome:
             building.set()
             release.wait(30)
-            return synchronous.events(call, workspace="default")
+            return synchronous.events(call, workspace=workspace)
 
         recorder = recorder_of(app, build=blocked, linger=0)
         try:
             with structlog.testing.capture_logs() as logs:
-                recorder.submit(embeddings_call("e1", app.clock()))
+                recorder.submit(embeddings_call("e1", app.clock()), workspace="default")
                 await asyncio.to_thread(building.wait, 30)
                 await recorder.aclose(0)
         finally:
@@ -623,7 +625,7 @@ async def cut_off_in_its_thread(app: App, fail: bool) -> list[MutableMapping[str
 
     recorder = recorder_of(app, blocked, linger=0)
     with structlog.testing.capture_logs() as logs:
-        recorder.submit(embeddings_call("e1", app.clock()))
+        recorder.submit(embeddings_call("e1", app.clock()), workspace="default")
         await asyncio.to_thread(writing.wait, 30)
         closing = asyncio.create_task(recorder.aclose(0))
         flusher = recorder._flusher
@@ -664,8 +666,8 @@ async def test_calls_beyond_the_queue_size_are_counted_in_the_metric(
         service = app.services[0]
         assert isinstance(service, ProxyService)
         recorder = service.app.recorder
-        recorder.submit(embeddings_call("kept", app.clock()))
-        recorder.submit(embeddings_call("dropped", app.clock()))
+        recorder.submit(embeddings_call("kept", app.clock()), workspace="default")
+        recorder.submit(embeddings_call("dropped", app.clock()), workspace="default")
         await recorder.aclose(5)
         exposed = app.metrics.registry.get_sample_value("poller_proxy_calls_dropped_total")
         assert (recorder.dropped, exposed) == (1, 1.0)

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
+import gc
 import json
 import pathlib
 from collections.abc import AsyncIterator
 
 import aiomqtt
+import pytest
 
 from poller.app import App
+from poller.sinkcheck import probe_event
+from poller.sinks.mqtt import MqttSink
 from tests.integration.brokers import (
     MOSQUITTO,
     delivered,
@@ -155,3 +160,68 @@ async def test_a_message_the_broker_refuses_is_a_refusal_in_its_words(
             shown = await refused(app, "bus", path)
     assert "the broker refused the message on 'poller/batch_job/created': Not authorized" in shown
     assert "(reason code 0x87)" in shown
+
+
+class Silent:
+    """A TCP listener on 127.0.0.1 that accepts and never answers: a broker that hangs.
+
+    ``open`` counts the connections whose client has not closed them yet.
+    """
+
+    def __init__(self) -> None:
+        self.open = 0
+        self.accepted = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def __aenter__(self) -> Silent:
+        self._server = await asyncio.start_server(self._hold, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in self._writers:
+            writer.transport.abort()
+        await self._server.wait_closed()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def _hold(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.open += 1
+        self.accepted += 1
+        self._writers.add(writer)
+        try:
+            while await reader.read(65536):  # read the CONNECT, answer nothing, until EOF
+                pass
+        except ConnectionError:
+            pass
+        finally:
+            self.open -= 1
+            self._writers.discard(writer)
+            writer.close()
+
+
+async def test_a_connect_that_times_out_leaves_no_socket_and_no_task(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A broker that accepts TCP and never answers: each timed-out connect is closed, whole."""
+    attempts = 5
+    async with Silent() as broker:
+        sink = MqttSink("bus", f"mqtt://127.0.0.1:{broker.port}", topic="t", timeout=0.2)
+        when = dt.datetime(2026, 1, 2, tzinfo=dt.UTC)
+        for n in range(attempts):
+            outcome = await sink.deliver(probe_event("bus", "default", when, str(n)))
+            assert not outcome.ok and "no answer from the broker within 0.2s" in (
+                outcome.error or ""
+            )
+        await sink.aclose()
+        await eventually(lambda: broker.open == 0, limit=10)
+        assert broker.accepted == attempts
+    await eventually(lambda: asyncio.all_tasks() == {asyncio.current_task()}, limit=10)
+    gc.collect()
+    await asyncio.sleep(0)
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []

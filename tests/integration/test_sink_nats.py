@@ -16,6 +16,7 @@ from poller.app import App
 from poller.cli import main
 from tests.integration.brokers import (
     NatsServer,
+    attempt_errors,
     delivered,
     load,
     nats_server,
@@ -109,6 +110,29 @@ async def test_server_down_opens_the_circuit_and_nothing_is_lost(
         events = await ride_out_an_outage(app, "bus", kill, restart)
     ids = [m.headers["Nats-Msg-Id"] for m in await stored(server.url, stream) if m.headers]
     assert sorted(ids) == sorted(e.id for e in events)
+
+
+async def test_no_responders_while_jetstream_is_not_up_opens_the_circuit(
+    server: NatsServer, stream: str, tmp_path: pathlib.Path
+) -> None:
+    """A server back without JetStream yet: no responders is the broker away, not a refusal."""
+    sink = {"name": "bus", "type": "nats", "url": server.url}
+    path = write_config(tmp_path / "p.yaml", f"sqlite:///{tmp_path}/p.db", sink)
+
+    async def back_without_jetstream() -> None:
+        server.stop()
+        server.start(jetstream=False)
+
+    async def jetstream_up() -> None:
+        server.stop()
+        server.start()
+
+    async with App(load(path)) as app:
+        events = await ride_out_an_outage(app, "bus", back_without_jetstream, jetstream_up)
+        errors = attempt_errors(app, events)
+    ids = [m.headers["Nats-Msg-Id"] for m in await stored(server.url, stream) if m.headers]
+    assert sorted(ids) == sorted(e.id for e in events)
+    assert any(e.startswith("JetStream is not answering (no responders to ") for e in errors)
 
 
 async def test_subject_no_stream_takes_is_a_refusal_shown_by_events_show(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import pathlib
 from collections.abc import AsyncIterator
@@ -12,9 +13,11 @@ import redis.asyncio
 from poller.app import App
 from tests.integration.brokers import (
     REDIS,
+    attempt_errors,
     delivered,
     load,
     record,
+    redis_server,
     refused,
     relay,
     require,
@@ -121,3 +124,61 @@ async def test_connection_is_kept_and_closed_when_a_reload_drops_the_sink(
         assert 1 <= await connections() <= 8  # at most one per delivery in flight
         await app.remove_sink(name)
         assert await connections() == 0
+
+
+class Trouble:
+    """Puts a Redis of its own into a state where it writes nothing, and takes it out."""
+
+    def __init__(self, port: int, folder: pathlib.Path, kind: str) -> None:
+        self.client = redis.asyncio.Redis(port=port)
+        self.folder = folder
+        self.kind = kind
+
+    async def start(self) -> None:
+        if self.kind == "NOREPLICAS":  # writes need a replica, and there is none
+            await self.client.config_set("min-replicas-to-write", 1)
+            return
+        # MISCONF: a snapshot fails (its folder is gone) while writes stop on that (Redis
+        # stops them only where snapshots are scheduled)
+        await self.client.config_set("save", "3600 1")
+        await self.client.config_set("stop-writes-on-bgsave-error", "yes")
+        self.folder.rmdir()
+        await self.snapshot("err")
+
+    async def stop(self) -> None:
+        if self.kind == "NOREPLICAS":
+            await self.client.config_set("min-replicas-to-write", 0)
+        else:
+            self.folder.mkdir()
+            await self.client.config_set("dir", str(self.folder))
+            await self.snapshot("ok")
+        await self.client.aclose()
+
+    async def snapshot(self, status: str) -> None:
+        """Take a snapshot in the background and wait until it ends with ``status``."""
+        await self.client.bgsave()
+        async with asyncio.timeout(20):
+            while True:
+                info = await self.client.info("persistence")
+                if not info["rdb_bgsave_in_progress"] and info["rdb_last_bgsave_status"] == status:
+                    return
+                await asyncio.sleep(0.02)
+
+
+@pytest.mark.parametrize("kind", ["MISCONF", "NOREPLICAS"])
+async def test_a_server_that_cannot_write_is_away_not_a_refusal(
+    kind: str, tmp_path: pathlib.Path
+) -> None:
+    """MISCONF (a failed snapshot) or NOREPLICAS: the circuit opens; lifted: all delivered."""
+    with redis_server(tmp_path / "data", "--enable-protected-configs", "yes") as port:
+        trouble = Trouble(port, tmp_path / "data", kind)
+        url = f"redis://127.0.0.1:{port}/0"
+        sink = {"name": "bus", "type": "redis", "url": url, "stream": "events"}
+        path = write_config(tmp_path / "p.yaml", f"sqlite:///{tmp_path}/p.db", sink)
+        async with App(load(path)) as app:
+            events = await ride_out_an_outage(app, "bus", trouble.start, trouble.stop)
+            failed = attempt_errors(app, events)
+        async with redis.asyncio.Redis(port=port) as client:
+            entries = await stream_entries(client, "events")
+    assert sorted(e["id"] for e in entries) == sorted(e.id for e in events)
+    assert failed and all(f.startswith(f"Redis cannot write now: {kind} ") for f in failed)

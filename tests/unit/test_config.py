@@ -231,7 +231,7 @@ ERRORS = [
         "key of another sink type",
         "sinks:\n  - name: ops\n    type: log\n    url: https://hooks.example.com/\n",
         "poller.yaml:4: sinks[0].url: unknown key 'url'; "
-        "valid keys: name, events, workspaces, concurrency, retry, type",
+        "valid keys: name, events, workspaces, concurrency, retry, type, format",
     ),
     (
         "duplicate sink names",
@@ -1247,6 +1247,74 @@ def test_checks_across_sections_are_all_reported() -> None:
     ]
 
 
+def test_checks_across_sections_come_with_value_errors() -> None:
+    """Duplicate names, unknown references and ha on SQLite are reported in the same run as
+    bad values, in file order."""
+    text = (
+        "workspaces:\n  - name: prod\n    timeout: soon\n  - name: prod\n"
+        "poll:\n  intervall: 5s\n"
+        "sinks:\n  - name: a\n    type: log\n    workspaces: [staging]\n"
+        "  - name: a\n    type: log\n    concurrency: lots\n"
+        "ha:\n  lease_ttl: 15s\n"
+        "proxy:\n  inject_key: true\n"
+    )
+    assert lines(text) == [
+        "poller.yaml:3: workspaces[0].timeout: 'soon' is not a duration; "
+        "use e.g. 30, '500ms', '30s', '5m'",
+        "poller.yaml:4: workspaces[1].name: duplicate workspace name 'prod' (also workspaces[0]); "
+        "give each workspace its own name",
+        "poller.yaml:6: poll.intervall: unknown key 'intervall'; did you mean 'interval'?",
+        "poller.yaml:10: sinks[0].workspaces[0]: unknown workspace 'staging'; known: prod",
+        "poller.yaml:11: sinks[1].name: duplicate sink name 'a' (also sinks[0]); "
+        "give each sink its own name",
+        "poller.yaml:13: sinks[1].concurrency: expected a whole number, got a string",
+        "poller.yaml:14: ha: HA needs a PostgreSQL store shared by the replicas; set store.url "
+        "to postgresql+psycopg://… or remove the ha: section (a SQLite store runs one daemon)",
+        "poller.yaml:17: proxy.inject_key: inject_key: true needs a token that local clients "
+        "must send; set proxy.token, e.g. token: ${POLLER_PROXY_TOKEN}",
+        "poller.yaml:17: proxy.inject_key: workspace 'prod' has no api_key to inject; set its "
+        "api_key, or let clients send their own key (inject_key: false)",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "sinks:\n  - name: a b\n    type: log\n  - name: a b\n    type: log\n",
+            [
+                "poller.yaml:2: sinks[0].name: 'a b' is not a valid sink name; "
+                "use letters, digits, _, . and -",
+                "poller.yaml:4: sinks[1].name: 'a b' is not a valid sink name; "
+                "use letters, digits, _, . and -",
+            ],
+        ),
+        (
+            "workspaces:\n  - name: Prod\nsinks:\n  - name: a\n    type: log\n"
+            "    workspaces: [Prod]\n",
+            [
+                "poller.yaml:2: workspaces[0].name: 'Prod' is not a valid workspace name; "
+                "use lowercase letters, digits, _ and - (up to 63, starting with a letter or "
+                "digit)"
+            ],
+        ),
+        (
+            "sinks:\n  - name: ${SINK}\n    type: log\n  - name: ${SINK}\n    type: log\n",
+            [
+                "poller.yaml:2: sinks[0].name: environment variable SINK is not set; "
+                "export it or write the value in the file",
+                "poller.yaml:4: sinks[1].name: environment variable SINK is not set; "
+                "export it or write the value in the file",
+            ],
+        ),
+    ],
+    ids=["invalid names", "invalid workspace name", "unset names"],
+)
+def test_a_key_is_judged_once(text: str, expected: list[str]) -> None:
+    """A name whose value is already at fault is not also called a duplicate or unknown."""
+    assert lines(text) == expected
+
+
 def test_every_duplicate_key_is_reported() -> None:
     """Each key given twice gets its line."""
     assert lines(
@@ -1309,3 +1377,43 @@ def test_bare_default_store_is_left_to_the_daemon() -> None:
 def test_without_the_filesystem_the_directory_is_not_checked() -> None:
     """Parsing alone (reload, tests, tools) never looks at the disk."""
     assert config.parse("store:\n  url: sqlite:////nonexistent/x/poller.db\n", environ={})
+
+
+def test_a_part_not_read_is_left_out_for_an_unset_variable() -> None:
+    """With `reads`, each unset variable outside what is read takes its part out: a sink is
+    kept by name, the proxy goes, any other key goes alone; what went is reported once."""
+    heard: list[config.partial.Skipped] = []
+    text = (
+        "workspaces:\n  - name: prod\n    api_key: ${KEY}\n    timeout: 5s\n"
+        "sinks:\n  - name: hook\n    type: http\n    url: https://h.example/x\n"
+        "    secret: ${SECRET}\n    headers:\n      Authorization: Bearer ${SECRET}\n"
+        "ops:\n  listen: ${LISTEN}\n"
+        "proxy:\n  token: ${TOKEN}\n  inject_key: true\n"
+    )
+    loaded = config.parse(
+        text,
+        source="poller.yaml",
+        environ={},
+        reads=config.partial.operator(),
+        on_skip=heard.append,
+    )
+    assert [(w.name, w.api_key, w.timeout) for w in loaded.workspaces] == [("prod", None, 5.0)]
+    assert [(s.name, s.type) for s in loaded.sinks] == [("hook", "log")]
+    assert (loaded.ops.listen, loaded.proxy) == (None, None)
+    assert heard == [
+        config.partial.Skipped(
+            ("KEY", "SECRET", "LISTEN", "TOKEN"),
+            ("workspaces[0].api_key", "sink 'hook'", "ops.listen", "proxy"),
+        )
+    ]
+
+
+def test_what_is_read_stays_strict() -> None:
+    """An unset variable in what the command reads is still an error, and alone reported."""
+    text = "store:\n  url: ${STORE}\nmistral:\n  api_key: ${KEY}\n"
+    with pytest.raises(ConfigError) as info:
+        config.parse(text, source="poller.yaml", environ={}, reads=config.partial.operator())
+    assert str(info.value) == (
+        "poller.yaml:2: store.url: environment variable STORE is not set; "
+        "export it or write the value in the file"
+    )

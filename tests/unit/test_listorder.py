@@ -64,20 +64,31 @@ def test_first_page_of_a_tail_read(order: str, expected: int, size: int, page: i
 
 
 @pytest.mark.parametrize(
-    ("order", "known", "created", "cursor", "stop"),
+    ("order", "known", "created", "since", "stop"),
     [
         ("newest", True, 50, 60, True),
-        ("newest", True, 60, 60, False),  # as new as the cursor: read on
+        ("newest", True, 60, 60, False),  # as new as the window's start: read on
         ("newest", False, 50, 60, False),
         ("newest", True, 50, None, True),
         ("oldest", True, 50, 60, False),
     ],
 )
 def test_a_newest_first_read_stops_at_a_known_older_item(
-    order: str, known: bool, created: int, cursor: int | None, stop: bool
+    order: str, known: bool, created: int, since: int | None, stop: bool
 ) -> None:
-    """Reading stops at the first known item older than the cursor, newest first only."""
-    assert listorder.reached_known(order, known, created, cursor) is stop  # type: ignore[arg-type]
+    """Reading stops at the first known item older than the window, newest first only."""
+    assert listorder.reached_known(order, known, created, since) is stop  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("created", "since", "stop"),
+    [(50, 60, True), (60, 60, False), (70, 60, False), (None, 60, True), (70, None, True)],
+)
+def test_an_oldest_first_read_goes_back_while_a_page_starts_in_the_window(
+    created: int | None, since: int | None, stop: bool
+) -> None:
+    """Going back stops at a page whose first item is older than the window (or undated)."""
+    assert listorder.before_window(created, since) is stop
 
 
 @pytest.mark.parametrize(

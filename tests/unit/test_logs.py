@@ -48,3 +48,20 @@ def test_terminal_colour_follows_no_color(
     line = _one_line(terminal)
     assert "disk_low" in line and "free" in line
     assert ("\x1b[" in line) is coloured
+
+
+@pytest.mark.parametrize(
+    ("name", "level", "passes", "shown_as"),
+    [("aiormq.connection", logging.INFO, False, "DEBUG"),
+     ("aiormq.connection", logging.DEBUG, True, "DEBUG"),
+     ("aio_pika", logging.DEBUG, True, "DEBUG"),
+     ("aio_pikachu", logging.INFO, True, "ERROR"),
+     ("uvicorn.error", logging.INFO, True, "ERROR")],
+)  # fmt: skip
+def test_broker_client_records_are_kept_at_debug(
+    name: str, level: int, passes: bool, shown_as: str
+) -> None:
+    """aio-pika's and aiormq's errors become debug lines (none unless debug); others stay."""
+    record = logging.LogRecord(name, logging.ERROR, __file__, 1, "connection lost", None, None)
+    assert logs.Quieted(level).filter(record) is passes
+    assert record.levelname == shown_as

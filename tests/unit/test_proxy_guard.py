@@ -157,3 +157,29 @@ def test_a_call_belongs_to_the_workspace_of_its_key(
 def test_accounts_keep_their_keys_out_of_repr() -> None:
     """An account's key never shows in its repr (logs, tracebacks)."""
     assert "key-a" not in repr(ACCOUNTS[0])
+
+
+@pytest.mark.parametrize(
+    ("headers", "credential"),
+    [([(b"x-api-key", b"key-c"), (b"user-agent", b"sdk")], b"key-c"),
+     ([(b"authorization", b" Bearer key-z ")], b"Bearer key-z"),
+     ([(b"authorization", b"")], None), ([], None)],
+)  # fmt: skip
+def test_the_credential_is_read_where_workspace_keys_travel(
+    headers: guard.Headers, credential: bytes | None
+) -> None:
+    """Any header a workspace's key travels in (Authorization too); blank or absent is none."""
+    assert guard.credential(headers, ACCOUNTS) == credential
+
+
+@pytest.mark.parametrize(
+    ("credential", "fingerprint"),
+    [(b"Bearer sk-stranger-key-5555555555", "sha256:0d6d46d5"),
+     (b"sk-stranger-key-5555555555", "sha256:0d6d46d5"),
+     (b"Bearer key-a", "sha256:f10f7812"), (b"", "none"), (None, "none")],
+)  # fmt: skip
+def test_a_key_is_named_by_eight_digits_of_its_sha256(
+    credential: bytes | None, fingerprint: str
+) -> None:
+    """The fingerprint is the key's SHA-256 cut to 8 hex digits, with or without its scheme."""
+    assert guard.fingerprint(credential) == fingerprint

@@ -40,13 +40,12 @@ async def test_a_call_that_breaks_the_builder_loses_only_itself(
     recorder = Recorder(
         enqueue=enqueue,
         notify=lambda: None,
-        workspace="default",
         record_content=True,
         clock=lambda: T,
     )
     with structlog.testing.capture_logs() as logs:
-        recorder.submit(embeddings_call("bad", T))
-        recorder.submit(embeddings_call("good", T))
+        recorder.submit(embeddings_call("bad", T), workspace="default")
+        recorder.submit(embeddings_call("good", T), workspace="default")
         await recorder.aclose(5)
     skipped = [x for x in logs if x["event"] == "proxy_call_not_recorded"]
     assert [(x["log_level"], x["reason"]) for x in skipped] == [
@@ -70,7 +69,6 @@ async def test_a_full_queue_drops_counts_and_logs_once_per_episode() -> None:
     recorder = Recorder(
         enqueue=enqueue,
         notify=lambda: None,
-        workspace="default",
         record_content=True,
         clock=lambda: T,
         queue_size=2,
@@ -79,14 +77,14 @@ async def test_a_full_queue_drops_counts_and_logs_once_per_episode() -> None:
         linger=0,
     )
     with structlog.testing.capture_logs() as logs:
-        recorder.submit(embeddings_call("a", T))
+        recorder.submit(embeddings_call("a", T), workspace="default")
         await _until(lambda: recorder._writing is not None)
         for name in "bcdef":
-            recorder.submit(embeddings_call(name, T))
+            recorder.submit(embeddings_call(name, T), workspace="default")
         store_up.set()
         await _until(lambda: not recorder.pending)
         for name in "ghij":
-            recorder.submit(embeddings_call(name, T))
+            recorder.submit(embeddings_call(name, T), workspace="default")
         await recorder.aclose(5)
     assert (recorder.dropped, len(drops)) == (5, 5)
     assert [e.resource_id for e in written] == ["a", "b", "c", "g", "h"]

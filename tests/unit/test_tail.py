@@ -57,11 +57,3 @@ def _event(event_type: str, workspace: str = "default") -> Event:
 def test_matcher(glob: str | None, workspace: str | None, event: Event, expected: bool) -> None:
     """--type is a glob where only * is special; --workspace is exact."""
     assert tail.matcher(glob, workspace)(event) is expected
-
-
-def test_line() -> None:
-    """A terminal line: time, workspace, type, resource id, event id."""
-    assert tail.line(_event("batch_job.succeeded")) == (
-        "2026-11-27T10:42:07.118000Z  default  batch_job.succeeded  job-1  "
-        "evt_3k2qbn5pdmc4w6xsl7ayvjrt2e"
-    )
