@@ -32,6 +32,7 @@ lint: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(BIN)/python -m bench.polling
+	$(BIN)/python -m bench.libraries
 	$(BIN)/python -m bench.delivery
 	$(BIN)/python -m bench.ha_delivery
 	$(BIN)/python -m bench.brokers

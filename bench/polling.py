@@ -2,8 +2,8 @@
 
 - **requests per idle cycle** with 1k, 10k and 100k finished batch jobs in the workspace:
   poller's incremental cycle next to a naive poller that lists everything every cycle;
-- **requests per idle cycle of all four sources** with as many files beside those jobs
-  and 100 fine-tuned models, counted by the simulator; how many cycles an upload takes to
+- **requests per idle cycle of every source** with as many files beside those jobs,
+  100 fine-tuned models and no library, counted by the simulator; how many cycles an upload takes to
   be announced, and a deletion of the oldest file made in the same cycle as an upload
   (so the total does not move) — once a fresh upload, once a slow one, listed after a
   newer file poller knows (created 45 s before the newest);
@@ -36,6 +36,7 @@ import httpx
 from bench.common import percentile, row, simulator
 from poller import logs
 from poller import store as store_mod
+from poller.app import STRATEGIES
 from poller.mistral.client import MistralClient
 from poller.polling import Settings, SourcePoller
 from poller.sources import ALL, BATCH_JOBS, FILES
@@ -101,9 +102,9 @@ async def measure_size(port: int, size: int, root: str) -> dict[str, Any]:
 async def every_source(
     base: str, http: httpx.AsyncClient, store: store_mod.Store
 ) -> dict[str, Any]:
-    """Idle cycles of all four sources, and how soon an upload and a hidden deletion show."""
+    """Idle cycles of every source, and how soon an upload and a hidden deletion show."""
     pollers = [
-        SourcePoller(
+        STRATEGIES.get(spec.name, SourcePoller)(
             spec,
             client=MistralClient(http),
             store=store,
@@ -277,7 +278,7 @@ def main() -> None:
     print(
         row(
             "files (+ as many jobs, 100 models)",
-            "req/idle cycle, all four sources (mean, max)",
+            "req/idle cycle, every source (mean, max)",
             "files listed in full (req)",
             "upload announced (cycles)",
             "hidden deletion found (cycles, req that cycle)",

@@ -20,6 +20,7 @@ from poller import __version__, health, leadership, logs, metrics, sources, stor
 from poller import config as config_mod
 from poller.delivery.dispatcher import SinkWorker
 from poller.delivery.retry import RetryPolicy
+from poller.libraries.source import LibraryPoller
 from poller.mistral.auth import auth_headers
 from poller.mistral.client import MistralClient
 from poller.mistral.pace import Gate
@@ -37,6 +38,7 @@ from poller.store.sinkstate import SinkState
 
 USER_AGENT = f"poller/{__version__}"
 STRATEGIES: dict[str, PollerFactory] = {}
+STRATEGIES["libraries"] = LibraryPoller
 """Source name → the poller of a source that ``SourcePoller`` (paged lists) does not serve."""
 _CREDENTIAL_HEADER = re.compile(r"(auth|token|key|secret|password|cookie|signature)", re.I)
 

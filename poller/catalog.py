@@ -114,6 +114,132 @@ _BATCH_MODEL = _f(
 )
 _FT_MODEL = _f("model", schema=_t("string"), description="Base model to fine-tune.")
 
+# Libraries and their documents (Mistral's OpenAPI: Library, Document, ProcessStatus).
+# Times are the API's own ISO 8601 strings; the deprecated fields (``hash``,
+# ``processing_status``, ``tokens_processing_*`` but the total) are left out.
+_DATE_TIME = {"type": "string", "format": "date-time"}
+_MAYBE_DATE_TIME = {"type": ["string", "null"], "format": "date-time"}
+_LIBRARY_ID = _f("id", schema=_t("string"), description="Unique identifier of the library.")
+_LIBRARY_NAME = _f("name", schema=_t("string"), description="Name of the library.")
+_DOCUMENT_ID = _f("id", schema=_t("string"), description="Unique identifier of the document.")
+_DOCUMENT_LIBRARY = _f(
+    "library_id", schema=_t("string"), description="The library the document belongs to."
+)
+_DOCUMENT_NAME = _f("name", schema=_t("string"), description="Name of the document.")
+_MIME_TYPE = _f(
+    "mime_type", schema=_t("string", "null"), description="MIME type of the uploaded file."
+)
+_SIZE = _f("size", schema=_t("integer", "null"), description="Size of the document in bytes.")
+_LAST_PROCESSED = _f(
+    "last_processed_at",
+    schema=_MAYBE_DATE_TIME,
+    description="When processing last ended, as the API reports it.",
+)
+
+
+def _process_status(*values: str) -> Field:
+    return _f(
+        "process_status",
+        schema=_one_of(*values) if values else _t("string"),
+        description="The document's processing status (the API's ProcessStatus).",
+    )
+
+
+_LIBRARIES: tuple[EventType, ...] = (
+    EventType(
+        "library.created",
+        "A new library appeared.",
+        (
+            _LIBRARY_ID,
+            _LIBRARY_NAME,
+            _f(
+                "description",
+                schema=_t("string", "null"),
+                description="The library's description.",
+            ),
+            _f(
+                "owner_type",
+                schema=_t("string"),
+                description="Who owns it: `Workspace` or `User`.",
+            ),
+            _f("created_at", schema=_DATE_TIME, description="When the library was created."),
+        ),
+        seed=False,
+    ),
+    EventType(
+        "library.deleted",
+        "A library was deleted (absent from the listing and confirmed by a 404), "
+        "its documents with it.",
+        (_LIBRARY_ID, _LIBRARY_NAME),
+        seed=False,
+    ),
+    EventType(
+        "library_document.uploaded",
+        "A new document appeared in a library; its processing follows.",
+        (
+            _DOCUMENT_ID,
+            _DOCUMENT_LIBRARY,
+            _DOCUMENT_NAME,
+            _MIME_TYPE,
+            _SIZE,
+            _process_status(),
+            _f("created_at", schema=_DATE_TIME, description="When the document was uploaded."),
+        ),
+        seed=False,
+    ),
+    EventType(
+        "library_document.processed",
+        "A document's processing ended with ProcessStatus `done`: its text is extracted "
+        "and it is searchable in its library. A reprocessed document gets a new event.",
+        (
+            _DOCUMENT_ID,
+            _DOCUMENT_LIBRARY,
+            _DOCUMENT_NAME,
+            _MIME_TYPE,
+            _SIZE,
+            _process_status("done"),
+            _LAST_PROCESSED,
+            _f(
+                "number_of_pages",
+                schema=_t("integer", "null"),
+                description="Pages found in the document, when it has pages.",
+            ),
+            _f(
+                "tokens_processing_total",
+                schema=_t("integer", "null"),
+                description="Tokens spent processing the document.",
+            ),
+            _f(
+                "summary",
+                schema=_t("string", "null"),
+                description="The summary the processing wrote; null when there is none.",
+            ),
+        ),
+        seed=False,
+    ),
+    EventType(
+        "library_document.failed",
+        "A document's processing ended with ProcessStatus `error` or `missing_content`. "
+        "A reprocessed document gets a new event.",
+        (
+            _DOCUMENT_ID,
+            _DOCUMENT_LIBRARY,
+            _DOCUMENT_NAME,
+            _MIME_TYPE,
+            _process_status("error", "missing_content"),
+            _LAST_PROCESSED,
+        ),
+        seed=False,
+    ),
+    EventType(
+        "library_document.deleted",
+        "A document was deleted, by itself or with its library (absent from a complete "
+        "listing and confirmed by a 404).",
+        (_DOCUMENT_ID, _DOCUMENT_LIBRARY, _DOCUMENT_NAME),
+        seed=False,
+    ),
+)
+
 TYPES: tuple[EventType, ...] = (
     EventType(
         "batch_job.created",
@@ -234,6 +360,7 @@ TYPES: tuple[EventType, ...] = (
             _f("owned_by", schema=_t("string"), description="Organization that owns the model."),
         ),
     ),
+    *_LIBRARIES,
     EventType(
         "chat_completion.created",
         "A chat completion was generated.",

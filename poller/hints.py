@@ -11,7 +11,9 @@ row written beside it keeps the next poll from announcing it again.
 - ``POST /batch/jobs/{id}/cancel``, ``POST /fine_tuning/jobs/{id}/cancel``: changed, the
   answer is the job as it is now;
 - ``DELETE /files/{id}``, ``DELETE /models/{id}``: deleted, when the answer says
-  ``deleted: true``.
+  ``deleted: true``;
+- libraries and their documents: created, deleted, uploaded, reprocessed, read by
+  ``poller.libraries.hints`` (a hint's ``change``).
 
 A hint adds what was created and moves or drops only what the snapshot already knows;
 anything else is left to polling, which stays the truth.
@@ -28,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from poller import sources, synchronous
 from poller.diff import DiffResult, diff
+from poller.libraries import hints as library_hints
 from poller.model import Event, Resource
 from poller.sources import SourceSpec
 
@@ -48,7 +51,8 @@ class Route:
 
 
 def _route(method: str, path: str, spec: SourceSpec, kind: str) -> Route:
-    return Route(method, re.compile(path.replace("{id}", "(?P<id>[^/]+)") + "/?"), spec, kind)
+    pattern = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path)
+    return Route(method, re.compile(pattern + "/?"), spec, kind)
 
 
 ROUTES: tuple[Route, ...] = (
@@ -59,6 +63,11 @@ ROUTES: tuple[Route, ...] = (
     _route("POST", "/files", sources.FILES, CREATED),
     _route("DELETE", "/files/{id}", sources.FILES, DELETED),
     _route("DELETE", "/models/{id}", sources.MODELS, DELETED),
+    _route("POST", "/libraries", sources.LIBRARIES, CREATED),
+    _route("DELETE", "/libraries/{id}", sources.LIBRARIES, DELETED),
+    _route("POST", "/libraries/{library}/documents", sources.LIBRARIES, CREATED),
+    _route("DELETE", "/libraries/{library}/documents/{id}", sources.LIBRARIES, DELETED),
+    _route("POST", "/libraries/{library}/documents/{id}/reprocess", sources.LIBRARIES, CHANGED),
 )
 
 
@@ -88,10 +97,14 @@ class Hint:
     """When the answer was complete: the timestamp of the events it gives."""
     resource: Resource | None = None
     """The resource as the answer shows it (``None`` for a deletion)."""
+    change: library_hints.Change | None = None
+    """How a source that ``diff`` does not serve (libraries) reads and records the call."""
 
     @property
     def joins_active_set(self) -> bool:
         """A job still moving: the source is polled at its active interval from now."""
+        if self.change is not None:
+            return self.change.joins_active_set
         return self.resource is not None and self.spec.is_active(self.resource.status)
 
 
@@ -104,6 +117,8 @@ def of_answer(
         return None
     where, path_id = found
     spec = where.spec
+    if spec is sources.LIBRARIES:
+        return _library_hint(method, path, answer, workspace=workspace, at=at)
     if where.kind == DELETED:
         if answer.get("deleted") is not True or not path_id:
             return None
@@ -130,11 +145,28 @@ def read(
         return None
     if polled is not None and found[0].spec.name not in polled:
         return None
+    answer: dict[str, Any] | None
     try:
         answer = synchronous.answer_of(call, keep_content=False)
     except ValueError:
+        answer = None  # a library's deletion or a reprocess answers 204, without a body
+    at = call.finished_at
+    if found[0].spec is sources.LIBRARIES:
+        return _library_hint(call.method, call.path, answer, workspace=workspace, at=at)
+    if answer is None:
         return None
-    return of_answer(call.method, call.path, answer, workspace=workspace, at=call.finished_at)
+    return of_answer(call.method, call.path, answer, workspace=workspace, at=at)
+
+
+def _library_hint(
+    method: str, path: str, answer: Mapping[str, Any] | None, *, workspace: str, at: dt.datetime
+) -> Hint | None:
+    change = library_hints.read(method, path, answer)
+    if change is None:
+        return None
+    return Hint(
+        workspace, sources.LIBRARIES, change.kind, change.resource_id, at, change.resource, change
+    )
 
 
 def plan(hint: Hint, before: Mapping[str, Resource]) -> DiffResult:
@@ -143,6 +175,8 @@ def plan(hint: Hint, before: Mapping[str, Resource]) -> DiffResult:
     A created resource is new unless the snapshot has it already; a changed job moves only
     if the snapshot knows it; a deleted one is dropped, with its event, only if it does.
     """
+    if hint.change is not None:
+        return hint.change.plan(before, workspace=hint.workspace, at=hint.at)
     known = hint.resource_id in before
     if hint.kind == DELETED:
         gone: Sequence[str] = (hint.resource_id,) if known else ()
@@ -157,6 +191,8 @@ def plan(hint: Hint, before: Mapping[str, Resource]) -> DiffResult:
 
 def record(store: Store, hint: Hint) -> list[Event]:
     """Write ``hint``'s snapshot rows and events in one transaction; the events new to it."""
+    if hint.change is not None:
+        return hint.change.record(store, hint.workspace, hint.at)
     return store.commit_hint(
         hint.workspace,
         hint.spec.name,

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 import structlog
@@ -119,6 +119,83 @@ def newest(cursor: int | None, resources: Iterable[Resource]) -> int | None:
     return max(times, default=None)
 
 
+def reconciled(settings: Settings, state: SourceState, now: dt.datetime) -> bool:
+    """Whether the source was read in full less than a reconcile interval ago (so this poll
+    may read less)."""
+    if not (settings.incremental and state.baselined) or state.last_reconcile_at is None:
+        return False
+    return (now - state.last_reconcile_at).total_seconds() < settings.reconcile_interval
+
+
+def guard(
+    missing: int,
+    tracked: int,
+    *,
+    listed: bool,
+    state: SourceState,
+    now: dt.datetime,
+    settings: Settings,
+    log: structlog.typing.FilteringBoundLogger,
+) -> tuple[bool, dt.datetime | None, int]:
+    """Whether ``missing`` items a complete listing no longer shows go on to their direct
+    GETs now: ``(confirm, held_since, held)``.
+
+    When the listing would delete too much (at least ``mass_delete_min`` of the
+    ``tracked`` items and more than the threshold's share), the deletions are held until
+    a second listing a reconcile interval later agrees. ``listed``: the listing showed
+    anything at all.
+    """
+    if not missing:
+        if state.held_since is not None:
+            log.info("deletions_released", reason="the listing is whole again")
+        return False, None, 0
+    too_many = (
+        missing >= settings.mass_delete_min and missing > settings.mass_delete_threshold * tracked
+    )
+    if too_many:
+        held_since = state.held_since or now
+        waited = (now - held_since).total_seconds()
+        if waited < settings.reconcile_interval:
+            if state.held_since is None:
+                log.warning(
+                    "deletions_held",
+                    missing=missing,
+                    tracked=tracked,
+                    reason="empty listing" if not listed else "mass deletion",
+                    confirm_after_s=settings.reconcile_interval,
+                )
+            return False, held_since, missing
+        log.warning("deletions_confirming", missing=missing, held_for_s=round(waited))
+    return True, None, 0
+
+
+async def confirm(
+    client: MistralClient,
+    paths: Mapping[str, str],
+    log: structlog.typing.FilteringBoundLogger,
+) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """Direct GETs of ``paths`` by key: (keys answered 404, answers of the items that exist
+    after all). An error decides nothing: its key is in neither."""
+    semaphore = asyncio.Semaphore(CONFIRM_CONCURRENCY)
+    gone: list[str] = []
+    found: dict[str, dict[str, Any]] = {}
+
+    async def one(key: str, path: str) -> None:
+        async with semaphore:
+            try:
+                item = await client.get_item(path)
+            except ApiError as exc:
+                log.warning("confirm_failed", resource_id=key, error=str(exc))
+                return
+        if item is None:
+            gone.append(key)
+        else:
+            found[key] = item
+
+    await asyncio.gather(*(one(key, path) for key, path in paths.items()))
+    return sorted(gone), found
+
+
 @dataclasses.dataclass(eq=False)
 class _TailRead:
     """The pages a tail read took, each item once, and the snapshot rows of those known."""
@@ -197,11 +274,7 @@ class SourcePoller:
         return dataclasses.replace(report, requests=self.client.requests - before_requests)
 
     def _reconciled(self, state: SourceState, now: dt.datetime) -> bool:
-        """Whether the source was listed in full less than a reconcile interval ago."""
-        if not (self.settings.incremental and state.baselined) or state.last_reconcile_at is None:
-            return False
-        since = (now - state.last_reconcile_at).total_seconds()
-        return since < self.settings.reconcile_interval
+        return reconciled(self.settings, state, now)
 
     def _incremental_due(self, state: SourceState, now: dt.datetime) -> bool:
         return self.spec.has_lifecycle and self._reconciled(state, now)
@@ -329,50 +402,25 @@ class SourcePoller:
         reconcile interval later agrees.
         """
         missing = sorted(stored - listed)
-        if not missing:
-            if state.held_since is not None:
-                self.log.info("deletions_released", reason="the listing is whole again")
-            return [], [], None, 0
-        too_many = len(missing) >= self.settings.mass_delete_min and len(
-            missing
-        ) > self.settings.mass_delete_threshold * len(stored)
-        if too_many:
-            held_since = state.held_since or now
-            waited = (now - held_since).total_seconds()
-            if waited < self.settings.reconcile_interval:
-                if state.held_since is None:
-                    self.log.warning(
-                        "deletions_held",
-                        missing=len(missing),
-                        tracked=len(stored),
-                        reason="empty listing" if not listed else "mass deletion",
-                        confirm_after_s=self.settings.reconcile_interval,
-                    )
-                return [], [], held_since, len(missing)
-            self.log.warning("deletions_confirming", missing=len(missing), held_for_s=round(waited))
+        go, held_since, held = guard(
+            len(missing),
+            len(stored),
+            listed=bool(listed),
+            state=state,
+            now=now,
+            settings=self.settings,
+            log=self.log,
+        )
+        if not go:
+            return [], [], held_since, held
         gone, found = await self.confirm(missing)
         return gone, found, None, 0
 
     async def confirm(self, ids: Sequence[str]) -> tuple[list[str], list[Resource]]:
         """Direct GETs: (ids answered 404, items that exist after all). Errors decide nothing."""
-        semaphore = asyncio.Semaphore(CONFIRM_CONCURRENCY)
-        gone: list[str] = []
-        found: list[Resource] = []
-
-        async def one(rid: str) -> None:
-            async with semaphore:
-                try:
-                    item = await self.client.get_item(self.spec.item_url(rid))
-                except ApiError as exc:
-                    self.log.warning("confirm_failed", resource_id=rid, error=str(exc))
-                    return
-            if item is None:
-                gone.append(rid)
-            elif self.spec.tracks(item):
-                found.append(self.spec.to_resource(item))
-
-        await asyncio.gather(*(one(rid) for rid in ids))
-        return sorted(gone), found
+        paths = {rid: self.spec.item_url(rid) for rid in ids}
+        gone, bodies = await confirm(self.client, paths, self.log)
+        return gone, [self.spec.to_resource(b) for b in bodies.values() if self.spec.tracks(b)]
 
     # -- incremental -------------------------------------------------------------------
 

@@ -320,11 +320,14 @@ class Runner:
         finally:
             self._stopping = True
             log.info("stopping")
-            scheduler.shutdown(wait=False)
+            # no poll starts from now on; those under way get the grace to end (shutting the
+            # scheduler down first would cancel them at once)
+            scheduler.pause()
             if self._polls:
                 await asyncio.wait(list(self._polls), timeout=grace)
             for task in list(self._polls):
                 task.cancel()
+            scheduler.shutdown(wait=False)
             stop.set()
             if leading is not None and leadership is not None:
                 await asyncio.gather(leading, return_exceptions=True)

@@ -168,5 +168,18 @@ MODELS = SourceSpec(
     include=_fine_tuned,
 )
 
-ALL: tuple[SourceSpec, ...] = (BATCH_JOBS, FINE_TUNING_JOBS, FILES, MODELS)
+LIBRARIES = SourceSpec(
+    name="libraries",
+    resource="library",
+    list_path="/libraries",
+    item_path="/libraries/{id}",
+    paged=True,
+    created_field="created_at",
+    created_action="created",
+    deleted_action="deleted",
+    optional="the libraries API answered 404 (not offered to this workspace)",
+)
+"""Libraries and their documents, polled by ``poller.libraries.source.LibraryPoller``."""
+
+ALL: tuple[SourceSpec, ...] = (BATCH_JOBS, FINE_TUNING_JOBS, FILES, MODELS, LIBRARIES)
 BY_NAME: Mapping[str, SourceSpec] = {s.name: s for s in ALL}

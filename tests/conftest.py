@@ -8,10 +8,15 @@ import pathlib
 import uuid
 from collections.abc import Iterator
 
+import freezegun
 import pytest
 import sqlalchemy as sa
 
 from poller import testing
+
+# Mistral's SDK loads its models on first access: freezegun's walk over every module would
+# load them under its fake datetime, and they would refuse real dates ever after.
+freezegun.configure(extend_ignore_list=["mistralai"])
 
 POSTGRES_URL = os.environ.get(
     "POLLER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

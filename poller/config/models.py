@@ -57,7 +57,7 @@ from poller.config.fields import (
 )
 
 DEFAULT_STORE_URL = "sqlite:////var/lib/poller/poller.db"
-SOURCE_NAMES = ("batch_jobs", "fine_tuning_jobs", "files", "models")
+SOURCE_NAMES = ("batch_jobs", "fine_tuning_jobs", "files", "models", "libraries")
 SINK_TYPES = ("file", "http", "log", "nats", "amqp", "redis", "mqtt")
 
 
@@ -175,15 +175,17 @@ class SourcesSection(_Section):
     fine_tuning_jobs: SourceEntry = None
     files: SourceEntry = None
     models: SourceEntry = None
+    libraries: SourceEntry = None
 
 
 class SourcesConfig(_Section):
-    """Effective settings of the four sources of one workspace."""
+    """Effective settings of every source of one workspace."""
 
     batch_jobs: SourceConfig = Field(default_factory=SourceConfig)
     fine_tuning_jobs: SourceConfig = Field(default_factory=SourceConfig)
     files: SourceConfig = Field(default_factory=SourceConfig)
     models: SourceConfig = Field(default_factory=SourceConfig)
+    libraries: SourceConfig = Field(default_factory=SourceConfig)
 
     def get(self, name: str) -> SourceConfig:
         """The settings of source ``name`` (one of ``SOURCE_NAMES``); ``KeyError`` otherwise."""
@@ -192,6 +194,7 @@ class SourcesConfig(_Section):
             "fine_tuning_jobs": self.fine_tuning_jobs,
             "files": self.files,
             "models": self.models,
+            "libraries": self.libraries,
         }[name]
 
     def enabled(self) -> tuple[str, ...]:

@@ -238,7 +238,7 @@ class MistralClient:
         """One page of a paged list endpoint, with the ``total`` it answered (or None)."""
         query = {**(params or {}), "page": page, "page_size": page_size, "include_total": "true"}
         body = await self.request("GET", path, query)
-        items = _items(body, path)
+        items = items_of(body, path)
         total = _total(body)
         complete = total is not None and page == 0 and len(items) >= total
         return Listing(items=items, complete=complete, total=total)
@@ -286,7 +286,7 @@ class Pages:
             if self.paged:
                 params.update(page=self.count, page_size=size)
             body = await self.client.request("GET", self.path, params)
-            items = _items(body, self.path)
+            items = items_of(body, self.path)
             if self.count == 0 and self.paged:
                 self.total = _total(body)
             self.count += 1
@@ -322,7 +322,8 @@ def _total(body: Any) -> int | None:
     return None
 
 
-def _items(body: Any, path: str) -> list[dict[str, Any]]:
+def items_of(body: Any, path: str) -> list[dict[str, Any]]:
+    """The ``data`` items of a list answer, each an object with a string ``id``."""
     if not isinstance(body, dict):
         raise GarbledError("the list answer is not an object", method="GET", path=path)
     data = body.get("data")

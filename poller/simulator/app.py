@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Match, Route
 from starlette.types import Message, Receive, Scope, Send
 
-from poller.simulator import api, control, inference
+from poller.simulator import api, control, inference, library_routes
 from poller.simulator.errors import InvalidRequest, NotFound, Unprocessable
 from poller.simulator.faults import EMPTY_LIST, GARBLED_BODY, Fault, error_body
 from poller.simulator.state import Simulator
@@ -31,11 +31,16 @@ _CONVERTOR = re.compile(r"\{(\w+):\w+\}")
 
 def build_app(sim: Simulator) -> Starlette:
     """An ASGI app serving ``sim``: the API under ``/v1``, the control API under ``/_sim``."""
-    api_routes = [*api.routes(sim), *inference.routes(sim, sim.inference, sim.now)]
+    api_routes = [
+        *api.routes(sim),
+        *inference.routes(sim, sim.inference, sim.now),
+        *library_routes.routes(sim),
+    ]
+    controls = [*library_routes.control_routes(sim), *control.routes(sim)]
     return _SimulatorApp(
         sim,
         api_routes,
-        routes=[*api_routes, *control.routes(sim), *inference.control_routes(sim.inference)],
+        routes=[*api_routes, *controls, *inference.control_routes(sim.inference)],
         exception_handlers={
             NotFound: _not_found,
             InvalidRequest: _invalid,

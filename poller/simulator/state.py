@@ -6,8 +6,8 @@ what the ``/v1`` routes call; the others are the control API (``/_sim``), usable
 directly from Python tests.
 
 Each resource family is a module of its own built on ``core.SimulatorCore``
-(``batch_jobs``, ``fine_tuning_jobs``, ``files``, ``models``); ``Simulator`` composes them,
-so a new family is a new module and one more base here.
+(``batch_jobs``, ``fine_tuning_jobs``, ``files``, ``models``, ``libraries``); ``Simulator``
+composes them, so a new family is a new module and one more base here.
 """
 
 from __future__ import annotations
@@ -15,13 +15,14 @@ from __future__ import annotations
 from poller.simulator.batch_jobs import BatchJobs
 from poller.simulator.files import Files
 from poller.simulator.fine_tuning_jobs import FineTuningJobs
+from poller.simulator.libraries import Libraries
 from poller.simulator.models import Models
 from poller.simulator.world import BATCH_JOBS, FILES, FINE_TUNING_JOBS, KINDS, MODELS
 
 __all__ = ["BATCH_JOBS", "FILES", "FINE_TUNING_JOBS", "KINDS", "MODELS", "Simulator"]
 
 
-class Simulator(BatchJobs, FineTuningJobs, Files, Models):
+class Simulator(BatchJobs, FineTuningJobs, Files, Models, Libraries):
     """An in-memory Mistral workspace whose answers follow Mistral's OpenAPI schemas.
 
     Thread-safe: one lock guards everything. ``clock`` returns unix seconds and must

@@ -100,6 +100,27 @@ class Store:
         with self.engine.connect() as conn:
             return set(conn.scalars(query))
 
+    def ids_under(self, workspace: str, source: str, prefix: str) -> set[str]:
+        """Ids of a source's items that start with ``prefix`` (a library's documents: ``lib/``)."""
+        query = sa.select(_RESOURCES.c.resource_id).where(
+            _RESOURCES.c.workspace == workspace,
+            _RESOURCES.c.source == source,
+            _RESOURCES.c.resource_id.startswith(prefix, autoescape=True),
+        )
+        with self.engine.connect() as conn:
+            return set(conn.scalars(query))
+
+    def top_ids(self, workspace: str, source: str, separator: str = "/") -> set[str]:
+        """Ids of a source's items that hold no ``separator``: the outer items of a source
+        that keeps inner ones under ``outer/inner`` (libraries and their documents)."""
+        query = sa.select(_RESOURCES.c.resource_id).where(
+            _RESOURCES.c.workspace == workspace,
+            _RESOURCES.c.source == source,
+            ~_RESOURCES.c.resource_id.contains(separator, autoescape=True),
+        )
+        with self.engine.connect() as conn:
+            return set(conn.scalars(query))
+
     def active_ids(self, workspace: str, source: str) -> list[str]:
         """Ids of the jobs of a source that have not reached a terminal status."""
         query = sa.select(_RESOURCES.c.resource_id).where(

@@ -72,7 +72,7 @@ def test_once_exits_non_zero_when_a_poll_fails(
     assert result.returncode == 1
     rows = json.loads(result.stdout)
     assert {r["outcome"] for r in rows} == {"error"}
-    assert "4 poll(s) failed: default/batch_jobs" in result.stderr
+    assert "5 poll(s) failed: default/batch_jobs" in result.stderr
 
 
 def test_sigterm_stops_cleanly(
@@ -196,18 +196,19 @@ def test_operator_commands_over_a_live_store(
             "fine_tuning_jobs",
             "files",
             "models",
+            "libraries",
         }
         unknown = poller("events", "show", "evt_nope", "--config", str(path))
         assert unknown.returncode == 1 and "evt_nope" in unknown.stderr
 
 
 def test_demo_shows_events() -> None:
-    """`poller demo` prints events from the built-in simulator without any configuration,
-    and `stopped` is the last line it logs."""
+    """`poller demo` prints events from the built-in simulator without any configuration
+    (batch jobs and library documents moving), and `stopped` is the last line it logs."""
     result = poller("demo", "--duration", "12", timeout=60)
     assert result.returncode == 0, result.stderr
     types = {json.loads(x)["type"] for x in result.stdout.splitlines() if x.startswith("{")}
-    assert "batch_job.created" in types and len(types) >= 3
+    assert {"batch_job.created", "library_document.uploaded"} <= types and len(types) >= 3
     assert json.loads(result.stderr.splitlines()[-1])["event"] == "stopped"
 
 

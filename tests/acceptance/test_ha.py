@@ -89,7 +89,7 @@ class Replicas:
 
     def baselined(self) -> bool:
         """Every source of the workspace took its baseline."""
-        return baselined_sources(self.engine) == 4
+        return baselined_sources(self.engine) == 5
 
     def stop(self) -> None:
         for proc in self.procs:
@@ -319,7 +319,7 @@ def test_three_replicas_cost_the_api_what_one_does(
     _three, cost_three, standby = phase(3)
     assert standby == 0, "a replica without the lease polled"
     assert cost_one == cost_three
-    assert sum(max(v) for v in cost_one.values()) == 4, "one request per source per idle cycle"
+    assert sum(max(v) for v in cost_one.values()) == 5, "one request per source per idle cycle"
 
 
 def sqlite_config(api: str, db: pathlib.Path) -> str:

@@ -111,13 +111,14 @@ def test_service_lifecycle(tmp_path: pathlib.Path, notify: NotifySocket) -> None
             assert 'poller_outbox_oldest_pending_age_seconds{sink="hook"}' in scraped
 
             sim.add_fault(kind="status", status=503, count=-1, match={"path": "/v1"})
-            wait_until(lambda: len(get(base + "/readyz")[1].splitlines()) == 4)
+            wait_until(lambda: len(get(base + "/readyz")[1].splitlines()) == 5)
             status, body = get(base + "/readyz")
             assert status == 503
             assert sorted(line.split(":")[0] for line in body.splitlines()) == [
                 "default/batch_jobs",
                 "default/files",
                 "default/fine_tuning_jobs",
+                "default/libraries",
                 "default/models",
             ]
             assert all("last successful poll" in line for line in body.splitlines())

@@ -182,10 +182,12 @@ async def test_mass_deletion_needs_the_minimum_and_the_share(store_url: str) -> 
         await files.close()
 
 
-async def test_idle_cycle_of_every_source_costs_four_requests(tmp_path: pathlib.Path) -> None:
-    """With jobs, their files and fine-tuned models in history, an idle cycle is 4 requests."""
+async def test_idle_cycle_of_every_source_costs_one_request_each(tmp_path: pathlib.Path) -> None:
+    """With jobs, their files, fine-tuned models and libraries in history, an idle cycle is
+    one request per source."""
     sim = Simulator(seed=8)
     sim.bulk(batch_jobs=300, fine_tuning_jobs=20, files=600)
+    sim.bulk_libraries(libraries=5, documents=300)
     for n in range(5):
         sim.create_model(id=f"ft:open-mistral-nemo:idle{n}")
     with SimulatorServer(sim) as server:
@@ -201,6 +203,7 @@ async def test_idle_cycle_of_every_source_costs_four_requests(tmp_path: pathlib.
                     "GET /v1/fine_tuning/jobs": 1,
                     "GET /v1/files": 1,
                     "GET /v1/models": 1,
+                    "GET /v1/libraries": 1,
                 }
 
 

@@ -30,7 +30,7 @@ sdk = pytest.importorskip("mistralai.client")
 
 KEY = "sk-hint-workspace-key-0123456789"
 T0 = 1_750_000_000.0
-POLLED = 4
+POLLED = 5
 
 
 def config_for(
@@ -351,3 +351,83 @@ async def test_a_cancel_through_the_proxy_is_announced_once_by_the_poll_that_see
     assert asked.status == "CANCELLATION_REQUESTED"
     assert [r.json()["type"] for r in delivered] == ["batch_job.created", "batch_job.cancelled"]
     assert len(receiver.delivered()) == 2
+
+
+@pytest.mark.filterwarnings("ignore:.*DEPRECATED:DeprecationWarning")  # the SDK's own
+async def test_library_calls_through_the_proxy_are_announced_at_once(
+    store_url: str, daemon: Any
+) -> None:
+    """Libraries made and deleted, documents uploaded and deleted: delivered before any poll,
+    with polling's ids, and the next poll announces none of them again."""
+    sim = frozen(api_key=KEY)
+    with SimulatorServer(sim) as server, WebhookReceiver() as receiver:
+        config = config_for(server, receiver, store_url)
+        running = await daemon(config)
+        polls = running.polls()
+        async with mistral(running.proxy.url) as client:
+            libraries, documents = client.beta.libraries, client.beta.libraries.documents
+            kept = await libraries.create_async(name="Manuals")
+            guide = await documents.upload_async(
+                library_id=kept.id, file={"file_name": "guide.md", "content": b"# guide\n"}
+            )
+            old = await documents.upload_async(
+                library_id=kept.id, file={"file_name": "old.md", "content": b"# old\n"}
+            )
+            await documents.delete_async(library_id=kept.id, document_id=old.id)
+            gone = await libraries.create_async(name="Scratch")
+            note = await documents.upload_async(
+                library_id=gone.id, file={"file_name": "note.md", "content": b"# note\n"}
+            )
+            await libraries.delete_async(library_id=gone.id)
+            delivered = await asyncio.to_thread(receiver.wait_delivered, 8, 30)
+            assert running.polls() == polls
+        await running.close()
+        created = int(T0)
+        assert sorted((r.json()["type"], r.json()["id"]) for r in delivered) == sorted(
+            (t, polled_id(t, rid, created))
+            for t, rid in (
+                ("library.created", kept.id),
+                ("library_document.uploaded", guide.id),
+                ("library_document.uploaded", old.id),
+                ("library_document.deleted", old.id),
+                ("library.created", gone.id),
+                ("library_document.uploaded", note.id),
+                ("library_document.deleted", note.id),
+                ("library.deleted", gone.id),
+            )
+        )
+        assert await next_poll(config) == []
+
+
+@pytest.mark.filterwarnings("ignore:.*DEPRECATED:DeprecationWarning")  # the SDK's own
+async def test_a_reprocess_through_the_proxy_wakes_polling_for_its_new_outcome(
+    store_file: str, daemon: Any
+) -> None:
+    """An upload and a reprocess through the proxy: each outcome is announced by the woken
+    polling, the second with a new id."""
+    sim = frozen(api_key=KEY)
+    with SimulatorServer(sim) as server, WebhookReceiver() as receiver:
+        running = await daemon(config_for(server, receiver, store_file, active="0.2s"))
+        store = running.app.store
+        async with mistral(running.proxy.url) as client:
+            library = await client.beta.libraries.create_async(name="Manuals")
+            documents = client.beta.libraries.documents
+            doc = await documents.upload_async(
+                library_id=library.id, file={"file_name": "guide.md", "content": b"# guide\n"}
+            )
+            await asyncio.to_thread(receiver.wait_delivered, 2, 30)
+            sim.advance_document(library.id, doc.id, "done")
+            await asyncio.to_thread(receiver.wait_delivered, 3, 30)
+            await documents.reprocess_async(library_id=library.id, document_id=doc.id)
+            key = f"{library.id}/{doc.id}"
+
+            def reopened() -> bool:
+                row = store.load_resources("default", "libraries", [key]).get(key)
+                return row is not None and row.status == "todo"
+
+            await eventually(reopened)
+            sim.advance_document(library.id, doc.id, "done")
+            delivered = await asyncio.to_thread(receiver.wait_delivered, 4, 30)
+    outcomes = [r.json() for r in delivered if r.json()["type"] == "library_document.processed"]
+    assert [o["data"]["id"] for o in outcomes] == [doc.id, doc.id]
+    assert outcomes[0]["id"] != outcomes[1]["id"]

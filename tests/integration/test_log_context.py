@@ -48,6 +48,7 @@ async def test_client_and_poller_lines_carry_the_poll_context(
         ("files", 1),
         ("fine_tuning_jobs", 2),
         ("models", 4),
+        ("libraries", 5),
     }
     after = [e for e in captured if e["event"] not in ("api_retry", "baseline_recorded")]
     assert all("cycle" not in e for e in after if e.get("source") is None)

@@ -87,7 +87,7 @@ async def test_readyz_follows_the_api(daemon: tuple[App, str], sim: Simulator) -
     await eventually(lambda: status_is(503))
     body = (await get(url + "/readyz")).text
     assert "default/batch_jobs: last successful poll" in body
-    assert len(body.splitlines()) == 4  # one line per source
+    assert len(body.splitlines()) == 5  # one line per source
     sim.clear_faults()
     await eventually(lambda: status_is(200))
 

@@ -7,7 +7,7 @@ import asyncio
 import io
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 import pytest
@@ -42,7 +42,7 @@ async def test_skipped_polls_are_counted_and_logged_once_per_episode(
     server: SimulatorServer, store_file: str, rendered: io.StringIO
 ) -> None:
     """Each skipped run counts; an episode logs one warning as it starts, one line as it ends."""
-    sources = {"batch_jobs": False, "fine_tuning_jobs": False, "models": False}
+    sources = {"batch_jobs": False, "fine_tuning_jobs": False, "models": False, "libraries": False}
     config = make_config(server.url, None, store_file, sources=sources, poll={"interval": "20ms"})
     tokens = asyncio.Semaphore(0)  # each poll waits for one: none ends unless the test says
     async with App(config) as app:
@@ -92,3 +92,50 @@ async def test_skipped_polls_are_counted_and_logged_once_per_episode(
     assert all(n >= 3 for n in ended) and sum(ended) <= total
     assert not any("maximum number of running instances" in str(e["event"]) for e in lines)
     assert 'poller_polls_skipped_total{source="files",workspace="default"}' in exposition
+
+
+async def stop_during_a_poll(
+    server: SimulatorServer, store_file: str, grace: float, *, release: bool
+) -> tuple[bool, list[MutableMapping[str, Any]]]:
+    """Stop the daemon while the files source's first poll is held; release it or not.
+    Whether that poll's report arrived, and what was logged."""
+    sources = {"batch_jobs": False, "fine_tuning_jobs": False, "models": False, "libraries": False}
+    config = make_config(server.url, None, store_file, sources=sources, poll={"interval": "1h"})
+    async with App(config) as app:
+        ws, files = next(iter(app.pollers()))
+        real = files.poll
+        held, go = asyncio.Event(), asyncio.Event()
+
+        async def slow() -> PollReport:
+            held.set()
+            await go.wait()
+            return await real()
+
+        files.poll = slow  # type: ignore[method-assign]
+        runner = Runner(app)
+        stop = asyncio.Event()
+        with structlog.testing.capture_logs() as logs:
+            running = asyncio.create_task(runner.run(stop, grace=grace))
+            await asyncio.wait_for(held.wait(), 10)
+            stop.set()
+            await eventually(lambda: any(e["event"] == "stopping" for e in logs))
+            if release:
+                go.set()
+            await running
+    return runner.health[(ws.name, "files")].last_report is not None, logs
+
+
+async def test_a_poll_under_way_at_stop_ends_within_the_grace(
+    server: SimulatorServer, store_file: str
+) -> None:
+    """Stopping lets a poll under way end and record its report; it is not cut short."""
+    reported, logs = await stop_during_a_poll(server, store_file, 30.0, release=True)
+    assert reported
+    assert "poll_abandoned" not in [e["event"] for e in logs]
+
+
+async def test_a_poll_past_the_grace_is_abandoned(server: SimulatorServer, store_file: str) -> None:
+    """A poll still running when the grace is over is cancelled, and says so."""
+    reported, logs = await stop_during_a_poll(server, store_file, 0.05, release=False)
+    assert not reported
+    assert [e["source"] for e in logs if e["event"] == "poll_abandoned"] == ["files"]

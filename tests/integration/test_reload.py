@@ -74,7 +74,7 @@ async def test_sinks_filters_and_intervals_change_without_restart(
     reloaded = next(e for e in captured if e["event"] == "config_reloaded")
     assert reloaded["sinks_added"] == ["second"] and reloaded["sinks_removed"] == ["third"]
     assert reloaded["sinks_refiltered"] == ["first"]
-    assert len(reloaded["sources_retuned"]) == 4
+    assert len(reloaded["sources_retuned"]) == 5
     assert app.config.workspace("default").sources.get("files").interval == 5
     assert not any(e["event"] == "config_restart_needed" for e in captured)
 

@@ -126,6 +126,18 @@ def _populate(sim: Simulator) -> None:
     sim.create_file(purpose="batch")
     sim.create_file(purpose="ocr", mimetype="application/pdf", filename="scan.pdf")
     sim.create_model(root="mistral-small-latest")
+    _populate_libraries(sim)
+
+
+def _populate_libraries(sim: Simulator) -> None:
+    """Two libraries; documents in every status a pass goes through, and one reprocessed."""
+    manuals = sim.create_library(name="Manuals", created_at=T0 - 1000)
+    sim.create_library(name="Empty", description="nothing yet", owner_type="User")
+    for outcome, ago in (("done", 100), ("error", 100), ("missing_content", 100), ("done", 2),
+                         ("done", 0)):  # fmt: skip
+        sim.add_document(manuals["id"], outcome=outcome, created_at=T0 - ago)
+    reprocessed = sim.add_document(manuals["id"], name="again.md", created_at=T0 - 100)
+    sim.reprocess_document(manuals["id"], reprocessed["id"])
 
 
 @pytest.fixture(scope="module")
@@ -272,13 +284,100 @@ def test_model_get_and_delete_conform(client: httpx.Client, current: Spec) -> No
     current.response(deleted, "/v1/models/{model_id}", "delete")
 
 
+# -------------------------------------------------------------------- libraries
+
+
+def test_library_list_conforms(client: httpx.Client, current: Spec) -> None:
+    """GET /v1/libraries is a ListLibrariesResponse, paged by next_page_token."""
+    answer = _get(client, "/libraries")
+    assert len(answer["data"]) == 2 and answer["next_page_token"] is None
+    assert "pagination" not in answer
+    current.response(answer, "/v1/libraries", "get")
+    _assert_no_invented_fields(answer["data"], current.fields("Library"))
+    first = _get(client, "/libraries", page_size=1)
+    current.response(first, "/v1/libraries", "get")
+    second = _get(client, "/libraries", page_size=1, page_token=first["next_page_token"])
+    current.response(second, "/v1/libraries", "get")
+    assert [*first["data"], *second["data"]] == answer["data"]
+    assert second["next_page_token"] is None
+
+
+def test_library_list_with_the_deprecated_page_conforms(
+    client: httpx.Client, current: Spec
+) -> None:
+    """The deprecated page parameter still pages, and answers a PaginationInfo."""
+    answer = _get(client, "/libraries", page=1, page_size=1)
+    current.response(answer, "/v1/libraries", "get")
+    assert answer["pagination"] == {
+        "total_items": 2, "total_pages": 2, "current_page": 1, "page_size": 1, "has_more": False,
+    }  # fmt: skip
+
+
+def test_library_create_get_delete_conform(client: httpx.Client, current: Spec) -> None:
+    """POST (201), GET and DELETE of a library answer a Library."""
+    created = client.post("/libraries", json={"name": "Scratch", "owner_type": "Workspace"})
+    assert created.status_code == 201
+    current.component(created.json(), "Library")
+    library_id = created.json()["id"]
+    current.response(_get(client, f"/libraries/{library_id}"), "/v1/libraries/{library_id}", "get")
+    deleted = client.delete(f"/libraries/{library_id}")
+    current.response(deleted.json(), "/v1/libraries/{library_id}", "delete")
+    assert client.get(f"/libraries/{library_id}").status_code == 404
+
+
+def _manuals(client: httpx.Client) -> str:
+    return str(
+        next(lib["id"] for lib in _get(client, "/libraries")["data"] if lib["name"] == "Manuals")
+    )
+
+
+def test_document_list_conforms(client: httpx.Client, current: Spec) -> None:
+    """GET /v1/libraries/{id}/documents, with every status of a pass, is a ListDocumentsResponse."""
+    answer = _get(client, f"/libraries/{_manuals(client)}/documents")
+    assert {d["process_status"] for d in answer["data"]} == {
+        "todo", "in_progress", "done", "error", "missing_content",
+    }  # fmt: skip
+    path = "/v1/libraries/{library_id}/documents"
+    current.response(answer, path, "get")
+    _assert_no_invented_fields(answer["data"], current.fields("Document"))
+    paged = _get(client, f"/libraries/{_manuals(client)}/documents", page=2, page_size=2)
+    current.response(paged, path, "get")
+    assert paged["pagination"] == {
+        "total_items": 6, "total_pages": 3, "current_page": 2, "page_size": 2, "has_more": False,
+    }  # fmt: skip
+
+
+def test_document_upload_get_status_reprocess_delete_conform(
+    client: httpx.Client, current: Spec
+) -> None:
+    """Upload (201, then 200 for the same content), GET, status, reprocess and DELETE."""
+    library_id = _manuals(client)
+    base = f"/libraries/{library_id}/documents"
+    files = {"file": ("guide.pdf", b"%PDF-1.4 a guide", "application/pdf")}
+    upload = client.post(base, files=files)
+    assert upload.status_code == 201
+    current.component(upload.json(), "Document")
+    again = client.post(base, files=files)
+    assert again.status_code == 200 and again.json()["id"] == upload.json()["id"]
+    one = f"{base}/{upload.json()['id']}"
+    template = "/v1/libraries/{library_id}/documents/{document_id}"
+    got = _get(client, one)
+    current.response(got, template, "get")
+    assert got["process_status"] == "todo" and got["mime_type"] == "application/pdf"
+    current.response(_get(client, f"{one}/status"), template + "/status", "get")
+    assert client.post(f"{one}/reprocess").status_code == 204
+    assert client.delete(one).status_code == 204
+    assert client.get(one).status_code == 404
+
+
 # ----------------------------------------------------------------------- errors
 
 
 @pytest.mark.parametrize(
     "path",
     [f"/batch/jobs/{UNKNOWN_ID}", f"/fine_tuning/jobs/{UNKNOWN_ID}", f"/files/{UNKNOWN_ID}",
-     "/models/ft:nothing:here"],
+     "/models/ft:nothing:here", f"/libraries/{UNKNOWN_ID}",
+     f"/libraries/{UNKNOWN_ID}/documents/{UNKNOWN_ID}/status"],
 )  # fmt: skip
 def test_not_found_is_mistral_error(client: httpx.Client, path: str, current: Spec) -> None:
     """404 answers are Mistral's error object."""
@@ -291,7 +390,9 @@ def test_not_found_is_mistral_error(client: httpx.Client, path: str, current: Sp
 @pytest.mark.parametrize(
     "path",
     ["/batch/jobs?page=-1", "/batch/jobs?status=DONE", "/batch/jobs?created_after=x",
-     "/fine_tuning/jobs?status=QUEUED,RUNNING", "/files?page_size=0", "/files/not-a-uuid"],
+     "/fine_tuning/jobs?status=QUEUED,RUNNING", "/files?page_size=0", "/files/not-a-uuid",
+     "/libraries?page_size=101", f"/libraries/{UNKNOWN_ID}/documents?page=-1",
+     "/libraries/not-a-uuid"],
 )  # fmt: skip
 def test_unprocessable_is_http_validation_error(
     client: httpx.Client, path: str, current: Spec

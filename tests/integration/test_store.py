@@ -77,6 +77,21 @@ def commit(store: Store, result: DiffResult, **kw: object) -> list[Event]:
     )
 
 
+def test_nested_ids_are_read_by_prefix_and_by_level(store: Store) -> None:
+    """ids_under reads one outer item's inner ids, top_ids the outer ones; % and _ are literal."""
+    keys = ["lib", "lib/a", "lib/b", "li_/c", "li%", "li%/d", "library/e", "other/f"]
+    rows = tuple(Resource(id=k, status=None, created=1, data={}) for k in keys)
+    store.commit_poll(
+        PollCommit(workspace="w", source="libraries", result=DiffResult(upserts=rows), now=T0),
+        active=lambda r: False,
+    )
+    assert store.ids_under("w", "libraries", "lib/") == {"lib/a", "lib/b"}
+    assert store.ids_under("w", "libraries", "li%/") == {"li%/d"}
+    assert store.ids_under("w", "libraries", "li_/") == {"li_/c"}
+    assert store.top_ids("w", "libraries") == {"lib", "li%"}
+    assert store.top_ids("w", "batch_jobs") == set()
+
+
 def test_poll_commit_writes_snapshot_state_events_and_deliveries(
     store: Store, ledger: Ledger
 ) -> None:

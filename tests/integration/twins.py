@@ -16,14 +16,14 @@ import httpx
 
 from poller import store as store_mod
 from poller.mistral.client import MistralClient
-from poller.polling import Settings, SourcePoller
+from poller.polling import PollerFactory, Polling, Settings, SourcePoller
 from poller.sources import SourceSpec
 
 
 class Twins:
     """The two pollers and the events each found so far: (type, resource id, event id)."""
 
-    def __init__(self, pollers: list[SourcePoller]) -> None:
+    def __init__(self, pollers: list[Polling]) -> None:
         self.pollers = pollers
         self.lean: set[tuple[Any, ...]] = set()
         self.full: set[tuple[Any, ...]] = set()
@@ -43,14 +43,15 @@ async def twins(
     *,
     page_size: int,
     clock: Callable[[], float],
+    factory: PollerFactory = SourcePoller,
 ) -> AsyncIterator[Twins]:
     """Both pollers of ``spec`` through ``http``, their stores under ``root``; ``clock`` in
-    seconds since the epoch."""
+    seconds since the epoch; ``factory`` the source's poller class."""
     engines = [store_mod.create_engine(f"sqlite:///{root}/{name}.db") for name in ("lean", "full")]
     try:
         yield Twins(
             [
-                SourcePoller(
+                factory(
                     spec,
                     client=MistralClient(http, page_size=page_size),
                     store=store_mod.Store(engine, lambda _e: ["s"]),

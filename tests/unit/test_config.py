@@ -65,7 +65,7 @@ ERRORS = [
         "unknown source",
         "sources:\n  jobs: {}\n",
         "poller.yaml:2: sources.jobs: unknown key 'jobs'; "
-        "valid keys: batch_jobs, fine_tuning_jobs, files, models",
+        "valid keys: batch_jobs, fine_tuning_jobs, files, models, libraries",
     ),
     (
         "section that is not a mapping",
@@ -842,7 +842,7 @@ def test_overrides_merge(workspace: str, attribute: str, expected: object) -> No
 
 
 ALL = config.SOURCE_NAMES
-NO_MODELS = ("batch_jobs", "fine_tuning_jobs", "files")
+NO_MODELS = ("batch_jobs", "fine_tuning_jobs", "files", "libraries")
 TOP_NO_MODELS = "sources:\n  models: false\n"
 
 
@@ -854,7 +854,7 @@ TOP_NO_MODELS = "sources:\n  models: false\n"
         ("sources:\n  files:\n", ALL),
         (
             "sources:\n  files: {enabled: false}\n  batch_jobs: false\n",
-            ("fine_tuning_jobs", "models"),
+            ("fine_tuning_jobs", "models", "libraries"),
         ),
         (TOP_NO_MODELS + "mistral:\n  sources:\n    models: true\n", ALL),
         (TOP_NO_MODELS + "mistral:\n  sources:\n    models: {}\n", NO_MODELS),

@@ -54,7 +54,7 @@ def test_docs_events_is_what_the_catalog_generates() -> None:
 
 
 def test_every_event_type_has_a_schema_file() -> None:
-    """All 12 polled types, the 5 synchronous ones and poller.test have a schema file."""
+    """All 18 polled types, the 5 synchronous ones and poller.test have a schema file."""
     assert sorted(p.stem for p in (DOCS / "types").glob("*.json")) == [
         "agent_completion.created",
         "batch_job.cancelled",
@@ -70,6 +70,12 @@ def test_every_event_type_has_a_schema_file() -> None:
         "fine_tuning_job.created",
         "fine_tuning_job.failed",
         "fine_tuning_job.succeeded",
+        "library.created",
+        "library.deleted",
+        "library_document.deleted",
+        "library_document.failed",
+        "library_document.processed",
+        "library_document.uploaded",
         "model.created",
         "model.deleted",
         "ocr.completed",
@@ -215,8 +221,8 @@ def test_asyncapi_channels_and_addresses() -> None:
         "batch_job.succeeded.cloudevents",
         "poller.test",
     }
-    assert len(channels["mqtt"]["messages"]) == 36  # the envelope and the CloudEvents form
-    assert len(channels["redis"]["messages"]) == 18  # one entry shape
+    assert len(channels["mqtt"]["messages"]) == 48  # the envelope and the CloudEvents form
+    assert len(channels["redis"]["messages"]) == 24  # one entry shape
     assert channels["webhookPerEvent"]["parameters"]["resource"]["enum"] == [
         "agent_completion",
         "batch_job",
@@ -225,6 +231,8 @@ def test_asyncapi_channels_and_addresses() -> None:
         "file",
         "fim_completion",
         "fine_tuning_job",
+        "library",
+        "library_document",
         "model",
         "ocr",
         "poller",

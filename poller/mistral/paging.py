@@ -1,0 +1,143 @@
+"""The two other ways Mistral's newer lists page, beside ``{data, total}`` with ``page``.
+
+- **Cursor** (``GET /v1/libraries``): each answer's ``next_page_token`` is passed back as
+  ``page_token`` until it is null. The deprecated ``page`` parameter is never sent.
+- **PaginationInfo** (``GET /v1/libraries/{id}/documents``): ``page``/``page_size`` from
+  0, each answer carrying ``pagination: {total_items, total_pages, current_page,
+  page_size, has_more}``.
+
+Either yields one page of items at a time (``async for items in pages``), each item once
+even if it moves between pages meanwhile; the caller may stop early. Once exhausted,
+``complete`` says whether the pages are the whole list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from poller.exceptions import GarbledError
+from poller.mistral.client import MistralClient, items_of
+
+MAX_PAGE_SIZE = 100
+"""The largest ``page_size`` both lists accept."""
+
+
+class CursorPages:
+    """The pages of a list that continues with an opaque token until the token is null."""
+
+    def __init__(
+        self,
+        client: MistralClient,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        page_size: int = MAX_PAGE_SIZE,
+        token_param: str = "page_token",
+        next_field: str = "next_page_token",
+    ) -> None:
+        self.client = client
+        self.path = path
+        self.params = dict(params or {})
+        self.page_size = page_size
+        self.token_param = token_param
+        self.next_field = next_field
+        self.count = 0
+        self.seen: set[str] = set()
+        self.complete = False
+
+    def __aiter__(self) -> AsyncIterator[list[dict[str, Any]]]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[list[dict[str, Any]]]:
+        token: str | None = None
+        tokens: set[str] = set()
+        while True:
+            params = {**self.params, "page_size": self.page_size}
+            if token is not None:
+                params[self.token_param] = token
+            body = await self.client.request("GET", self.path, params)
+            items = items_of(body, self.path)
+            self.count += 1
+            yield _fresh(items, self.seen)
+            token = body.get(self.next_field)
+            if token is None or token == "":
+                break
+            if not isinstance(token, str) or token in tokens:
+                raise GarbledError(
+                    f"the answer's {self.next_field} does not lead on", method="GET", path=self.path
+                )
+            tokens.add(token)
+            if self.count >= self.client.max_pages:
+                raise GarbledError(
+                    f"more than {self.client.max_pages} pages", method="GET", path=self.path
+                )
+        self.complete = True
+
+
+class NumberedPages:
+    """The pages of a list numbered from 0, whose answers carry a ``PaginationInfo``.
+
+    ``total`` is the ``total_items`` of the first page; ``complete`` holds once the pages
+    ran out and held at least that many distinct items.
+    """
+
+    def __init__(
+        self,
+        client: MistralClient,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        page_size: int = MAX_PAGE_SIZE,
+    ) -> None:
+        self.client = client
+        self.path = path
+        self.params = dict(params or {})
+        self.page_size = page_size
+        self.total: int | None = None
+        self.count = 0
+        self.seen: set[str] = set()
+        self.complete = False
+
+    def __aiter__(self) -> AsyncIterator[list[dict[str, Any]]]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[list[dict[str, Any]]]:
+        while True:
+            params = {**self.params, "page": self.count, "page_size": self.page_size}
+            body = await self.client.request("GET", self.path, params)
+            items = items_of(body, self.path)
+            info = _pagination(body, self.path)
+            if self.count == 0:
+                self.total = info["total_items"]
+            self.count += 1
+            yield _fresh(items, self.seen)
+            if not info["has_more"] or len(items) < self.page_size:
+                break
+            if self.count >= self.client.max_pages:
+                raise GarbledError(
+                    f"more than {self.client.max_pages} pages", method="GET", path=self.path
+                )
+        self.complete = self.total is not None and len(self.seen) >= self.total
+
+
+def _fresh(items: list[dict[str, Any]], seen: set[str]) -> list[dict[str, Any]]:
+    """The items not seen on an earlier page (an item that moved is yielded once)."""
+    fresh = [item for item in items if item["id"] not in seen]
+    seen.update(item["id"] for item in fresh)
+    return fresh
+
+
+def _pagination(body: Any, path: str) -> dict[str, Any]:
+    """The ``PaginationInfo`` of an answer: a ``total_items`` count and a ``has_more`` flag."""
+    info = body.get("pagination") if isinstance(body, dict) else None
+    total = info.get("total_items") if isinstance(info, dict) else None
+    more = info.get("has_more") if isinstance(info, dict) else None
+    if (
+        not isinstance(total, int)
+        or isinstance(total, bool)
+        or total < 0
+        or not isinstance(more, bool)
+    ):
+        raise GarbledError("the list answer has no usable 'pagination'", method="GET", path=path)
+    return {"total_items": total, "has_more": more}
