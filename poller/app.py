@@ -151,6 +151,8 @@ class App:
         self._call_clients: list[httpx.AsyncClient] = []
         self.wakers: list[Callable[[str, str], None]] = []
         """Called with (workspace, source) when a job joined the active set outside a poll."""
+        self.halted = False
+        """No delivery may start any more (``halt``)."""
 
     # -- building ----------------------------------------------------------------------
 
@@ -295,6 +297,8 @@ class App:
             on_expired=self.metrics.observe_expired,
             claim_ttl=self.config.store.claim_timeout,
         )
+        if self.halted:
+            worker.halt()
         self.workers[cfg.name] = worker
         self.metrics.track_sink(cfg.name)
         return worker
@@ -380,6 +384,12 @@ class App:
             return
         self.metrics.observe_poll(workspace, source, result, report.events if report else ())
         self.board.polled(workspace, source, result)
+
+    def halt(self) -> None:
+        """Start no delivery from now on, in any sink (a newer release took the store over)."""
+        self.halted = True
+        for worker in self.workers.values():
+            worker.halt()
 
     def notify(self) -> None:
         """Wake every sink worker: new deliveries are in the outbox."""

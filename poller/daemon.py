@@ -1,7 +1,8 @@
 """``poller run``: an App and its Runner, with the parts only a long-running daemon has.
 
 Beside polling and delivery run, as ``App.services``: the ops listener (when ``ops.listen``
-is set), the systemd notifications (when ``$NOTIFY_SOCKET`` is set) and the SIGHUP reloader.
+is set), the systemd notifications (when ``$NOTIFY_SOCKET`` is set), the SIGHUP reloader and
+the watch on the store's schema revision (a newer release's stops this daemon).
 ``stop`` (SIGTERM/SIGINT) ends it all; ``hangup`` (SIGHUP) asks for a reload. ``stopped``
 is its last log line, written once everything it opened is closed: the app, the store's lock
 file and the threads of its blocking work (see ``executor``).
@@ -17,7 +18,7 @@ from collections.abc import AsyncIterator, Mapping
 import structlog
 
 from poller import config as config_mod
-from poller import executor, leadership, ops, reload, sdnotify
+from poller import executor, leadership, ops, reload, schemawatch, sdnotify
 from poller.app import App
 from poller.runner import Runner
 from poller.store import lockfile
@@ -94,6 +95,13 @@ async def _run(
                     status=lambda: status_line(app),
                 )
             )
+        app.services.append(
+            schemawatch.SchemaWatch(
+                app.store.engine,
+                interval=config.store.claim_timeout / 3,
+                on_newer=app.halt,
+            )
+        )
         app.services.append(
             reload.Reloader(
                 app,

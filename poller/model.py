@@ -95,6 +95,8 @@ class Delivery:
     next_attempt_at: dt.datetime
     claim: str | None = None
     """The claim this process holds on it (``Outbox.claim``); its writes must present it."""
+    claimed_at: dt.datetime | None = None
+    """When the claim was taken, in the database's time (the outbox's clock)."""
 
     @property
     def order_key(self) -> str:

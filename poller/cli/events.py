@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from poller import render, utils
+from poller import render
 from poller.cli.common import (
     EXIT_USAGE,
     config_option,
@@ -253,7 +253,6 @@ def events_replay(
             if unknown:
                 fail(f"no event with id {', '.join(unknown)}; nothing was queued")
         count = opened.ledger.replay(
-            utils.utcnow(),
             ids=list(event_ids),
             since=parse_time(since),
             until=parse_time(until),

@@ -89,7 +89,7 @@ def sinks_enable(config_path: str | None, name: str) -> None:
             )
         )
         # what waited on the sink's failure goes now, as when its circuit closes by itself
-        released = opened.outbox.release(name, utils.utcnow())
+        released = opened.outbox.release(name)
     click.echo(
         f"sink {name} enabled; {released} waiting deliver{'y' if released == 1 else 'ies'} due now"
     )

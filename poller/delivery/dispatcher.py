@@ -24,6 +24,10 @@ Workers of any number of processes share the outbox: a worker sends only what it
 claimed (``Outbox.claim``), renews its claims while it holds them, writes each result
 under the claim that took it, and gives back what it will not send (a circuit opening,
 a stop). A process that dies leaves its claims to lapse after ``claim_ttl`` seconds.
+Deadlines are the database's; locally a claim is trusted for two thirds of ``claim_ttl``
+from the start of the call that took or last renewed it (``holding``): a delivery whose
+claim is older than that when its turn comes — the process froze, or lost the store — is
+given back unsent, never started on a claim that may have passed to another process.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ import structlog
 
 from poller import utils
 from poller.delivery import retry
+from poller.delivery.holding import Holding
 from poller.model import Delivery, Outcome
 from poller.sinks.base import Sink
 from poller.store.outbox import AttemptRecord, Outbox
@@ -94,9 +99,12 @@ class SinkWorker:
         self.batch_delay = batch_delay
         self.batch_size = batch_size
         self.claim_ttl = claim_ttl
-        self._held: dict[int, str] = {}
-        """Delivery id → claim, from its claim until its record is written or it is given back."""
-        self._renewed_at = time.monotonic()
+        self._held = Holding(claim_ttl)
+        """What it claimed, from the claim until its record is written or it is given back."""
+        self._set_aside: list[Delivery] = []
+        """Claimed deliveries taken out of the window unsent, to be given back."""
+        self.halted = False
+        """Start nothing more (``halt``)."""
         self._batch_started: float | None = None
         self._writer: asyncio.Task[None] | None = None
         self.wake = asyncio.Event()
@@ -129,6 +137,12 @@ class SinkWorker:
         """New deliveries may be due: look now rather than at the next check."""
         self.wake.set()
 
+    def halt(self) -> None:
+        """Start no attempt from now on: what is in flight finishes and is written, what was
+        claimed and not started is given back (a newer release took over the store)."""
+        self.halted = True
+        self.wake.set()
+
     # -- the loop ----------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event, grace: float = 10.0) -> None:
@@ -138,7 +152,8 @@ class SinkWorker:
             while not stop.is_set():
                 self.alive_at = time.monotonic()
                 try:
-                    delay = await self.step()
+                    # back in time for the next renewal of the claims held
+                    delay = min(await self.step(), self._held.renewal_in())
                 except sa.exc.SQLAlchemyError as exc:
                     # the store is busy or away: what is in memory stays, and is tried again
                     self.log.error(
@@ -166,15 +181,17 @@ class SinkWorker:
 
     async def step(self) -> float:
         """Start what may start, write what finished; seconds until it is worth looking again."""
-        self._fill()
+        await self._renew()
+        await self._start_ready()
         now = self.clock()
         await self._refresh_state(now)
-        await self._renew(now)
         state = self._state
-        if not state.enabled or state.circuit_open:
+        if self.halted or not state.enabled or state.circuit_open:
             await self._give_back([*self._ready])
             self._ready.clear()
             await self._write()
+            if self.halted:
+                return self.idle_check
             return 2.0 if not state.enabled else await self._probe(now)
         hold = self._hold_records()
         if not hold:
@@ -182,49 +199,60 @@ class SinkWorker:
         if len(self._ready) < self.concurrency:
             # top up the window of due deliveries before it runs dry; each is the first
             # pending delivery of its resource, so they may go in any order
-            await self._top_up(now)
+            await self._top_up()
             if not self._ready and not self._inflight:
                 if self._unrecorded or self._records:
                     await self._write()  # what they hold back may be due now
-                    await self._top_up(now)
+                    await self._top_up()
                 if not self._ready:
-                    return await self._until_next_due(now)
+                    return await self._until_next_due()
         if self._ready and len(self._inflight) < self.concurrency:
             return 0.0
         return hold or self.idle_check
 
-    async def _top_up(self, now: dt.datetime) -> None:
+    async def _top_up(self) -> None:
+        began = time.monotonic()
         fetched = await asyncio.to_thread(
-            self.outbox.claim, self.name, now, self.window, self._deadline(now), list(self._held)
+            self.outbox.claim, self.name, self.window, self.claim_ttl, list(self._held.held)
         )
-        self._hold(fetched)
+        self._held.take(fetched, began)
         # a resource already being sent (an earlier event of it replayed meanwhile) waits
         # for that attempt: given back, it is claimed again once the resource is free
         busy = {d.order_key for d in (*self._inflight.values(), *self._ready)}
         await self._give_back([d for d in fetched if d.order_key in busy])
         self._ready.extend(d for d in fetched if d.order_key not in busy)
-        self._fill()
+        await self._start_ready()
 
-    def _deadline(self, now: dt.datetime) -> dt.datetime:
-        return now + dt.timedelta(seconds=self.claim_ttl)
-
-    def _hold(self, deliveries: list[Delivery]) -> None:
-        for delivery in deliveries:
-            if delivery.claim is not None:
-                self._held[delivery.id] = delivery.claim
-
-    async def _renew(self, now: dt.datetime) -> None:
-        """Push the deadline of every claim held, a third of the way through its time."""
-        if not self._held or time.monotonic() - self._renewed_at < self.claim_ttl / 3:
+    async def _renew(self) -> None:
+        """Renew every claim held, a third of the way through its time; forget the rows that
+        are no longer ours (another process took them once they lapsed, or a replay)."""
+        if self._held.renewal_in() > 0:
             return
-        self._renewed_at = time.monotonic()
-        await asyncio.to_thread(self.outbox.renew, set(self._held.values()), self._deadline(now))
+        began = time.monotonic()
+        tokens = self._held.tokens()
+        kept = await asyncio.to_thread(self.outbox.renew, tokens, self.claim_ttl)
+        if lost := self._held.renewed(tokens, kept, began):
+            self._ready = collections.deque(d for d in self._ready if d.id in self._held)
+            self.log.warning("delivery_claims_lost", count=len(lost), delivery_ids=lost[:20])
 
     async def _give_back(self, deliveries: list[Delivery]) -> None:
         """Unclaim deliveries this worker will not send, so others may at once."""
-        claims = [(d.id, c) for d in deliveries if (c := self._held.pop(d.id, None))]
+        claims = [(d.id, c) for d in deliveries if (c := self._held.claim_of(d.id))]
+        self._held.forget(d.id for d in deliveries)
         if claims:
             await asyncio.to_thread(self.outbox.unclaim, claims)
+
+    async def _start_ready(self) -> None:
+        """Start what may start now; give back what was set aside unsent."""
+        self._fill()
+        aside, self._set_aside = self._set_aside, []
+        if aside:
+            self.log.warning(
+                "delivery_claims_given_back",
+                count=len(aside),
+                reason="claimed too long ago to be sure it is still ours",
+            )
+            await self._give_back(aside)
 
     def _hold_records(self) -> float:
         """Seconds to keep gathering finished attempts before writing them, or 0 to write now.
@@ -240,13 +268,16 @@ class SinkWorker:
         return max(0.0, self._batch_started + self.batch_delay - loop.time())
 
     def _fill(self) -> None:
-        """Start ready deliveries while there are free slots (never two of one resource)."""
-        if self._state.circuit_open or not self._state.enabled:
+        """Start ready deliveries while there are free slots (never two of one resource),
+        each only on a claim still trusted; the others are set aside."""
+        if self.halted or self._state.circuit_open or not self._state.enabled:
             return
         busy = {d.order_key for d in self._inflight.values()}
         while self._ready and len(self._inflight) < self.concurrency:
             delivery = self._ready.popleft()
-            if delivery.order_key not in busy and delivery.id not in self._unrecorded:
+            if not self._held.trusted(delivery):
+                self._set_aside.append(delivery)
+            elif delivery.order_key not in busy and delivery.id not in self._unrecorded:
                 self._start(delivery)
                 busy.add(delivery.order_key)
 
@@ -256,14 +287,12 @@ class SinkWorker:
         probe_at = self._state.next_probe_at or now
         if now < probe_at:
             return min((probe_at - now).total_seconds(), self.idle_check * 5)
-        cutoff = now - dt.timedelta(seconds=self.policy.max_age)
-        if expired := await asyncio.to_thread(self.outbox.expire, self.name, cutoff, now):
+        if expired := await asyncio.to_thread(self.outbox.expire, self.name, self.policy.max_age):
             self.log.error("deliveries_dead", count=expired, reason="max_age")
             if self.on_expired:
                 self.on_expired(self.name, expired)
-        candidate = await asyncio.to_thread(
-            self.outbox.claim_probe, self.name, now, self._deadline(now)
-        )
+        began = time.monotonic()
+        candidate = await asyncio.to_thread(self.outbox.claim_probe, self.name, self.claim_ttl)
         if candidate is None:
             if await asyncio.to_thread(self.outbox.has_pending, self.name):
                 return self.idle_check  # another process holds them: its attempt decides
@@ -272,15 +301,15 @@ class SinkWorker:
             return 0.0
         self.log.info("sink_probe", event_id=candidate.event.id)
         self._probe_id = candidate.id
-        self._hold([candidate])
+        self._held.take([candidate], began)
         self._start(candidate)
         return self.idle_check
 
-    async def _until_next_due(self, now: dt.datetime) -> float:
-        nxt = await asyncio.to_thread(self.outbox.next_due_at, self.name)
-        if nxt is None:
+    async def _until_next_due(self) -> float:
+        due_in = await asyncio.to_thread(self.outbox.next_due_in, self.name)
+        if due_in is None:
             return self.idle_check
-        return max(0.0, min((nxt - now).total_seconds(), self.idle_check))
+        return max(0.0, min(due_in, self.idle_check))
 
     async def _refresh_state(self, now: dt.datetime) -> None:
         """Re-read the durable state now and then: an operator may have re-enabled the sink."""
@@ -327,11 +356,10 @@ class SinkWorker:
         if task.cancelled():
             return  # stopped mid-flight: still pending in the store, resent under its id
         outcome = task.result()
-        now = self.clock()
-        record = self._judge(delivery, outcome, now)
+        record = self._judge(delivery, outcome)
         self._records.append(record)
         self._unrecorded.add(delivery.id)
-        self._state = self._transition(self._state, outcome, now, probe=probe)
+        self._state = self._transition(self._state, outcome, self.clock(), probe=probe)
         if self.on_result:
             self.on_result(self.name, delivery, outcome, record.status)
         self.wake.set()
@@ -363,7 +391,7 @@ class SinkWorker:
                 return
             for r in records:
                 self._unrecorded.discard(r.delivery_id)
-                self._held.pop(r.delivery_id, None)
+            self._held.forget(r.delivery_id for r in records)
             if lost:
                 # its claim lapsed and was taken, or a replay cleared it: the result is not ours
                 self.log.warning("delivery_claim_lost", count=len(lost), delivery_ids=lost[:20])
@@ -376,7 +404,7 @@ class SinkWorker:
         try:
             await asyncio.to_thread(self.states.save, state)
             if recovered:
-                released = await asyncio.to_thread(self.outbox.release, self.name, now)
+                released = await asyncio.to_thread(self.outbox.release, self.name)
         except sa.exc.SQLAlchemyError as exc:
             # still unsaved: the next write tries the state (and the release) again
             self.log.error("delivery_store_error", error=utils.first_line(exc))
@@ -389,18 +417,17 @@ class SinkWorker:
                 "sink_failing", next_probe_at=utils.isoformat(state.next_probe_at or now)
             )
 
-    def _judge(self, delivery: Delivery, outcome: Outcome, now: dt.datetime) -> AttemptRecord:
+    def _judge(self, delivery: Delivery, outcome: Outcome) -> AttemptRecord:
         """Where one attempt leaves its delivery."""
         event = delivery.event
 
-        def record(kind: str, status: str, nxt: dt.datetime) -> AttemptRecord:
+        def record(kind: str, status: str, retry_in: float = 0.0) -> AttemptRecord:
             return AttemptRecord(
                 delivery_id=delivery.id,
-                attempted_at=now,
                 ok=outcome.ok,
                 outcome=kind,
                 status=status,
-                next_attempt_at=nxt,
+                retry_in=retry_in,
                 status_code=outcome.status_code,
                 error=outcome.error,
                 duration_ms=outcome.duration_ms,
@@ -409,11 +436,12 @@ class SinkWorker:
 
         if outcome.ok:
             self.log.debug("event_delivered", event_id=event.id, type=event.type)
-            return record("delivered", DELIVERED, now)
+            return record("delivered", DELIVERED)
         if outcome.gone:
-            return record("gone", PENDING, now)
+            return record("gone", PENDING)
         kind = "rejected" if outcome.rejected else "transient"
-        nxt = retry.next_attempt(
+        now = self._held.outbox_now(delivery) or self.clock()
+        delay = retry.retry_delay(
             self.policy,
             attempts=delivery.attempts + 1,
             created_at=delivery.created_at,
@@ -422,7 +450,7 @@ class SinkWorker:
             rand=self.rand(),
             sink_failing=not outcome.rejected,
         )
-        if nxt is None:
+        if delay is None:
             self.log.error(
                 "delivery_dead",
                 event_id=event.id,
@@ -431,7 +459,7 @@ class SinkWorker:
                 status_code=outcome.status_code,
                 error=outcome.error,
             )
-            return record(kind, DEAD, now)
+            return record(kind, DEAD)
         self.log.warning(
             "delivery_failed",
             event_id=event.id,
@@ -439,9 +467,9 @@ class SinkWorker:
             attempts=delivery.attempts + 1,
             status_code=outcome.status_code,
             error=outcome.error,
-            next_attempt_at=utils.isoformat(nxt),
+            next_attempt_at=utils.isoformat(now + dt.timedelta(seconds=delay)),
         )
-        return record(kind, PENDING, nxt)
+        return record(kind, PENDING, delay)
 
     def _transition(
         self, state: SinkState, outcome: Outcome, now: dt.datetime, *, probe: bool = False
@@ -504,8 +532,9 @@ class SinkWorker:
         await self._write()
         # what was claimed and not sent (or cut off mid-flight) goes back to the pool now,
         # rather than when its claim lapses; a result still unwritten keeps its claim
-        unsent = set(self._held) - {r.delivery_id for r in self._records}
-        claims = [(i, self._held.pop(i)) for i in unsent]
+        unsent = set(self._held.held) - {r.delivery_id for r in self._records}
+        claims = [(i, self._held.held[i]) for i in unsent]
+        self._held.forget(unsent)
         self._ready.clear()
         with contextlib.suppress(sa.exc.SQLAlchemyError):
             await asyncio.to_thread(self.outbox.unclaim, claims)

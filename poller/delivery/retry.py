@@ -47,7 +47,7 @@ def _jittered(delay: float, jitter: float, rand: float) -> float:
     return max(0.0, delay * (1.0 + jitter * (2.0 * rand - 1.0)))
 
 
-def next_attempt(
+def retry_delay(
     policy: RetryPolicy,
     *,
     attempts: int,
@@ -56,11 +56,13 @@ def next_attempt(
     retry_after: float | None = None,
     rand: float = 0.5,
     sink_failing: bool = False,
-) -> dt.datetime | None:
-    """When a delivery that has now failed ``attempts`` times goes again; ``None`` if dead.
+) -> float | None:
+    """Seconds until a delivery that has now failed ``attempts`` times goes again; ``None``
+    if it is dead.
 
-    ``rand`` in [0, 1) draws the jitter (0.5 is none). A ``Retry-After`` longer than the
-    scheduled delay wins. Past ``max_age`` from the delivery's creation, it is dead.
+    ``created_at`` and ``now`` are on one clock (the outbox's: the database's). ``rand`` in
+    [0, 1) draws the jitter (0.5 is none). A ``Retry-After`` longer than the scheduled delay
+    wins. Past ``max_age`` from the delivery's creation, it is dead.
 
     ``sink_failing``: the attempt failed because the sink did (no answer, 5xx…), not because
     it refused this payload. The circuit paces those, so they never spend the schedule: past
@@ -74,10 +76,9 @@ def next_attempt(
     delay = _jittered(policy.schedule[max(step, 0)], policy.jitter, rand)
     if retry_after is not None:
         delay = max(delay, retry_after)
-    at = now + dt.timedelta(seconds=delay)
-    if (at - created_at).total_seconds() > policy.max_age:
+    if (now - created_at).total_seconds() + delay > policy.max_age:
         return None
-    return at
+    return delay
 
 
 def next_probe(

@@ -1,17 +1,18 @@
 """Events enter the outbox here, whatever produced them: one delivery per routed sink.
 
 ``add_events`` is called inside the producer's own transaction (a poll's, or the proxy's),
-so an event and the change that caused it are committed together.
+so an event and the change that caused it are committed together. A delivery is created,
+and due, at the database's time (``dbtime``), whatever the producer's clock says.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable, Sequence
 
 import sqlalchemy as sa
 
 from poller.model import Event
+from poller.store import dbtime
 from poller.store.rows import DELIVERIES, EVENTS, PENDING
 
 CHANNEL = "poller_outbox"
@@ -22,7 +23,6 @@ def add_events(
     conn: sa.Connection,
     events: Sequence[Event],
     route: Callable[[Event], Sequence[str]],
-    now: dt.datetime,
 ) -> list[Event]:
     """Insert the events not already recorded (by id) and one delivery per routed sink.
 
@@ -63,14 +63,13 @@ def add_events(
             "order_key": event.order_key,
             "status": PENDING,
             "attempts": 0,
-            "created_at": now,
-            "next_attempt_at": now,
         }
         for seq, event in zip(seqs, new, strict=True)
         for sink in route(event)
     ]
     if deliveries:
-        conn.execute(DELIVERIES.insert(), deliveries)
+        now = dbtime.now(conn)
+        conn.execute(DELIVERIES.insert().values(created_at=now, next_attempt_at=now), deliveries)
         if conn.dialect.name == "postgresql":
             # sent at commit; listeners of other schemas of the database ignore it
             conn.execute(sa.select(sa.func.pg_notify(CHANNEL, sa.func.current_schema())))

@@ -13,6 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from poller.model import Event
+from poller.store import dbtime
 from poller.store.dialect import like_glob
 from poller.store.rows import ATTEMPTS, DEAD, DELIVERED, DELIVERIES, EVENTS, PENDING, event_of
 
@@ -152,7 +153,6 @@ class Ledger:
 
     def replay(
         self,
-        now: dt.datetime,
         *,
         ids: Sequence[str] = (),
         since: dt.datetime | None = None,
@@ -161,9 +161,10 @@ class Ledger:
     ) -> int:
         """Queue events again (delivered or dead ones too), under the same ids.
 
-        Each chosen delivery becomes pending and due now; its attempt count restarts so the
-        retry schedule applies afresh. A claim on it is cleared: an attempt in flight then
-        writes nothing back, and the delivery goes again. Returns how many were queued.
+        Each chosen delivery becomes pending and due now (the database's now); its attempt
+        count restarts so the retry schedule applies afresh. A claim on it is cleared: an
+        attempt in flight then writes nothing back, and the delivery goes again. Returns how
+        many were queued.
         """
         d, e = DELIVERIES, EVENTS
         seqs = sa.select(e.c.seq)
@@ -176,16 +177,17 @@ class Ledger:
         stmt = d.update().where(d.c.event_seq.in_(seqs.scalar_subquery()))
         if sink is not None:
             stmt = stmt.where(d.c.sink == sink)
-        stmt = stmt.values(
-            status=PENDING,
-            attempts=0,
-            next_attempt_at=now,
-            created_at=now,
-            last_outcome=None,
-            claim_token=None,
-            claimed_until=None,
-        )
         with self.engine.begin() as conn:
+            now = dbtime.now(conn)
+            stmt = stmt.values(
+                status=PENDING,
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+                last_outcome=None,
+                claim_token=None,
+                claimed_until=None,
+            )
             return int(conn.execute(stmt).rowcount)
 
     def known_event_ids(self, ids: Sequence[str]) -> set[str]:

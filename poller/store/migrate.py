@@ -94,15 +94,12 @@ def inspect(conn: sa.Connection) -> Schema:
     if "alembic_version" in names:
         heads = MigrationContext.configure(conn).get_current_heads()
         current = heads[0] if heads else None
-        if current is not None:
-            try:
-                _script().get_revision(current)
-            except CommandError:
-                raise SchemaVersionError(
-                    f"the store has schema revision {current}, which this poller does not "
-                    f"know (its newest is {newest}); upgrade poller or point store.url at "
-                    "another database"
-                ) from None
+        if current is not None and not _known(current):
+            raise SchemaVersionError(
+                f"the store has schema revision {current}, which this poller does not "
+                f"know (its newest is {newest}); upgrade poller or point store.url at "
+                "another database"
+            )
         schema = Schema(current, newest, empty=current is None and not names & _POLLER_TABLES)
     elif "meta" in names:
         schema = Schema(None, newest, legacy=True)
@@ -116,6 +113,24 @@ def inspect(conn: sa.Connection) -> Schema:
     if "meta" in names:
         _check_version(conn)
     return schema
+
+
+def _known(revision: str) -> bool:
+    try:
+        _script().get_revision(revision)
+    except CommandError:
+        return False
+    return True
+
+
+def unknown_revision(engine: sa.Engine) -> str | None:
+    """The store's revision if this poller does not know it (a newer one migrated it).
+
+    One small read, cheap enough to repeat while the daemon runs.
+    """
+    with engine.connect() as conn:
+        revisions = conn.scalars(sa.text("SELECT version_num FROM alembic_version")).all()
+    return next((r for r in revisions if not _known(r)), None)
 
 
 def _check_version(conn: sa.Connection) -> None:

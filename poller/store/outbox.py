@@ -9,6 +9,10 @@ that took it (compare-and-set on the token): a holder whose claim lapsed, or was
 an operator's replay, writes nothing and moves nothing backwards. A holder that dies
 leaves its claims to lapse at their deadline, when any other process takes them again.
 
+Every time here is the database's (``dbtime``): a claim's deadline, when a delivery is due,
+when it was created. Callers pass durations — a claim's timeout, a retry's delay, a maximum
+age — never a time of their own clock.
+
 Events enter through ``intake``; operators read and replay through ``ledger``; a sink's
 circuit and enablement live in ``sinkstate``.
 """
@@ -18,13 +22,13 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
 from poller.model import Delivery
-from poller.store import tables
+from poller.store import dbtime
 from poller.store.rows import ATTEMPTS, DEAD, DELIVERIES, EVENTS, PENDING, event_of
 
 
@@ -33,13 +37,13 @@ class AttemptRecord:
     """One finished attempt and where it leaves its delivery."""
 
     delivery_id: int
-    attempted_at: dt.datetime
     ok: bool
     outcome: str
     """``delivered``, ``transient``, ``rejected`` or ``gone``."""
     status: str
     """The delivery's status afterwards: pending, delivered or dead."""
-    next_attempt_at: dt.datetime
+    retry_in: float = 0.0
+    """Seconds from the write until it is due again (pending only)."""
     status_code: int | None = None
     error: str | None = None
     duration_ms: float | None = None
@@ -64,7 +68,9 @@ def _delivery_query() -> sa.Select[Any]:
     ).join(e, e.c.seq == d.c.event_seq)
 
 
-def _delivery(row: Any, claim: str | None = None) -> Delivery:
+def _delivery(
+    row: Any, claim: str | None = None, claimed_at: dt.datetime | None = None
+) -> Delivery:
     return Delivery(
         id=row.delivery_id,
         sink=row.sink,
@@ -73,10 +79,11 @@ def _delivery(row: Any, claim: str | None = None) -> Delivery:
         created_at=row.created_at,
         next_attempt_at=row.next_attempt_at,
         claim=claim,
+        claimed_at=claimed_at,
     )
 
 
-def _unclaimed(now: dt.datetime) -> sa.ColumnElement[bool]:
+def _unclaimed(now: sa.ColumnElement[dt.datetime]) -> sa.ColumnElement[bool]:
     """Nobody holds it: never claimed, claim written back, or the holder's deadline passed."""
     d = DELIVERIES
     return sa.or_(d.c.claimed_until.is_(None), d.c.claimed_until < now)
@@ -122,84 +129,97 @@ class Outbox:
             query = query.where(d.c.id.not_in(list(exclude)))
         return query
 
-    def due(
-        self, sink: str, now: dt.datetime, limit: int, exclude: Collection[int] = ()
-    ) -> list[Delivery]:
+    def due(self, sink: str, limit: int, exclude: Collection[int] = ()) -> list[Delivery]:
         """Deliveries of ``sink`` that may go now, longest due first, a resource's in order."""
         d = DELIVERIES
-        query = (
-            self._heads(sink, exclude)
-            .where(d.c.next_attempt_at <= now, _unclaimed(now))
-            .order_by(d.c.next_attempt_at, d.c.event_seq)
-            .limit(limit)
-        )
         with self.engine.connect() as conn:
+            now = dbtime.now(conn)
+            query = (
+                self._heads(sink, exclude)
+                .where(d.c.next_attempt_at <= now, _unclaimed(now))
+                .order_by(d.c.next_attempt_at, d.c.event_seq)
+                .limit(limit)
+            )
             return [_delivery(r) for r in conn.execute(query)]
 
     def claim(
-        self,
-        sink: str,
-        now: dt.datetime,
-        limit: int,
-        until: dt.datetime,
-        exclude: Collection[int] = (),
+        self, sink: str, limit: int, ttl: float, exclude: Collection[int] = ()
     ) -> list[Delivery]:
-        """Claim up to ``limit`` deliveries of ``sink`` that may go now, until ``until``.
+        """Claim up to ``limit`` deliveries of ``sink`` that may go now, for ``ttl`` seconds.
 
         What ``due`` offers, less what another process holds; each returned delivery carries
-        the claim its writes must present. Rows another transaction is claiming are skipped,
-        not waited for.
+        the claim its writes must present, and the database's time it was taken at. Rows
+        another transaction is claiming are skipped, not waited for.
         """
         d = DELIVERIES
-        ids = (
-            self._heads(sink, exclude, sa.select(d.c.id))
-            .where(d.c.next_attempt_at <= now, _unclaimed(now))
-            .order_by(d.c.next_attempt_at, d.c.event_seq)
-            .limit(limit)
-        )
-        return self._claim(ids, until, order=(d.c.next_attempt_at, d.c.event_seq))
 
-    def claim_probe(self, sink: str, now: dt.datetime, until: dt.datetime) -> Delivery | None:
+        def ids(now: sa.ColumnElement[dt.datetime]) -> sa.Select[Any]:
+            return (
+                self._heads(sink, exclude, sa.select(d.c.id))
+                .where(d.c.next_attempt_at <= now, _unclaimed(now))
+                .order_by(d.c.next_attempt_at, d.c.event_seq)
+                .limit(limit)
+            )
+
+        return self._claim(ids, ttl, order=(d.c.next_attempt_at, d.c.event_seq))
+
+    def claim_probe(self, sink: str, ttl: float) -> Delivery | None:
         """Claim the delivery a failing sink is probed with (see ``probe_candidate``)."""
         d = DELIVERIES
-        ids = (
-            self._heads(sink, (), sa.select(d.c.id))
-            .where(_unclaimed(now))
-            .order_by(sa.case((d.c.next_attempt_at <= now, 0), else_=1), d.c.event_seq)
-            .limit(1)
-        )
-        claimed = self._claim(ids, until, order=(d.c.event_seq,))
+
+        def ids(now: sa.ColumnElement[dt.datetime]) -> sa.Select[Any]:
+            return (
+                self._heads(sink, (), sa.select(d.c.id))
+                .where(_unclaimed(now))
+                .order_by(sa.case((d.c.next_attempt_at <= now, 0), else_=1), d.c.event_seq)
+                .limit(1)
+            )
+
+        claimed = self._claim(ids, ttl, order=(d.c.event_seq,))
         return claimed[0] if claimed else None
 
     def _claim(
-        self, ids: sa.Select[Any], until: dt.datetime, order: Sequence[sa.ColumnElement[Any]]
+        self,
+        ids: Callable[[sa.ColumnElement[dt.datetime]], sa.Select[Any]],
+        ttl: float,
+        order: Sequence[sa.ColumnElement[Any]],
     ) -> list[Delivery]:
         d = DELIVERIES
         token = uuid.uuid4().hex
-        locked = ids.with_for_update(of=d, skip_locked=True).scalar_subquery()
-        claim = (
-            d.update()
-            .where(d.c.id.in_(locked))
-            .values(claim_token=token, claimed_until=until)
-            .returning(d.c.id)
-        )
         with self.engine.begin() as conn:
-            claimed = list(conn.scalars(claim))
+            locked = ids(dbtime.now(conn)).with_for_update(of=d, skip_locked=True)
+            claim = (
+                d.update()
+                .where(d.c.id.in_(locked.scalar_subquery()))
+                .values(claim_token=token, claimed_until=dbtime.after(conn, ttl))
+                .returning(d.c.id, d.c.claimed_until)
+            )
+            claimed = conn.execute(claim).all()
             if not claimed:
                 return []
-            rows = conn.execute(_delivery_query().where(d.c.id.in_(claimed)).order_by(*order))
-            return [_delivery(r, token) for r in rows]
+            at = claimed[0].claimed_until - dt.timedelta(seconds=ttl)
+            rows = conn.execute(
+                _delivery_query().where(d.c.id.in_([c.id for c in claimed])).order_by(*order)
+            )
+            return [_delivery(r, token, at) for r in rows]
 
-    def renew(self, claims: Collection[str], until: dt.datetime) -> int:
-        """Push the deadline of the rows still held under ``claims`` to ``until``."""
+    def renew(self, claims: Collection[str], ttl: float) -> list[int]:
+        """Give the rows still held under ``claims`` ``ttl`` seconds more; return their ids.
+
+        A row of these claims that is not returned has been taken by another process (its
+        claim had lapsed) or cleared by a replay: it is no longer this process's to send.
+        """
         if not claims:
-            return 0
+            return []
         d = DELIVERIES
         with self.engine.begin() as conn:
-            result = conn.execute(
-                d.update().where(d.c.claim_token.in_(list(claims))).values(claimed_until=until)
+            renewed = conn.scalars(
+                d.update()
+                .where(d.c.claim_token.in_(list(claims)))
+                .values(claimed_until=dbtime.after(conn, ttl))
+                .returning(d.c.id)
             )
-        return int(result.rowcount)
+            return list(renewed)
 
     def unclaim(self, claims: Sequence[tuple[int, str]]) -> None:
         """Give back deliveries claimed and not attempted: others may take them at once."""
@@ -211,20 +231,23 @@ class Outbox:
                 d.update().where(_owned(claims)).values(claim_token=None, claimed_until=None)
             )
 
-    def probe_candidate(self, sink: str, now: dt.datetime) -> Delivery | None:
+    def probe_candidate(self, sink: str) -> Delivery | None:
         """The delivery a failing sink is probed with: its oldest due head, else its oldest head."""
         d = DELIVERIES
-        query = (
-            self._heads(sink, ())
-            .order_by(sa.case((d.c.next_attempt_at <= now, 0), else_=1), d.c.event_seq)
-            .limit(1)
-        )
         with self.engine.connect() as conn:
+            query = (
+                self._heads(sink, ())
+                .order_by(
+                    sa.case((d.c.next_attempt_at <= dbtime.now(conn), 0), else_=1), d.c.event_seq
+                )
+                .limit(1)
+            )
             row = conn.execute(query).first()
         return _delivery(row) if row else None
 
-    def next_due_at(self, sink: str) -> dt.datetime | None:
-        """When the next delivery of ``sink`` that may go (a head) becomes due.
+    def next_due_in(self, sink: str) -> float | None:
+        """Seconds until the next delivery of ``sink`` that may go (a head) becomes due (0 or
+        less: it is due); ``None`` when there is none.
 
         A head another process holds counts from its claim's deadline, when it may lapse.
         """
@@ -233,12 +256,13 @@ class Outbox:
             (d.c.claimed_until > d.c.next_attempt_at, d.c.claimed_until), else_=d.c.next_attempt_at
         )
         heads = self._heads(sink, (), sa.select(at.label("at"))).subquery()
-        query = sa.select(sa.func.min(heads.c.at))
         with self.engine.connect() as conn:
-            value = conn.scalar(query)
-        if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=dt.UTC)
-        return value  # type: ignore[no-any-return]
+            query = sa.select(sa.func.min(heads.c.at).label("at"), dbtime.now(conn).label("now"))
+            row = conn.execute(query).one()
+        if row.at is None:
+            return None
+        at_ = row.at if row.at.tzinfo else row.at.replace(tzinfo=dt.UTC)
+        return float((at_ - row.now).total_seconds())
 
     def has_pending(self, sink: str) -> bool:
         d = DELIVERIES
@@ -252,31 +276,33 @@ class Outbox:
         Only where the attempt's claim still holds the delivery, and it is still pending
         (compare-and-set): the ids of the others — whose claim lapsed and was taken, or was
         cleared by a replay, or that are delivered or dead already — are returned, and
-        nothing of theirs is written.
+        nothing of theirs is written. The attempt is dated, and its retry is due, in the
+        database's time.
         """
         if not records:
             return []
         d = DELIVERIES
-        update = (
-            d.update()
-            .where(d.c.id == sa.bindparam("_id"))
-            .values(
-                claim_token=None,
-                claimed_until=None,
-                attempts=d.c.attempts + 1,
-                status=sa.bindparam("_status"),
-                next_attempt_at=sa.bindparam("_next"),
-                last_attempt_at=sa.bindparam("_at"),
-                last_status_code=sa.bindparam("_code"),
-                last_error=sa.bindparam("_error"),
-                last_duration_ms=sa.bindparam("_ms"),
-                last_outcome=sa.bindparam("_outcome"),
-                delivered_at=sa.func.coalesce(
-                    sa.bindparam("_delivered", type_=tables.UTCDateTime()), d.c.delivered_at
-                ),
-            )
-        )
         with self.engine.begin() as conn:
+            now = dbtime.now(conn)
+            update = (
+                d.update()
+                .where(d.c.id == sa.bindparam("_id"))
+                .values(
+                    claim_token=None,
+                    claimed_until=None,
+                    attempts=d.c.attempts + 1,
+                    status=sa.bindparam("_status"),
+                    next_attempt_at=dbtime.after_param(conn, "_retry"),
+                    last_attempt_at=now,
+                    last_status_code=sa.bindparam("_code"),
+                    last_error=sa.bindparam("_error"),
+                    last_duration_ms=sa.bindparam("_ms"),
+                    last_outcome=sa.bindparam("_outcome"),
+                    delivered_at=sa.case(
+                        (sa.bindparam("_ok", type_=sa.Boolean()), now), else_=d.c.delivered_at
+                    ),
+                )
+            )
             # lock the rows still held under each attempt's claim, so none changes hands
             # between this check and the write
             lock = (
@@ -296,23 +322,21 @@ class Outbox:
                     {
                         "_id": r.delivery_id,
                         "_status": r.status,
-                        "_next": r.next_attempt_at,
-                        "_at": r.attempted_at,
+                        "_retry": dbtime.delay(conn, r.retry_in),
                         "_code": r.status_code,
                         "_error": r.error[:1000] if r.error else None,
                         "_ms": r.duration_ms,
                         "_outcome": r.outcome,
-                        "_delivered": r.attempted_at if r.ok else None,
+                        "_ok": r.ok,
                     }
                     for r in records
                 ],
             )
             conn.execute(
-                ATTEMPTS.insert(),
+                ATTEMPTS.insert().values(attempted_at=now),
                 [
                     {
                         "delivery_id": r.delivery_id,
-                        "attempted_at": r.attempted_at,
                         "ok": r.ok,
                         "status_code": r.status_code,
                         "error": r.error[:1000] if r.error else None,
@@ -323,8 +347,8 @@ class Outbox:
             )
         return lost
 
-    def expire(self, sink: str, cutoff: dt.datetime, now: dt.datetime) -> int:
-        """Mark dead every pending delivery of ``sink`` created before ``cutoff``.
+    def expire(self, sink: str, max_age: float) -> int:
+        """Mark dead every pending delivery of ``sink`` created more than ``max_age`` s ago.
 
         Not one another process is sending (its claim is live): its result decides.
         """
@@ -335,17 +359,18 @@ class Outbox:
                 .where(
                     d.c.sink == sink,
                     d.c.status == PENDING,
-                    d.c.created_at < cutoff,
-                    _unclaimed(now),
+                    d.c.created_at < dbtime.after(conn, -max_age),
+                    _unclaimed(dbtime.now(conn)),
                 )
                 .values(status=DEAD, last_error=sa.func.coalesce(d.c.last_error, "expired"))
             )
         return int(result.rowcount)
 
-    def release(self, sink: str, now: dt.datetime) -> int:
+    def release(self, sink: str) -> int:
         """The sink recovered: what waited on its failure (not on a rejection) goes now."""
         d = DELIVERIES
         with self.engine.begin() as conn:
+            now = dbtime.now(conn)
             result = conn.execute(
                 d.update()
                 .where(

@@ -276,9 +276,12 @@ class Store:
             upsert(conn, _META, [{"key": "heartbeat", "value": now.isoformat()}], ("key",))
 
     def enqueue(self, events: Iterable[Event], now: dt.datetime) -> list[Event]:
-        """Record events that no poll produced (the proxy, actions): same outbox, same ids rule."""
+        """Record events that no poll produced (the proxy, actions): same outbox, same ids rule.
+
+        ``now`` is when the producer saw them; their deliveries are dated by the database.
+        """
         with self.engine.begin() as conn:
-            return intake.add_events(conn, list(events), self.route, now)
+            return intake.add_events(conn, list(events), self.route)
 
 
 class PollWriter:
@@ -388,7 +391,7 @@ class PollWriter:
 
     def finish(self, events: Sequence[Event]) -> list[Event]:
         """Record the events and commit everything, leaving the source's state as it is."""
-        recorded = intake.add_events(self._connection(), events, self.store.route, self.now)
+        recorded = intake.add_events(self._connection(), events, self.store.route)
         self._commit()
         return recorded
 
@@ -403,7 +406,7 @@ class PollWriter:
     ) -> list[Event]:
         """Record the events and the source's new state, and commit everything."""
         conn = self._connection()
-        recorded = intake.add_events(conn, events, self.store.route, self.now)
+        recorded = intake.add_events(conn, events, self.store.route)
         state: dict[str, Any] = {
             "workspace": self.workspace,
             "source": self.source,

@@ -33,7 +33,7 @@ def record(engine: sa.Engine, n: int, event_type: str) -> Event:
         catalog.payload(event_type, {"id": f"f{n}", "status": "QUEUED", "model": "m"}),
     )
     with engine.begin() as conn:
-        add_events(conn, [event], lambda _e: [], T0)
+        add_events(conn, [event], lambda _e: [])
     return event
 
 

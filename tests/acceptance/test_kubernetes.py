@@ -90,6 +90,14 @@ def test_two_replicas_share_a_postgresql_store() -> None:
     assert config.ha.replica_id is not None
 
 
+def test_replicas_are_rolled_one_at_a_time() -> None:
+    """A rollout starts a new pod before an old one goes (docs/ha.md#upgrading)."""
+    assert by_kind()["Deployment"]["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+    }
+
+
 def test_pod_runs_as_the_images_numeric_user() -> None:
     """runAsNonRoot with runAsUser/runAsGroup/fsGroup equal to the image's numeric USER."""
     security = pod()["securityContext"]

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from poller import config as config_mod
+from poller import store as store_mod
 from poller.simulator import Simulator, SimulatorServer
+from poller.store import dbtime
+from poller.store.rows import DELIVERIES
 from poller.testing import WebhookReceiver
 
 from .worlds import World
@@ -27,6 +32,39 @@ async def eventually(check: Callable[[], object], limit: float = 20.0) -> None:
         if loop.time() > end:
             raise TimeoutError("condition not met")
         await asyncio.sleep(0.02)
+
+
+def store_now(engine: sa.Engine) -> dt.datetime:
+    """The store's clock: PostgreSQL's, or on SQLite this host's."""
+    with engine.connect() as conn:
+        return dbtime.read(conn)
+
+
+def rewind(
+    engine: sa.Engine,
+    column: str,
+    seconds: float,
+    where: sa.ColumnElement[bool] | None = None,
+) -> None:
+    """Move ``column`` of deliveries (``where``) ``seconds`` into the past: that much time
+    went by for them (a claim's deadline passes, a delivery grows old) without waiting."""
+    d = DELIVERIES
+    with engine.begin() as conn:
+        rows = conn.execute(
+            sa.select(d.c.id, d.c[column]).where(sa.true() if where is None else where)
+        ).all()
+        for row in rows:
+            if row[1] is not None:
+                by = dt.timedelta(seconds=seconds)
+                conn.execute(d.update().where(d.c.id == row.id).values({column: row[1] - by}))
+
+
+@pytest.fixture
+def engine(store_url: str) -> Iterator[sa.Engine]:
+    """An engine on a fresh store of each backend, its schema made."""
+    engine = store_mod.create_engine(store_url)
+    yield engine
+    engine.dispose()
 
 
 @pytest.fixture

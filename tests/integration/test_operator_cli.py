@@ -53,8 +53,8 @@ def test_replay_to_an_unknown_sink_is_refused(engine: sa.Engine, tmp_path: pathl
     event = record_event(engine, ("hook",))
     outbox = Outbox(engine)
     ledger = Ledger(engine)
-    (d,) = outbox.due("hook", T0, 10)
-    outbox.record([AttemptRecord(d.id, T0, True, "delivered", "delivered", T0, 200)])
+    (d,) = outbox.due("hook", 10)
+    outbox.record([AttemptRecord(d.id, True, "delivered", "delivered", status_code=200)])
     args = ["events", "replay", event.id, "--sink", "hokk", "--config", config(tmp_path, "hook")]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2
@@ -77,9 +77,9 @@ def delivered_and_replayed_twice(engine: sa.Engine) -> Event:
     outbox = Outbox(engine)
     ledger = Ledger(engine)
     for _ in range(2):
-        (d,) = outbox.due("hook", dt.datetime.now(dt.UTC), 10)
-        outbox.record([AttemptRecord(d.id, T0, True, "delivered", "delivered", T0, 200)])
-        ledger.replay(T0, ids=[event.id])
+        (d,) = outbox.due("hook", 10)
+        outbox.record([AttemptRecord(d.id, True, "delivered", "delivered", status_code=200)])
+        ledger.replay(ids=[event.id])
     return event
 
 

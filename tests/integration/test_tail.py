@@ -36,7 +36,7 @@ def event(n: int, event_type: str = "file.deleted", workspace: str = "default") 
 
 def record(engine: sa.Engine, *events: Event) -> None:
     with engine.begin() as conn:
-        add_events(conn, events, lambda _e: [], T0)
+        add_events(conn, events, lambda _e: [])
 
 
 @pytest.fixture
@@ -131,7 +131,7 @@ def test_a_late_commit_of_a_lower_seq_is_still_shown(postgres_url: str) -> None:
         cursor = tail.Cursor(feed.start())
         with engine.connect() as slow:
             transaction = slow.begin()
-            add_events(slow, [event(1)], lambda _e: [], T0)  # takes seq 1, not committed
+            add_events(slow, [event(1)], lambda _e: [])  # takes seq 1, not committed
             record(engine, event(2))  # seq 2, committed first
             rows = feed.after(cursor.seq, also=tuple(cursor.missing))
             cursor, new = tail.advance(cursor, [s for s, _ in rows], 0.0, 10.0)
@@ -168,7 +168,7 @@ def test_notices_wake_the_tail_before_its_interval(postgres_url: str) -> None:
     try:
         assert feed.read.wait(20)  # it has looked once and now waits
         with engine.begin() as conn:
-            add_events(conn, [event(1)], lambda _e: ["hook"], T0)
+            add_events(conn, [event(1)], lambda _e: ["hook"])
         assert follower.wait_for(1, timeout=60)
     finally:
         follower.close()

@@ -63,7 +63,7 @@ def test_recorded_problems_names_an_event_off_its_schema(store_url: str) -> None
         good = Event("evt_3k2qbn5pdmc4w6xsl7ayvjrt2e", "file.deleted", "w", "f1", T0, {"id": "f1"})
         bad = Event("evt_aaaaaaaaaaaaaaaaaaaaaaaaaa", "file.deleted", "w", "f2", T0, {"id": 2})
         with engine.begin() as conn:
-            add_events(conn, [good, bad], lambda _e: [], T0)
+            add_events(conn, [good, bad], lambda _e: [])
         assert recorded_problems(engine) == [
             "file.deleted evt_aaaaaaaaaaaaaaaaaaaaaaaaaa: data/id: 2 is not of type 'string'"
         ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import datetime as dt
 import os
@@ -20,6 +21,7 @@ from poller import store as store_mod
 from poller.cli import main
 from poller.exceptions import SchemaVersionError, StoreError
 from poller.model import Event
+from poller.schemawatch import SchemaWatch
 from poller.store import Ledger, Outbox, SinkStates, Store, migrate, tables
 
 HERE = pathlib.Path(__file__).parent
@@ -128,10 +130,9 @@ def test_store_from_before_migrations_is_upgraded_keeping_every_row(store_url: s
     state = store.source_state("default", "batch_jobs")
     assert state.baselined and state.cursor == 1764237600
     assert sink_states.get("hook").failing_since == T0 + dt.timedelta(seconds=5)
-    # the pending one is still due, and new events take the next numbers
-    assert [d.event.id for d in outbox.due("hook", T0 + dt.timedelta(hours=1), 10)] == [
-        "evt_legacy_succeeded"
-    ]
+    # the pending one is still to send, and new events take the next numbers
+    waiting = outbox.probe_candidate("hook")
+    assert waiting is not None and waiting.event.id == "evt_legacy_succeeded"
     new = Event("evt_after_upgrade", "batch_job.created", "default", "job-2", T0, {})
     assert store.enqueue([new], T0) == [new]
     with engine.connect() as conn:
@@ -228,3 +229,25 @@ def test_db_upgrade_never_creates_a_store(tmp_path: pathlib.Path) -> None:
     assert result.exit_code == 2
     assert "no store at" in result.output
     assert not os.path.exists(tmp_path / "none.db")
+
+
+def test_a_newer_revision_is_named_while_running(engine: sa.Engine) -> None:
+    """The daemon's cheap look at the store names a revision this poller does not know, only."""
+    assert migrate.unknown_revision(engine) is None
+    with engine.begin() as conn:
+        conn.execute(sa.text("update alembic_version set version_num = '9999'"))
+    assert migrate.unknown_revision(engine) == "9999"
+
+
+async def test_the_schema_watch_halts_and_ends_on_a_newer_revision(engine: sa.Engine) -> None:
+    """Watching a store that a newer poller migrates: it halts delivery, then raises."""
+    halted = asyncio.Event()
+    watch = SchemaWatch(engine, interval=0.05, on_newer=halted.set)
+    task = asyncio.create_task(watch.run(asyncio.Event()))
+    await asyncio.sleep(0)
+    assert not task.done() and not halted.is_set()
+    with engine.begin() as conn:
+        conn.execute(sa.text("update alembic_version set version_num = '9999'"))
+    with pytest.raises(SchemaVersionError, match=r"revision 9999.*stopped sending"):
+        await asyncio.wait_for(task, 20)
+    assert halted.is_set()
