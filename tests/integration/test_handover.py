@@ -17,6 +17,7 @@ from structlog.testing import capture_logs
 
 from poller import config as config_mod
 from poller.app import App
+from poller.config.models import SOURCE_NAMES
 from poller.exceptions import LeaseLost
 from poller.runner import Runner
 from poller.simulator import Simulator, SimulatorServer
@@ -56,7 +57,7 @@ def replica_config(api: str, store_url: str, name: str) -> config_mod.Config:
         None,
         store_url,
         ha={"lease_ttl": "30s", "replica_id": name},
-        sources=dict.fromkeys(("fine_tuning_jobs", "files", "models", "libraries"), False),
+        sources=dict.fromkeys(set(SOURCE_NAMES) - {"batch_jobs"}, False),
         poll={"interval": "60s", "active_interval": "60s"},
     )
 

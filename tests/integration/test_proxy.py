@@ -18,6 +18,7 @@ from standardwebhooks.webhooks import Webhook
 from poller import config as config_mod
 from poller import serving, synchronous
 from poller.app import App
+from poller.config.models import SOURCE_NAMES
 from poller.exceptions import ConfigError
 from poller.proxy.recorder import Recorder
 from poller.proxy.server import ProxyService
@@ -44,7 +45,7 @@ def proxy_config(api_url: str, store_url: str, **proxy: Any) -> config_mod.Confi
         {
             "mistral": {"base_url": api_url, "api_key": WORKSPACE_KEY, **mistral},
             "store": {"url": store_url},
-            "sources": dict.fromkeys(("batch_jobs", "fine_tuning_jobs", "files", "models"), False),
+            "sources": dict.fromkeys(SOURCE_NAMES, False),
             "sinks": [{"name": "jsonl", "type": "file", "path": "/dev/null"}],
             "proxy": {"listen": f"127.0.0.1:{free_port()}", **proxy},
             "log": {"level": "debug"},
@@ -519,7 +520,7 @@ async def test_daemon_delivers_each_trigger_once_signed(
         store_file,
         mistral={"api_key": WORKSPACE_KEY},
         proxy={"listen": f"127.0.0.1:{port}"},
-        sources=dict.fromkeys(("batch_jobs", "fine_tuning_jobs", "files", "models"), False),
+        sources=dict.fromkeys(SOURCE_NAMES, False),
     )
     async with App(config) as app:
         stop = asyncio.Event()
