@@ -29,7 +29,8 @@ import structlog
 from poller import listorder, staging, utils
 from poller.diff import DiffResult, diff
 from poller.exceptions import ApiError, GarbledError
-from poller.mistral.client import CursorPages, MistralClient, Pages
+from poller.mistral.client import MistralClient, Pages
+from poller.mistral.paging import CursorPages
 from poller.model import Event, Resource, SourceState
 from poller.sources import BATCH_JOBS, SourceSpec
 from poller.store.sql import Fence, PollCommit, Store
@@ -124,8 +125,7 @@ def newest(cursor: int | None, resources: Iterable[Resource]) -> int | None:
 
 
 def reconciled(settings: Settings, state: SourceState, now: dt.datetime) -> bool:
-    """Whether the source was read in full less than a reconcile interval ago (so this poll
-    may read less)."""
+    """Whether the source was read in full less than a reconcile interval ago: it may read less."""
     if not (settings.incremental and state.baselined) or state.last_reconcile_at is None:
         return False
     return (now - state.last_reconcile_at).total_seconds() < settings.reconcile_interval

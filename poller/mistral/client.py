@@ -254,22 +254,6 @@ class MistralClient:
         """The pages of a list endpoint, one at a time (``async for items in ...``)."""
         return Pages(self, path, dict(params or {}), paged)
 
-    def cursor_pages(
-        self,
-        path: str,
-        *,
-        items: str,
-        key: Callable[[Mapping[str, Any]], str],
-        params: Params | None = None,
-        page_size: int | None = None,
-    ) -> CursorPages:
-        """The pages of a cursor-paged list endpoint (``page_size``, ``next_page_token``).
-
-        ``items`` names the answer's list; ``key`` gives an item's id (``ValueError`` when it
-        has none).
-        """
-        return CursorPages(self, path, dict(params or {}), items, key, page_size or self.page_size)
-
     async def list_all(
         self, path: str, *, params: Params | None = None, paged: bool = True
     ) -> Listing:
@@ -335,91 +319,6 @@ class Pages:
                     f"more than {self.client.max_pages} pages", method="GET", path=self.path
                 )
         self.complete = self.total is None or len(self.seen) >= self.total
-
-
-class CursorPages:
-    """The pages of a list endpoint that hands out the next page's token with each page.
-
-    Each item is yielded once even if it moves between pages while they are read. The
-    answer carries no total: ``complete`` says that the last page (the one without a next
-    token) was reached, which is all such a listing can tell.
-    """
-
-    TOKEN = "next_page_token"
-
-    def __init__(
-        self,
-        client: MistralClient,
-        path: str,
-        params: dict[str, Any],
-        items: str,
-        key: Callable[[Mapping[str, Any]], str],
-        size: int,
-    ) -> None:
-        self.client = client
-        self.path = path
-        self.params = params
-        self.items = items
-        self.key = key
-        self.size = size
-        self.total: int | None = None
-        self.count = 0
-        self.seen: set[str] = set()
-        self.complete = False
-
-    def __aiter__(self) -> AsyncIterator[list[dict[str, Any]]]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[list[dict[str, Any]]]:
-        token: str | None = None
-        used: set[str] = set()
-        while True:
-            params = {**self.params, "page_size": self.size}
-            if token is not None:
-                params[self.TOKEN] = token
-            body = await self.client.request("GET", self.path, params)
-            page, token = self._page(body)
-            self.count += 1
-            fresh = []
-            for item, rid in page:
-                if rid not in self.seen:
-                    self.seen.add(rid)
-                    fresh.append(item)
-            yield fresh
-            if token is None:
-                break
-            if token in used:
-                raise GarbledError(
-                    "the next page token repeats itself", method="GET", path=self.path
-                )
-            used.add(token)
-            if self.count >= self.client.max_pages:
-                raise GarbledError(
-                    f"more than {self.client.max_pages} pages", method="GET", path=self.path
-                )
-        self.complete = True
-
-    def _page(self, body: Any) -> tuple[list[tuple[dict[str, Any], str]], str | None]:
-        if not isinstance(body, dict) or not isinstance(body.get(self.items), list):
-            raise GarbledError(
-                f"the list answer has no '{self.items}' list", method="GET", path=self.path
-            )
-        token = body.get(self.TOKEN)
-        if token is not None and (not isinstance(token, str) or not token):
-            raise GarbledError(
-                f"the list answer's '{self.TOKEN}' is not a token", method="GET", path=self.path
-            )
-        page = []
-        for item in body[self.items]:
-            try:
-                if not isinstance(item, dict):
-                    raise ValueError("not an object")
-                page.append((item, self.key(item)))
-            except ValueError:
-                raise GarbledError(
-                    "a listed item has no id", method="GET", path=self.path
-                ) from None
-        return page, token
 
 
 def _total(body: Any) -> int | None:

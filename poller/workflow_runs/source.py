@@ -28,7 +28,8 @@ from typing import Any
 
 from poller import sources, utils
 from poller.exceptions import GarbledError
-from poller.mistral.client import CursorPages, MistralClient
+from poller.mistral.client import MistralClient
+from poller.mistral.paging import CursorPages
 from poller.model import Resource, SourceState
 from poller.polling import PollReport, Settings, SourcePoller
 from poller.sources import RunSpec, SourceSpec
@@ -109,12 +110,14 @@ class WorkflowRunPoller(SourcePoller):
 
     def _pages(self, window: dict[str, str]) -> CursorPages:
         params = {"include_internal": "true" if self.settings.include_internal else "false"}
-        return self.client.cursor_pages(
+        return CursorPages(
+            self.client,
             self.spec.list_path,
-            items="executions",
-            key=self.runs.identity,
             params={**params, **window},
             page_size=self.page_size,
+            items="executions",
+            key=self.runs.identity,
+            token_param="next_page_token",
         )
 
     # -- SourcePoller's seams ----------------------------------------------------------

@@ -257,68 +257,6 @@ async def test_one_page_with_its_total(total: Any, expected: int | None) -> None
     assert [i["id"] for i in listing.items] == ["a"] and listing.total == expected
 
 
-def tokened(items: list[dict[str, Any]], moved: dict[str, Any] | None = None) -> Handler:
-    """A cursor-paged runs list; ``moved`` repeats an item of page 1 on page 2."""
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        start = int(request.url.params.get("next_page_token") or 0)
-        size = int(request.url.params["page_size"])
-        page = items[start : start + size]
-        if moved is not None and start:
-            page = [moved, *page]
-        more = start + size < len(items)
-        return httpx.Response(
-            200, json={"executions": page, "next_page_token": str(start + size) if more else None}
-        )
-
-    return handler
-
-
-RUNS = [{"run_id": f"r{n}", "execution_id": f"e{n}"} for n in range(5)]
-
-
-def run_id(item: Any) -> str:
-    if not isinstance(item.get("run_id"), str):
-        raise ValueError("no run_id")
-    return str(item["run_id"])
-
-
-async def test_cursor_pages_follow_the_token_to_the_end() -> None:
-    """Cursor pages are read until the token is null; an item moved between pages comes once."""
-    client, _ = make(tokened(RUNS, moved=RUNS[0]))
-    pager = client.cursor_pages("/workflows/runs", items="executions", key=run_id)
-    pages = [[i["run_id"] for i in page] async for page in pager]
-    assert pages == [["r0", "r1"], ["r2", "r3"], ["r4"]]
-    assert (pager.complete, pager.total, pager.count) == (True, None, 3)
-
-
-@pytest.mark.parametrize(
-    ("body", "message"),
-    [
-        ({"data": []}, "no 'executions' list"),
-        ({"executions": [{"execution_id": "e"}]}, "no id"),
-        ({"executions": ["r"]}, "no id"),
-        ({"executions": [], "next_page_token": 7}, "not a token"),
-    ],
-)
-async def test_garbled_cursor_pages_raise(body: dict[str, Any], message: str) -> None:
-    """A cursor page without its list, an item without an id or a bad token is garbled."""
-    client, _ = make(lambda request: httpx.Response(200, json=body))
-    pager = client.cursor_pages("/workflows/runs", items="executions", key=run_id)
-    with pytest.raises(GarbledError, match=message):
-        [page async for page in pager]
-    assert not pager.complete
-
-
-async def test_a_token_that_repeats_itself_is_garbled() -> None:
-    """An API that hands back the same token again would page forever: garbled."""
-    same = {"executions": [RUNS[0]], "next_page_token": "again"}
-    client, _ = make(lambda request: httpx.Response(200, json=same))
-    pager = client.cursor_pages("/workflows/runs", items="executions", key=run_id)
-    with pytest.raises(GarbledError, match="repeats"):
-        [page async for page in pager]
-
-
 async def test_get_object_takes_any_object() -> None:
     """get_object answers an object without an id; 404 is None; a non-object is garbled."""
     answers = iter([{"run_id": "r"}, None, [1]])

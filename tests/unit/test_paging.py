@@ -73,6 +73,80 @@ async def test_a_cursor_that_does_not_lead_on_is_garbled() -> None:
     assert not pages.complete
 
 
+RUNS = [{"run_id": f"r{n}", "execution_id": f"e{n}"} for n in range(5)]
+
+
+def tokened(items: list[dict[str, Any]], moved: dict[str, Any] | None = None) -> Handler:
+    """The workflow runs list: its token comes back as next_page_token; ``moved`` repeats an
+    item of page 1 on page 2."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        start = int(request.url.params.get("next_page_token") or 0)
+        size = int(request.url.params["page_size"])
+        page = items[start : start + size]
+        if moved is not None and start:
+            page = [moved, *page]
+        more = start + size < len(items)
+        return httpx.Response(
+            200, json={"executions": page, "next_page_token": str(start + size) if more else None}
+        )
+
+    return handler
+
+
+def run_id(item: Any) -> str:
+    if not isinstance(item.get("run_id"), str):
+        raise ValueError("no run_id")
+    return str(item["run_id"])
+
+
+def runs(handler: Handler, urls: list[httpx.URL], page_size: int = 2) -> paging.CursorPages:
+    return paging.CursorPages(
+        client(handler, urls),
+        "/workflows/runs",
+        page_size=page_size,
+        items="executions",
+        key=run_id,
+        token_param="next_page_token",
+    )
+
+
+async def test_runs_pages_send_the_token_back_as_next_page_token() -> None:
+    """The runs list's pages: its own list, its own key, each item once though it moved."""
+    urls: list[httpx.URL] = []
+    pager = runs(tokened(RUNS, moved=RUNS[0]), urls)
+    pages = [[i["run_id"] for i in page] async for page in pager]
+    assert pages == [["r0", "r1"], ["r2", "r3"], ["r4"]]
+    assert (pager.complete, pager.total, pager.count) == (True, None, 3)
+    assert [u.params.get("next_page_token") for u in urls] == [None, "2", "4"]
+    assert all("page_token" not in u.params for u in urls)
+
+
+async def test_an_item_twice_on_one_page_comes_once() -> None:
+    """Two items with one key on the same page: the first is kept."""
+    twice = [RUNS[0], {**RUNS[0], "status": "later"}, RUNS[1]]
+    pager = runs(tokened(twice), [], page_size=5)
+    assert [[i.get("status") for i in page] async for page in pager] == [[None, None]]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"data": []}, "no 'executions' list"),
+        ([], "no 'executions' list"),
+        ({"executions": [{"execution_id": "e"}]}, "no id"),
+        ({"executions": ["r"]}, "no id"),
+        ({"executions": [], "next_page_token": 7}, "does not lead on"),
+    ],
+)
+async def test_garbled_runs_pages_raise(body: Any, message: str) -> None:
+    """A page without its list, an item without an id or a token that is no string: garbled."""
+    pager = runs(lambda request: httpx.Response(200, json=body), [])
+    with pytest.raises(GarbledError, match=message):
+        [page async for page in pager]
+    assert not pager.complete
+
+
 async def test_numbered_pages_are_complete_when_they_hold_the_total() -> None:
     """PaginationInfo pages run until has_more is false, and add up to total_items."""
     urls: list[httpx.URL] = []
