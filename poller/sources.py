@@ -12,7 +12,7 @@ import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from poller import catalog
+from poller import catalog, utils
 from poller.model import Resource
 
 BATCH_ACTIVE = frozenset({"QUEUED", "RUNNING", "CANCELLATION_REQUESTED"})
@@ -117,31 +117,49 @@ class SourceSpec:
         )
 
 
-def unix_seconds(value: Any) -> int | None:
-    """Whole unix seconds of an RFC 3339 date-time (``None`` for anything else)."""
+def moment(value: Any) -> dt.datetime | None:
+    """An RFC 3339 date-time, in UTC where it names no offset (``None`` for anything else)."""
     if not isinstance(value, str):
         return None
     try:
-        moment = dt.datetime.fromisoformat(value)
+        found = dt.datetime.fromisoformat(value)
     except ValueError:
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return int(moment.timestamp() // 1)
+    return found if found.tzinfo is not None else found.replace(tzinfo=dt.UTC)
+
+
+def unix_seconds(value: Any) -> int | None:
+    """Whole unix seconds of an RFC 3339 date-time (``None`` for anything else)."""
+    found = moment(value)
+    return None if found is None else int(found.timestamp() // 1)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class RunSpec(SourceSpec):
-    """Workflow runs: items named by ``run_id`` (or ``execution_id`` for an answer without
-    one), created at their ``start_time``, a date-time rather than unix seconds."""
+    """Workflow runs: items named by ``run_id`` (see ``identity`` for an answer without one),
+    created at their ``start_time``, a date-time rather than unix seconds."""
 
     def identity(self, obj: Mapping[str, Any]) -> str:
-        """The id poller tracks a run by (raises ``ValueError`` if it has none)."""
-        for field in ("run_id", "execution_id"):
-            value = obj.get(field)
-            if isinstance(value, str) and value:
-                return value
-        raise ValueError(f"{self.resource} without a run_id or an execution_id")
+        """The id poller tracks a run by: its ``run_id``; in an answer without one,
+        ``EXECUTION_ID@START_TIME`` (UTC, microseconds) — the runs of an execution that
+        continued as new share their execution id, never their start. Raises
+        ``ValueError`` without either id."""
+        run_id = obj.get("run_id")
+        if isinstance(run_id, str) and run_id:
+            return run_id
+        execution = obj.get("execution_id")
+        if not isinstance(execution, str) or not execution:
+            raise ValueError(f"{self.resource} without a run_id or an execution_id")
+        start = moment(obj.get(self.created_field))
+        return f"{execution}@{'' if start is None else utils.isoformat(start)}"
+
+    def item_url(self, id: str) -> str:
+        """``/workflows/runs/{run_id}``; for a run named without one, its execution's path
+        (which answers the execution's latest run)."""
+        execution, at, _ = id.rpartition("@")
+        if at:
+            return "/workflows/executions/" + urllib.parse.quote(execution, safe="")
+        return SourceSpec.item_url(self, id)
 
     def to_resource(self, obj: Mapping[str, Any]) -> Resource:
         status = obj.get("status")

@@ -23,10 +23,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from poller import sources, utils
+from poller import polling, sources, utils
 from poller.exceptions import GarbledError
 from poller.mistral.client import MistralClient
 from poller.mistral.paging import CursorPages
@@ -135,6 +135,19 @@ class WorkflowRunPoller(SourcePoller):
                 "the answer is a run without an id", method="GET", path=path
             ) from None
         return body
+
+    async def confirm(self, ids: Sequence[str]) -> tuple[list[str], list[Resource]]:
+        """Direct GETs of runs a complete listing no longer shows: (gone, found after all).
+
+        A run named without a ``run_id`` is read through its execution, which answers its
+        latest run: when that is another run, this one is no longer listed, and is gone.
+        """
+        paths = {rid: self.runs.item_url(rid) for rid in ids}
+        gone, bodies = await polling.confirm(self.client, paths, self.log, get=self.fetch)
+        answered = {rid: self.runs.to_resource(body) for rid, body in bodies.items()}
+        found = [run for rid, run in answered.items() if run.id == rid]
+        gone += [rid for rid, run in answered.items() if run.id != rid]
+        return sorted(gone), found
 
     def advance(self, cursor: int | None, seen: Iterable[Resource]) -> int | None:
         return newest(cursor, seen)

@@ -172,6 +172,45 @@ async def test_a_run_the_api_forgot_leaves_the_snapshot_silently(world: World) -
     assert poller.store.ids("default", "workflow_runs") == {r["run_id"] for r in runs[1:]}
 
 
+def without_run_ids(world: World) -> None:
+    """From now on the runs list answers what it holds now, every run_id left null."""
+    world.sim.clear_faults()
+    listed = world.sim.workflows.list_runs(page_size=1000)["executions"]
+    body = {"executions": [{**run, "run_id": None} for run in listed], "next_page_token": None}
+    match = {"method": "GET", "path": "/v1/workflows/runs"}
+    world.sim.add_fault(kind="status", status=200, body=body, match=match, count=-1)
+
+
+async def test_runs_without_a_run_id_are_told_apart_by_their_start(world: World) -> None:
+    """An execution's runs listed without run_ids each get their events, named by execution
+    and start; one no longer listed leaves silently once its execution answers another run."""
+    poller = runs_poller(world, reconcile_interval=60)
+    await poller.poll()
+    first = world.sim.workflows.create_run(continues=1, running_for=10)
+    world.now += 12  # the first run continued as new 10 s in; the next one runs 5 s
+    without_run_ids(world)
+    report = await poller.poll()
+    execution = first["execution_id"]
+    one, two = (
+        f"{execution}@2027-01-15T08:00:00.000000Z",
+        f"{execution}@2027-01-15T08:00:10.000000Z",
+    )
+    assert events_of(report) == [
+        ("workflow_run.started", one),
+        ("workflow_run.continued_as_new", one),
+        ("workflow_run.started", two),
+    ]
+    assert len({e.id for e in report.events}) == 3
+    world.now += 60
+    world.sim.workflows.expire(first["run_id"])
+    without_run_ids(world)
+    world.sim.reset_stats()
+    report = await poller.poll()
+    assert report.mode == "full" and events_of(report) == [("workflow_run.completed", two)]
+    assert f"GET /v1/workflows/executions/{execution}?" in world.routes()
+    assert poller.store.ids("default", "workflow_runs") == {two}
+
+
 class CutOff(httpx.AsyncBaseTransport):
     """Holds every request for a page after a listing's first while ``cut`` is set: the poll
     waits there until it is cancelled, as its timeout or a shutdown cancels it."""

@@ -238,13 +238,28 @@ def test_started_payload_and_id() -> None:
     assert event.id == "evt_rcrgecszo2lnjdtkzzw2yrk3yy" == b.events[0].id
 
 
-def test_a_run_is_named_by_its_run_id_else_its_execution_id() -> None:
-    """A run's id is its run_id (its execution_id without one), created at its start second."""
+def test_a_run_is_named_by_its_run_id_else_its_execution_and_start() -> None:
+    """A run's id is its run_id, or EXECUTION@START without one; created at its start second."""
     with_run, without = WORKFLOW_RUNS.to_resource(run()), WORKFLOW_RUNS.to_resource(run(None))
-    assert (with_run.id, without.id) == ("r1", "e1")
+    assert (with_run.id, without.id) == ("r1", "e1@2026-11-27T11:00:00.500000Z")
     assert with_run.created == 1_795_777_200 == without.created
+    offset = WORKFLOW_RUNS.to_resource(run(None, start_time="2026-11-27T12:00:00.5+01:00"))
+    assert offset.id == without.id
     with pytest.raises(ValueError, match="run_id"):
         WORKFLOW_RUNS.to_resource(run(None, execution_id=""))
+
+
+@pytest.mark.parametrize(
+    ("rid", "path"),
+    [
+        ("r1", "/workflows/runs/r1"),
+        ("e/1@2026-11-27T11:00:00.500000Z", "/workflows/executions/e%2F1"),
+        ("e@x@2026-11-27T11:00:00.500000Z", "/workflows/executions/e%40x"),
+    ],
+)
+def test_a_run_named_without_a_run_id_is_read_through_its_execution(rid: str, path: str) -> None:
+    """GET /workflows/runs/{run_id}, or the execution's path for a run without a run_id."""
+    assert WORKFLOW_RUNS.item_url(rid) == path
 
 
 def test_continued_as_new_runs_have_their_own_ids() -> None:
