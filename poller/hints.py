@@ -17,8 +17,9 @@ row written beside it keeps the next poll from announcing it again.
 - ``POST /workflows/{workflow}/execute``, ``POST /workflows/registrations/{id}/execute``:
   created, the answer is the new run (when it names its ``run_id``: an answer without one,
   a ``wait_for_result`` one, is left to polling);
-- ``POST /workflows/executions/{id}/terminate``: ended, the execution's running run is
-  ``TERMINATED`` from the 204 alone (terminating is immediate and unconditional);
+- ``POST /workflows/executions/{id}/terminate``: ended, the execution's newest run known
+  to be moving is ``TERMINATED`` from the 204 alone (terminating is immediate and
+  unconditional);
 - ``POST /workflows/executions/{id}/cancel``: requested, no event — the workflow decides
   how it ends — but the source is polled at its active interval from then on.
 
@@ -247,19 +248,25 @@ def plan(hint: Hint, before: Mapping[str, Resource]) -> DiffResult:
 
 
 def _ended(hint: Hint, before: Mapping[str, Resource]) -> DiffResult:
-    """The execution ``hint`` names: its moving runs the snapshot knows, ended now."""
+    """The execution ``hint`` names: its current run — the newest moving run the snapshot
+    knows of it — ended now. An older one still moving there continued as new meanwhile:
+    polling tells how it ended."""
     assert hint.status is not None
-    at = utils.isoformat(hint.at)
-    ended = [
-        dataclasses.replace(
-            run,
-            status=hint.status,
-            data={**run.data, "status": hint.status, "end_time": at, "total_duration_ms": None},
-        )
+    moving = [
+        run
         for run in before.values()
         if run.data.get("execution_id") == hint.resource_id and hint.spec.is_active(run.status)
     ]
-    return diff(hint.spec, before, ended, workspace=hint.workspace, now=hint.at)
+    if not moving:
+        return DiffResult()
+    run = max(moving, key=lambda r: (r.created or 0, str(r.data.get("start_time") or "")))
+    at = utils.isoformat(hint.at)
+    ended = dataclasses.replace(
+        run,
+        status=hint.status,
+        data={**run.data, "status": hint.status, "end_time": at, "total_duration_ms": None},
+    )
+    return diff(hint.spec, before, [ended], workspace=hint.workspace, now=hint.at)
 
 
 def record(store: Store, hint: Hint) -> list[Event]:

@@ -271,6 +271,22 @@ def test_a_terminate_ends_the_execution_s_running_run() -> None:
     assert [(r.id, r.status) for r in result.upserts] == [(RUN["run_id"], "TERMINATED")]
 
 
+def test_a_terminate_ends_only_the_execution_s_newest_moving_run() -> None:
+    """Two runs of one execution moving in the snapshot (the older one's end not seen yet):
+    terminating the execution ends its current run, the newest, alone."""
+    older = {**RUN, "run_id": "0f0e6a3c-7a1b-4c61-9d0e-6f1a2b3c4d5e"}
+    newer = {**RUN, "start_time": "2025-06-15T16:06:40.000000Z"}
+    before = {**known(sources.WORKFLOW_RUNS, older), **known(sources.WORKFLOW_RUNS, newer)}
+    answer = call("POST", "/workflows/executions/exec-1/terminate", None, status=204)
+    hint = hints.read(dataclasses.replace(answer, body=b""), "default")
+    assert hint is not None
+    result = hints.plan(hint, before)
+    assert [(e.type, e.resource_id) for e in result.events] == [
+        ("workflow_run.terminated", RUN["run_id"])
+    ]
+    assert [r.id for r in result.upserts] == [RUN["run_id"]]
+
+
 def test_a_terminate_of_a_run_the_snapshot_does_not_know_is_left_to_polling() -> None:
     """An execution poller never saw moving: the terminate records nothing."""
     ended = known(sources.WORKFLOW_RUNS, {**RUN, "status": "COMPLETED"})
