@@ -278,6 +278,54 @@ def test_continued_as_new_runs_have_their_own_ids() -> None:
     assert a.events[2].id == "evt_eriuqowtsr2vv6dd6opi3tzija"
 
 
+RUN_STARTED = ("workflow_run.started", "evt_hsxdfingxmzmmmgvklgthbj5ue")
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome"),
+    [
+        ("COMPLETED", ("workflow_run.completed", "evt_2wm663tb2nbkdiduu7cfzlvf54")),
+        ("FAILED", ("workflow_run.failed", "evt_35wolyutpyi2c7bmlaln3cunue")),
+        ("CANCELED", ("workflow_run.canceled", "evt_ecumid2j2ft3xac36b62jn6eo4")),
+        ("TERMINATED", ("workflow_run.terminated", "evt_zuld4pdqgls4pxeuguvawi5p74")),
+        ("TIMED_OUT", ("workflow_run.timed_out", "evt_hstagug7yr433qh72jjrqqaoga")),
+        ("CONTINUED_AS_NEW", ("workflow_run.continued_as_new", "evt_xkm3knr5eebmqa6jtq2mtuapwa")),
+    ],
+)
+def test_workflow_run_event_ids_are_pinned(status: str, outcome: tuple[str, str]) -> None:
+    """Each workflow_run type's id, whether the run is seen moving first or already ended."""
+    moving = diff(WORKFLOW_RUNS, {}, [res(WORKFLOW_RUNS, run())], workspace="default", now=NOW)
+    ended = res(WORKFLOW_RUNS, run(status=status))
+    later = diff(WORKFLOW_RUNS, snap(WORKFLOW_RUNS, run()), [ended], workspace="default", now=LATER)
+    at_once = diff(WORKFLOW_RUNS, {}, [ended], workspace="default", now=LATER)
+    assert [(e.type, e.id) for e in moving.events] == [RUN_STARTED]
+    assert [(e.type, e.id) for e in later.events] == [outcome]
+    assert [(e.type, e.id) for e in at_once.events] == [RUN_STARTED, outcome]
+
+
+def test_a_run_without_a_run_id_has_pinned_ids() -> None:
+    """A run answered without a run_id: its resource id and its event ids."""
+    result = diff(
+        WORKFLOW_RUNS,
+        {},
+        [res(WORKFLOW_RUNS, run(None, status="COMPLETED"))],
+        workspace="default",
+        now=NOW,
+    )
+    assert [(e.type, e.id, e.resource_id) for e in result.events] == [
+        (
+            "workflow_run.started",
+            "evt_2hmfj2b7o45ta2zfgq5tzmjnym",
+            "e1@2026-11-27T11:00:00.500000Z",
+        ),
+        (
+            "workflow_run.completed",
+            "evt_3rdg2vxtrknrg5tys4g4lltqpm",
+            "e1@2026-11-27T11:00:00.500000Z",
+        ),
+    ]
+
+
 def test_baseline_is_silent_but_recorded() -> None:
     """A silent baseline writes every item and announces nothing."""
     result = diff(
