@@ -22,7 +22,13 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from poller import store as store_mod
+from poller import utils
+from poller.mistral.client import MistralClient
+from poller.polling import Settings
 from poller.simulator import Simulator, SimulatorServer
+from poller.sources import WORKFLOW_RUNS
+from poller.workflow_runs.source import WorkflowRunPoller
 
 CURRENT = "mistral-openapi.yaml"
 FINE_TUNING = "mistral-openapi-fine-tuning-2026-07-06.yaml"
@@ -351,6 +357,80 @@ def test_workflow_execute_cancel_terminate_conform(
     cancel = client.post(f"/workflows/executions/{executed.json()['execution_id']}/cancel")
     terminate = client.post(f"/workflows/executions/{second['execution_id']}/terminate")
     assert (cancel.status_code, cancel.content, terminate.status_code) == (204, b"", 204)
+
+
+def _declared(current: Spec, template: str, url: httpx.URL) -> None:
+    """Every query parameter of ``url`` is one ``GET template`` declares, its value valid."""
+    declared = {p["name"]: p["schema"] for p in current.doc["paths"][template]["get"]["parameters"]}
+    for name, raw in url.params.multi_items():
+        assert name in declared, f"{template} does not declare {name}"
+        schema = declared[name]
+        types = {s.get("type") for s in schema.get("anyOf", [schema])}
+        value: Any = raw
+        if "boolean" in types and raw in ("true", "false"):
+            value = raw == "true"
+        elif "integer" in types and raw.isdigit():
+            value = int(raw)
+        validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+        assert not list(validator.iter_errors(value)), f"{name}={raw!r}"
+
+
+async def test_what_the_runs_poller_sends_is_declared_and_answered_as_specified(
+    current: Spec, tmp_path: Path
+) -> None:
+    """Every request the workflow-runs source sends (full listings, both windows, pages by
+    token, a confirming GET) uses parameters the spec declares, and each answer conforms."""
+    now = {"t": T0}
+    sim = Simulator(clock=lambda: now["t"], seed=11)
+    runs = sim.workflows
+    ended = runs.create_run(start_time=T0 - 100, running_for=10)
+    for outcome in ("COMPLETED", "FAILED", "CANCELED"):
+        runs.create_run(outcome=outcome, running_for=30, user_id="u-1")
+    runs.create_run(continues=1, running_for=20)
+    runs.create_run(workflow_name="parallel-execution", internal=True)
+    exchanges: list[tuple[httpx.URL, int, Any]] = []
+
+    async def keep(response: httpx.Response) -> None:
+        await response.aread()
+        exchanges.append((response.request.url, response.status_code, response.json()))
+
+    engine = store_mod.create_engine(f"sqlite:///{tmp_path / 'runs.db'}")
+    with SimulatorServer(sim) as server:
+        async with httpx.AsyncClient(base_url=server.url, event_hooks={"response": [keep]}) as http:
+
+            def poller(reconcile: float) -> WorkflowRunPoller:
+                return WorkflowRunPoller(
+                    WORKFLOW_RUNS,
+                    client=MistralClient(http),
+                    store=store_mod.Store(engine, lambda _e: ["s"]),
+                    settings=Settings(reconcile_interval=reconcile),
+                    clock=lambda: utils.from_unix(now["t"]),
+                    page_size=2,
+                )
+
+            await poller(3600).poll()  # the baseline: a full listing, page by page
+            now["t"] += 25
+            runs.create_run(outcome="TIMED_OUT", running_for=1)
+            now["t"] += 5
+            assert (await poller(3600).poll()).mode == "incremental"  # the two windows
+            runs.expire(ended["run_id"])
+            assert (await poller(0).poll()).mode == "full"  # and the expired run's GET
+    engine.dispose()
+    lists = [(url, answer) for url, _, answer in exchanges if url.path == "/v1/workflows/runs"]
+    assert all(status == 200 for url, status, _ in exchanges if url.path == "/v1/workflows/runs")
+    gets = [e for e in exchanges if e[0].path.startswith("/v1/workflows/runs/")]
+    sent = {name for url, _ in lists for name in url.params}
+    assert sent == {"include_internal", "page_size", "next_page_token", "start_time_after",
+                    "end_time_after"}  # fmt: skip
+    assert [(url.path, status) for url, status, _ in gets] == [
+        (f"/v1/workflows/runs/{ended['run_id']}", 404)
+    ]
+    for url, answer in lists:
+        _declared(current, "/v1/workflows/runs", url)
+        current.response(answer, "/v1/workflows/runs", "get")
+    for url, _, answer in gets:
+        _declared(current, "/v1/workflows/runs/{run_id}", url)
+        assert not list(Draft202012Validator(MISTRAL_ERROR).iter_errors(answer))
 
 
 # -------------------------------------------------------------------- libraries
