@@ -428,12 +428,17 @@ class Workflows:
             )
             return rn.full_view(run, now)
 
-    def advance(self, run_id: str, status: str | None = None) -> Json:
-        """Move a run to its next status now, or to ``status``."""
+    def advance(self, run_id: str, status: str | None = None, at: float | None = None) -> Json:
+        """Move a run to its next status, or to ``status``, now — or at ``at``, a moment
+        between its start and now: a move the API shows late (its ``end_time`` older than
+        the moment it is listed ended)."""
         with self._moment() as now:
             run = self._run(run_id)
+            when = now if at is None else at
+            if not run.start <= when <= now:
+                raise InvalidRequest("at must be between the run's start and now")
             final = run.final if not run.continues else rn.CONTINUED
-            self._rewrite(run, rn.moved(run.timeline, now, status, final))
+            self._rewrite(run, rn.moved(run.timeline, when, status, final))
             self._continue_due(now)
             return rn.full_view(run, now)
 

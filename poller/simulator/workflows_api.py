@@ -82,6 +82,7 @@ class SimWorkflowRun(Control):
 
 class SimRunAdvance(Control):
     status: str | None = None
+    at: float | None = None
 
 
 class SimRunBulk(Control):
@@ -173,7 +174,7 @@ def control_routes(workflows: Workflows) -> list[Route]:
 
     async def advance(request: Request) -> Response:
         args = await body_args(request, SimRunAdvance)
-        return JSONResponse(workflows.advance(request.path_params["id"], args.get("status")))
+        return JSONResponse(workflows.advance(request.path_params["id"], **args))
 
     async def expire(request: Request) -> Response:
         return JSONResponse(workflows.expire(request.path_params["id"]))

@@ -483,12 +483,13 @@ def test_files_list_order_is_chosen_over_the_control_api(
 # ----------------------------------------------------------------- workflow runs
 
 
-def test_workflow_run_controls(control: httpx.Client, client: httpx.Client) -> None:
+def test_workflow_run_controls(sim: Simulator, control: httpx.Client, client: httpx.Client) -> None:
     """/_sim/workflow_runs starts, advances, expires and bulk-seeds runs the API then lists."""
     run = control.post("/_sim/workflow_runs", json={"outcome": "FAILED", "running_for": 60})
     assert run.status_code == 200 and run.json()["status"] == "RUNNING"
     run_id = run.json()["run_id"]
-    moved = control.post(f"/_sim/workflow_runs/{run_id}/advance", json={"status": "TIMED_OUT"})
+    at = {"status": "TIMED_OUT", "at": sim.now()}
+    moved = control.post(f"/_sim/workflow_runs/{run_id}/advance", json=at)
     assert moved.json()["status"] == "TIMED_OUT"
     assert client.get(f"/workflows/runs/{run_id}").json()["status"] == "TIMED_OUT"
     assert control.delete(f"/_sim/workflow_runs/{run_id}").json() == {

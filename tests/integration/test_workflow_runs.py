@@ -157,6 +157,32 @@ async def test_a_run_the_windows_missed_is_found_by_the_reconcile(world: World) 
     assert report.mode == "full" and events_of(report) == lifecycle(late, "completed")
 
 
+async def test_an_end_the_api_lists_late_is_found_by_the_overlap_or_the_reconcile(
+    world: World,
+) -> None:
+    """A run listed ended after its end_time: within the overlap the next window finds it;
+    older than the window, the reconcile does — once, with the API's end_time."""
+    poller = runs_poller(world, reconcile_interval=600)
+    slow, late = (world.sim.workflows.create_run(running_for=10_000) for _ in range(2))
+    await poller.poll()
+    world.now += 100
+    quick = world.sim.workflows.create_run(running_for=1)
+    world.now += 100
+    assert events_of(await poller.poll()) == lifecycle(quick, "completed")  # cursor: its end
+    t0 = world.now - 200
+    world.sim.workflows.advance(slow["run_id"], "FAILED", at=t0 + 90)  # 11 s before the cursor
+    world.sim.workflows.advance(late["run_id"], "COMPLETED", at=t0 + 20)  # 81 s before it
+    world.now += 1
+    assert events_of(await poller.poll()) == [("workflow_run.failed", slow["run_id"])]
+    world.now += 600
+    report = await poller.poll()
+    assert report.mode == "full"
+    assert events_of(report) == [("workflow_run.completed", late["run_id"])]
+    assert report.events[0].data["end_time"] == "2027-01-15T08:00:20.000000Z"
+    world.now += 1
+    assert (await poller.poll()).events == ()
+
+
 async def test_a_run_the_api_forgot_leaves_the_snapshot_silently(world: World) -> None:
     """A run gone from a complete listing and answering 404 is dropped, with no event."""
     poller = runs_poller(world, reconcile_interval=60)

@@ -153,6 +153,20 @@ def test_advance_moves_a_run_now(wf: Workflows, clock: Clock) -> None:
         wf.advance(run["run_id"])
 
 
+def test_advance_at_an_earlier_moment_is_a_move_shown_late(wf: Workflows, clock: Clock) -> None:
+    """advance with ``at`` ends a run back then: listed ended only now, its end_time older."""
+    run = wf.create_run(running_for=1000)
+    clock.now = T0 + 300
+    assert every_run(wf, end_time_after=T0) == []
+    moved = wf.advance(run["run_id"], "COMPLETED", at=T0 + 100)
+    assert (moved["status"], unix(moved["end_time"])) == ("COMPLETED", T0 + 100)
+    assert [r["run_id"] for r in every_run(wf, end_time_after=T0 + 100)] == [run["run_id"]]
+    assert every_run(wf, end_time_after=T0 + 101) == []
+    for at in (T0 - 1, T0 + 301):
+        with pytest.raises(InvalidRequest, match="between the run's start and now"):
+            wf.advance(run["run_id"], "FAILED", at=at)
+
+
 def test_time_filters_are_inclusive_and_end_filters_skip_running_runs(
     wf: Workflows, clock: Clock
 ) -> None:
