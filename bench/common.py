@@ -10,9 +10,11 @@ import resource
 import statistics
 import subprocess
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
+from poller.polling import Polling
 from poller.testing import wait_port
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -70,3 +72,40 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 def row(*cells: object) -> str:
     return " | ".join(str(c) for c in cells)
+
+
+async def listing_costs(
+    make: Callable[..., Polling], cycles: int
+) -> tuple[Polling, dict[str, Any]]:
+    """What one source's poller costs over what the simulator holds, and that poller.
+
+    ``make(**settings)`` builds a poller of the source (``Settings`` overrides). The figures:
+    its baseline (requests, seconds, RSS after it), ``cycles`` quiet cycles (requests, mean
+    and max; CPU), a reconcile (requests, CPU) and a naive poller's complete listing every
+    cycle (requests). The poller returned goes on with cheap cycles.
+    """
+    cheap = make()
+    started = time.perf_counter()
+    baseline = await cheap.poll()
+    out: dict[str, Any] = {
+        "baseline_s": time.perf_counter() - started,
+        "baseline_requests": baseline.requests,
+        "rss_after_baseline_mb": peak_rss_mb(),
+    }
+    cpu, requests = [], []
+    for _ in range(cycles):
+        before = time.process_time()
+        report = await cheap.poll()
+        cpu.append(time.process_time() - before)
+        requests.append(report.requests)
+        assert report.mode == "incremental" and report.events == ()
+    out["quiet_requests"] = statistics.mean(requests)
+    out["quiet_max"] = max(requests)
+    out["quiet_cpu_ms"] = statistics.mean(cpu) * 1000
+    before = time.process_time()
+    report = await make(reconcile_interval=0).poll()
+    out["reconcile_cpu_ms"] = (time.process_time() - before) * 1000
+    out["reconcile_requests"] = report.requests
+    naive = make(incremental=False)
+    out["naive_requests"] = statistics.mean([(await naive.poll()).requests for _ in range(2)])
+    return cheap, out

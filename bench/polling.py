@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import json
 import random
-import resource
 import statistics
 import tempfile
 import time
@@ -31,7 +30,7 @@ from typing import Any
 
 import httpx
 
-from bench.common import percentile, row, simulator, sizes_in_children
+from bench.common import listing_costs, peak_rss_mb, percentile, row, simulator, sizes_in_children
 from poller import logs
 from poller import store as store_mod
 from poller.app import STRATEGIES
@@ -71,31 +70,11 @@ async def measure_size(port: int, size: int, root: str) -> dict[str, Any]:
                 settings=Settings(**{"reconcile_interval": 3600, **settings}),
             )
 
-        incremental = poller()
-        started = time.perf_counter()
-        baseline = await incremental.poll()
-        out["baseline_s"] = time.perf_counter() - started
-        out["baseline_requests"] = baseline.requests
-        out["rss_after_baseline_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        cpu, requests = [], []
-        for _ in range(IDLE_CYCLES):
-            before = time.process_time()
-            report = await incremental.poll()
-            cpu.append(time.process_time() - before)
-            requests.append(report.requests)
-            assert report.mode == "incremental"
-        out["incremental_requests"] = statistics.mean(requests)
-        out["incremental_cpu_ms"] = statistics.mean(cpu) * 1000
-        reconcile = poller(reconcile_interval=0)
-        before = time.process_time()
-        report = await reconcile.poll()
-        out["reconcile_cpu_ms"] = (time.process_time() - before) * 1000
-        out["reconcile_requests"] = report.requests
-        naive = poller(incremental=False)
-        out["naive_requests"] = statistics.mean([(await naive.poll()).requests for _ in range(2)])
+        _, costs = await listing_costs(poller, IDLE_CYCLES)
+        out.update(costs)
         out.update(await every_source(base, http, store))
     engine.dispose()
-    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["peak_rss_mb"] = peak_rss_mb()
     return out
 
 
@@ -259,9 +238,9 @@ def main() -> None:
         print(
             row(
                 r["size"],
-                f"{r['incremental_requests']:.1f}",
+                f"{r['quiet_requests']:.1f}",
                 f"{r['naive_requests']:.0f}",
-                f"{r['incremental_cpu_ms']:.1f}",
+                f"{r['quiet_cpu_ms']:.1f}",
                 f"{r['reconcile_cpu_ms']:.0f}",
                 f"{r['baseline_s']:.1f}",
                 f"{r['peak_rss_mb']:.0f}",

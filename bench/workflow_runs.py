@@ -25,17 +25,16 @@ import asyncio
 import json
 import statistics
 import tempfile
-import time
 from typing import Any
 
 import httpx
 
-from bench.common import peak_rss_mb, row, simulator, sizes_in_children
+from bench.common import listing_costs, peak_rss_mb, row, simulator, sizes_in_children
 from poller import logs
 from poller import store as store_mod
 from poller.libraries.source import LibraryPoller
 from poller.mistral.client import MistralClient
-from poller.polling import Settings
+from poller.polling import Polling, Settings
 from poller.sources import LIBRARIES, WORKFLOW_RUNS
 from poller.testing import free_port
 from poller.workflow_runs.source import WorkflowRunPoller
@@ -65,21 +64,8 @@ async def measure_size(port: int, size: int, root: str) -> dict[str, Any]:
                 settings=Settings(**{"reconcile_interval": 3600, **settings}),
             )
 
-        windowed = poller()
-        started = time.perf_counter()
-        baseline = await windowed.poll()
-        out["baseline_s"] = time.perf_counter() - started
-        out["baseline_requests"] = baseline.requests
-        cpu, requests = [], []
-        for _ in range(QUIET_CYCLES):
-            before = time.process_time()
-            report = await windowed.poll()
-            cpu.append(time.process_time() - before)
-            requests.append(report.requests)
-            assert report.mode == "incremental" and report.events == ()
-        out["quiet_requests"] = statistics.mean(requests)
-        out["quiet_max"] = max(requests)
-        out["quiet_cpu_ms"] = statistics.mean(cpu) * 1000
+        windowed, costs = await listing_costs(poller, QUIET_CYCLES)
+        out.update(costs)
         run = (await control.post("/_sim/workflow_runs", json={"running_for": 1})).json()
         await windowed.poll()  # it started
         (await control.post("/_sim/clock", json={"advance": 2})).raise_for_status()
@@ -93,13 +79,6 @@ async def measure_size(port: int, size: int, root: str) -> dict[str, Any]:
             }:
                 break
         out["outcome_cycles"], out["outcome_requests"] = cycles, outcome_requests
-        reconcile = poller(reconcile_interval=0)
-        before = time.process_time()
-        report = await reconcile.poll()
-        out["reconcile_cpu_ms"] = (time.process_time() - before) * 1000
-        out["reconcile_requests"] = report.requests
-        naive = poller(incremental=False)
-        out["naive_requests"] = statistics.mean([(await naive.poll()).requests for _ in range(2)])
         out.update(await beside_libraries(http, control, store, windowed))
     engine.dispose()
     out["peak_rss_mb"] = peak_rss_mb()
@@ -110,7 +89,7 @@ async def beside_libraries(
     http: httpx.AsyncClient,
     control: httpx.AsyncClient,
     store: store_mod.Store,
-    runs: WorkflowRunPoller,
+    runs: Polling,
 ) -> dict[str, Any]:
     """Quiet cycles of the runs and libraries sources together, 5 x 2,000 documents added."""
     seeded = await control.post("/_sim/libraries/bulk", json={"libraries": 5, "documents": 2000})
