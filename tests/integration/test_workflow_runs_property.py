@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import pathlib
 import tempfile
 from typing import Any
@@ -33,15 +34,22 @@ move = st.tuples(
     st.sampled_from(["cancel", "terminate", "RETRYING_AFTER_ERROR", "COMPLETED"]),
 )
 late = st.tuples(st.just("late"), st.sampled_from([5.0, 45.0]))
+end_late = st.tuples(
+    st.just("end_late"),
+    st.integers(min_value=0, max_value=50),
+    st.sampled_from(["COMPLETED", "FAILED", "TIMED_OUT"]),
+    st.sampled_from([5.0, 45.0]),
+)
 advance = st.tuples(st.just("advance"), st.sampled_from([1.0, 30.0, 90.0, 300.0]))
 poll = st.tuples(st.just("poll"))
 histories = st.lists(
-    st.one_of(start, start, move, late, advance, advance, poll, poll, poll),
+    st.one_of(start, start, move, late, end_late, advance, advance, poll, poll, poll),
     min_size=4,
     max_size=30,
 )
 # a run started at the very second of the cursor, another that ends far from its start,
-# and a chain of runs continuing as new across polls
+# a chain of runs continuing as new across polls, and an end listed 45 s late, 15 s older
+# than the newest time the poll before saw
 EDGES = [
     ("start", "COMPLETED", 200.0, 2, None, False),
     ("poll",),
@@ -50,6 +58,14 @@ EDGES = [
     ("poll",),
     ("late", 45.0),
     ("advance", 300.0),
+    ("poll",),
+    ("start", "COMPLETED", 200.0, 0, None, False),
+    ("poll",),
+    ("advance", 30.0),
+    ("start", "COMPLETED", 0.0, 0, None, False),
+    ("poll",),
+    ("advance", 30.0),
+    ("end_late", 2, "FAILED", 45.0),
     ("poll",),
 ]
 
@@ -99,6 +115,13 @@ async def play(
                     runs.terminate(run["execution_id"])
                 elif current["status"] != op[2]:
                     runs.advance(current["run_id"], op[2])
+            elif op[0] == "end_late" and started:
+                # listed ended only now, though it ended up to 45 s ago (the last poll saw
+                # it moving, perhaps after that)
+                current = runs.get_execution(started[op[1] % len(started)]["execution_id"])
+                if current["status"] in ("RUNNING", "RETRYING_AFTER_ERROR"):
+                    begun = dt.datetime.fromisoformat(current["start_time"]).timestamp()
+                    runs.advance(current["run_id"], op[2], at=max(begun, now["t"] - op[3]))
             elif op[0] == "late":
                 # visible only now, though it started within the overlap of the last poll
                 runs.create_run(start_time=now["t"] - op[1], running_for=op[1] / 2)
