@@ -11,8 +11,8 @@ the poller's clock never enters a filter. The windows open ``OVERLAP`` seconds b
 (the filters' one-second granularity, runs that become visible a little late, skew
 between the API's servers); what the overlap reads again is already in the snapshot, and
 the diff announces nothing twice. The first poll and every reconcile list everything, as
-for other sources (``SourcePoller._full``): a run absent from that complete listing and
-answering 404 (the API's retention) leaves the snapshot silently.
+for other sources (``SourcePoller._full``): a run absent from that complete listing
+leaves the snapshot silently once its GET answers (``WorkflowRunPoller.confirm``).
 
 A poll cut off between two pages writes nothing: the next one reads the same windows
 again from the same cursor, so nothing is lost and no transition gets a second id.
@@ -139,15 +139,15 @@ class WorkflowRunPoller(SourcePoller):
     async def confirm(self, ids: Sequence[str]) -> tuple[list[str], list[Resource]]:
         """Direct GETs of runs a complete listing no longer shows: (gone, found after all).
 
-        A run named without a ``run_id`` is read through its execution, which answers its
-        latest run: when that is another run, this one is no longer listed, and is gone.
+        Runs are tracked as the list shows them, under its filters. A run it leaves out is
+        gone — silently: runs have no deletion event — once its GET answers, whether 404
+        (the API's retention) or with a run (outside the filters, such as an internal run
+        once ``include_internal`` is off; for a run named without a ``run_id``, its
+        execution's latest run). A GET that fails keeps it until the next reconcile.
         """
         paths = {rid: self.runs.item_url(rid) for rid in ids}
-        gone, bodies = await polling.confirm(self.client, paths, self.log, get=self.fetch)
-        answered = {rid: self.runs.to_resource(body) for rid, body in bodies.items()}
-        found = [run for rid, run in answered.items() if run.id == rid]
-        gone += [rid for rid, run in answered.items() if run.id != rid]
-        return sorted(gone), found
+        gone, answered = await polling.confirm(self.client, paths, self.log, get=self.fetch)
+        return sorted([*gone, *answered]), []
 
     def advance(self, cursor: int | None, seen: Iterable[Resource]) -> int | None:
         return newest(cursor, seen)

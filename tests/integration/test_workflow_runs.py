@@ -198,6 +198,37 @@ async def test_a_run_the_api_forgot_leaves_the_snapshot_silently(world: World) -
     assert poller.store.ids("default", "workflow_runs") == {r["run_id"] for r in runs[1:]}
 
 
+async def test_runs_the_listing_leaves_out_leave_the_snapshot_once(world: World) -> None:
+    """Internal runs tracked before include_internal was turned off: the first reconcile
+    without them reads each once and drops it, silently; the next reads none."""
+    parent = world.sim.workflows.create_run(running_for=10_000)
+    children = [
+        world.sim.workflows.create_run(
+            workflow_name="parallel-execution",
+            internal=True,
+            parent_execution_id=parent["execution_id"],
+            running_for=10_000,
+        )
+        for _ in range(2)
+    ]
+    await runs_poller(world, include_internal=True).poll()
+    poller = runs_poller(world, reconcile_interval=0)
+    for child in children:
+        world.sim.workflows.advance(child["run_id"], "COMPLETED")
+    world.now += 1
+    world.sim.reset_stats()
+    report = await poller.poll()
+    assert (report.mode, report.events) == ("full", ())
+    assert sorted(r.split("?")[0] for r in world.routes() if "/runs/" in r) == sorted(
+        f"GET /v1/workflows/runs/{child['run_id']}" for child in children
+    )
+    assert poller.store.ids("default", "workflow_runs") == {parent["run_id"]}
+    world.now += 1
+    world.sim.reset_stats()
+    assert (await poller.poll()).events == ()
+    assert [r for r in world.routes() if "/runs/" in r] == []
+
+
 def without_run_ids(world: World) -> None:
     """From now on the runs list answers what it holds now, every run_id left null."""
     world.sim.clear_faults()
