@@ -892,6 +892,29 @@ def test_a_source_key_of_another_source_is_refused() -> None:
         parse("sources:\n  files: {emit_started: true}\n")
 
 
+def test_include_internal_is_off_unless_set_and_inherited() -> None:
+    """workflow_runs.include_internal: false unless set; inherited, overridden per workspace."""
+    assert parse("poll:\n").workspaces[0].sources.workflow_runs.include_internal is False
+    text = (
+        "sources:\n  workflow_runs: {include_internal: true}\n"
+        "workspaces:\n  - name: a\n  - name: b\n    sources:\n"
+        "      workflow_runs: {include_internal: false}\n"
+    )
+    loaded = parse(text)
+    a, b = (loaded.workspace(n).sources.workflow_runs for n in ("a", "b"))
+    assert (a.include_internal, b.include_internal) == (True, False)
+    with pytest.raises(ConfigError, match="unknown key 'include_internal'"):
+        parse("sources:\n  batch_jobs: {include_internal: true}\n")
+
+
+def test_json_schema_knows_include_internal() -> None:
+    """The schema takes workflow_runs.include_internal as a boolean, on workflow_runs alone."""
+    validator = jsonschema.Draft202012Validator(config.json_schema())
+    assert validator.is_valid({"sources": {"workflow_runs": {"include_internal": True}}})
+    assert not validator.is_valid({"sources": {"workflow_runs": {"include_internal": "yes"}}})
+    assert not validator.is_valid({"sources": {"files": {"include_internal": True}}})
+
+
 def test_sources_get() -> None:
     """SourcesConfig.get(name) returns that source and raises KeyError for others."""
     sources = parse("sources:\n  files: {interval: 9s}\n").workspaces[0].sources
