@@ -873,38 +873,31 @@ def test_enabled_sources(text: str, enabled: tuple[str, ...]) -> None:
     assert parse(text).workspaces[0].sources.enabled() == enabled
 
 
-def test_a_source_key_of_its_own_is_inherited() -> None:
-    """batch_jobs.emit_started at the top level holds in a workspace unless it says otherwise."""
+@pytest.mark.parametrize(
+    ("source", "key"), [("batch_jobs", "emit_started"), ("workflow_runs", "include_internal")]
+)
+def test_a_source_key_of_its_own_is_inherited(source: str, key: str) -> None:
+    """A source's own key, false by default, set at the top level, holds in a workspace
+    unless it says otherwise."""
     text = (
-        "sources:\n  batch_jobs: {emit_started: true}\n"
+        f"sources:\n  {source}: {{{key}: true}}\n"
         "workspaces:\n  - name: a\n  - name: b\n    sources:\n"
-        "      batch_jobs: {emit_started: false, interval: 9s}\n"
+        f"      {source}: {{{key}: false, interval: 9s}}\n"
     )
     loaded = parse(text)
-    a, b = (loaded.workspace(n).sources.batch_jobs for n in ("a", "b"))
-    assert (a.emit_started, b.emit_started, b.interval) == (True, False, 9.0)
-    assert parse("poll:\n").workspaces[0].sources.batch_jobs.emit_started is False
+    a, b = (getattr(loaded.workspace(n).sources, source) for n in ("a", "b"))
+    assert (getattr(a, key), getattr(b, key), b.interval) == (True, False, 9.0)
+    assert getattr(getattr(parse("poll:\n").workspaces[0].sources, source), key) is False
 
 
-def test_a_source_key_of_another_source_is_refused() -> None:
-    """emit_started belongs to batch_jobs: on files it is an unknown key."""
-    with pytest.raises(ConfigError, match="unknown key 'emit_started'"):
-        parse("sources:\n  files: {emit_started: true}\n")
-
-
-def test_include_internal_is_off_unless_set_and_inherited() -> None:
-    """workflow_runs.include_internal: false unless set; inherited, overridden per workspace."""
-    assert parse("poll:\n").workspaces[0].sources.workflow_runs.include_internal is False
-    text = (
-        "sources:\n  workflow_runs: {include_internal: true}\n"
-        "workspaces:\n  - name: a\n  - name: b\n    sources:\n"
-        "      workflow_runs: {include_internal: false}\n"
-    )
-    loaded = parse(text)
-    a, b = (loaded.workspace(n).sources.workflow_runs for n in ("a", "b"))
-    assert (a.include_internal, b.include_internal) == (True, False)
-    with pytest.raises(ConfigError, match="unknown key 'include_internal'"):
-        parse("sources:\n  batch_jobs: {include_internal: true}\n")
+@pytest.mark.parametrize(
+    ("source", "key"), [("files", "emit_started"), ("batch_jobs", "include_internal")]
+)
+def test_a_source_key_of_another_source_is_refused(source: str, key: str) -> None:
+    """emit_started belongs to batch_jobs, include_internal to workflow_runs: elsewhere,
+    each is an unknown key."""
+    with pytest.raises(ConfigError, match=f"unknown key '{key}'"):
+        parse(f"sources:\n  {source}: {{{key}: true}}\n")
 
 
 def test_json_schema_knows_include_internal() -> None:
