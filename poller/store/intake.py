@@ -68,7 +68,9 @@ def add_events(
         for sink in route(event)
     ]
     if deliveries:
-        now = dbtime.now(conn)
+        # read once: two calls of clock_timestamp() in one statement differ by microseconds,
+        # and a new delivery is due exactly when it was created
+        now = dbtime.read(conn)
         conn.execute(DELIVERIES.insert().values(created_at=now, next_attempt_at=now), deliveries)
         if conn.dialect.name == "postgresql":
             # sent at commit; listeners of other schemas of the database ignore it
