@@ -32,7 +32,7 @@ from poller.cli.common import (
     "--activity/--no-activity",
     default=False,
     show_default=True,
-    help="Generate jobs, files and models on its own.",
+    help="Generate jobs, files, models, documents and workflow runs on its own.",
 )
 @click.option(
     "--scenario", type=click.Choice(["empty", "demo"]), default="empty", show_default=True
