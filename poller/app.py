@@ -33,7 +33,7 @@ from poller.sinks.base import Sink
 from poller.sinks.file import FileSink
 from poller.sinks.http import HttpSink
 from poller.sinks.log import LogSink
-from poller.sinks.redacted import Redacted
+from poller.sinks.redacted import redacted
 from poller.store.sinkstate import SinkState
 from poller.workflow_runs.source import WorkflowRunPoller
 
@@ -326,7 +326,7 @@ class App:
 
         Its HTTP client, if any, is closed with the app.
         """
-        return Redacted(self._build_sink(cfg), self.redactor.redact)
+        return redacted(self._build_sink(cfg), self.redactor.redact)
 
     def _build_sink(self, cfg: config_mod.SinkConfig) -> Sink:
         if isinstance(cfg, config_mod.HttpSinkConfig):

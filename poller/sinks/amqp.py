@@ -5,6 +5,10 @@ Messages are persistent, carry the event id as ``message_id`` and its type and t
 is bound to take comes back, and that is a refusal rather than a silent loss. The exchange
 is declared as a durable ``topic`` exchange when it does not exist yet; one that exists is
 used as it is.
+
+A batch is published together on the one confirming channel (the broker base's concurrent
+publishes): each message is written while the confirms of those before it are still
+outstanding, and the confirms (or returns) are gathered, each message judged on its own.
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """What every sink is: a name and one coroutine that delivers one event.
 
+A sink may also deliver several events in one call (:class:`BatchSink`): the broker sinks
+send them pipelined and gather the acknowledgements; each event still gets its own outcome.
+
 Also what sinks share: the JSON bytes they send, the two body formats (poller's envelope or
 a CloudEvents 1.0 document) and the ``{resource}``-style templates of URLs, subjects and topics.
 """
@@ -9,7 +12,8 @@ from __future__ import annotations
 import json
 import re
 import time
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
 
 from poller import utils
 from poller.model import Event, Outcome
@@ -28,6 +32,25 @@ class Sink(Protocol):
     async def deliver(self, event: Event) -> Outcome: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class BatchSink(Sink, Protocol):
+    """A sink that also delivers several events in one call, pipelined on its connection.
+
+    ``deliver_many`` returns one outcome per event, in the events' order, each meaning what
+    ``deliver``'s would; like ``deliver`` it never raises for a failed attempt. A sink whose
+    ``pipelined`` is false has the method but is better sent one event per call.
+    """
+
+    async def deliver_many(self, events: Sequence[Event]) -> list[Outcome]: ...
+
+
+def batching(sink: Sink) -> BatchSink | None:
+    """``sink`` when it is best sent batches (``deliver_many``, not ``pipelined = False``)."""
+    if isinstance(sink, BatchSink) and getattr(sink, "pipelined", True):
+        return sink
+    return None
 
 
 def dumps(document: Any) -> bytes:

@@ -7,6 +7,10 @@ broker acknowledged the message. A broker that cannot be reached, or does not an
 take nothing now (:class:`Away`); a broker that answers but refuses the message raises
 :class:`Refused` in the subclass, which becomes a refusal carrying the broker's own words.
 The body is the same envelope (or CloudEvents document) the ``http`` sink sends.
+
+Several events may go in one call (``deliver_many``): they are published pipelined on the
+connection and their acknowledgements gathered, each message judged on its own answer, as
+if each had been delivered alone; one refused message leaves the others delivered.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import dataclasses
 import time
+from collections.abc import Sequence
 from typing import Generic, TypeVar
 
 import structlog
@@ -26,6 +32,9 @@ from poller.sinks import base
 log = structlog.get_logger("poller.sinks")
 
 C = TypeVar("C")
+
+Answer = str | BaseException | None
+"""What one message's publish came to: the broker's words, or the exception it met."""
 
 
 class Refused(Exception):
@@ -41,10 +50,21 @@ class Stale(Exception):
     """The kept connection had gone before anything was sent: connect again and send."""
 
 
+@dataclasses.dataclass(frozen=True)
+class Message:
+    """One event to publish, its body rendered and the body's content type."""
+
+    event: Event
+    body: bytes
+    content_type: str
+
+
 class BrokerSink(abc.ABC, Generic[C]):
     """Publishes each event through one kept connection of type ``C`` to one broker."""
 
     kind: str = "broker"
+    pipelined: bool = True
+    """Whether the dispatcher sends it batches (``deliver_many``) rather than single events."""
 
     def __init__(self, name: str, *, format: str = "standard", timeout: float = 15.0) -> None:
         self.name = name
@@ -76,43 +96,88 @@ class BrokerSink(abc.ABC, Generic[C]):
         """Whether ``client`` is still connected; a dead one is replaced before publishing."""
         return True
 
+    async def publish_many(self, client: C, messages: Sequence[Message]) -> list[Answer]:
+        """Send several messages at once and wait for every acknowledgement; per message, in
+        order, what the broker said or the exception its publish met (:class:`Refused`,
+        :class:`Away`, :class:`Stale`, a network error).
+
+        By default they are published concurrently over the one connection, each awaiting
+        its own acknowledgement; a broker whose client pipelines better says so here.
+        """
+        return list(
+            await asyncio.gather(
+                *(self.publish(client, m.event, m.body, m.content_type) for m in messages),
+                return_exceptions=True,
+            )
+        )
+
     # -- the Sink protocol ---------------------------------------------------------------
 
     async def deliver(self, event: Event) -> Outcome:
-        body, content_type = base.render(event, self.format)
+        return (await self.deliver_many([event]))[0]
+
+    async def deliver_many(self, events: Sequence[Event]) -> list[Outcome]:
+        """Deliver ``events`` pipelined on the one connection: one outcome per event, in order.
+
+        Each counts as delivered only on its own acknowledgement; a refusal is that message's
+        alone, while a lost connection or a silent broker fails every message not yet answered.
+        """
+        messages = [Message(e, *base.render(e, self.format)) for e in events]
         started = time.perf_counter()
         client: C | None = None
         try:
             async with asyncio.timeout(self.timeout):
                 client = await self._connected()
-                try:
-                    answer = await self.publish(client, event, body, content_type)
-                except Stale:
+                answers = await self._send(client, messages)
+                if stale := [n for n, a in enumerate(answers) if isinstance(a, Stale)]:
+                    # the kept connection had gone before they were sent: send them anew
                     await self._drop(client)
                     client = await self._connected()
-                    answer = await self.publish(client, event, body, content_type)
-        except Refused as exc:
+                    again = await self._send(client, [messages[n] for n in stale])
+                    for n, answer in zip(stale, again, strict=True):
+                        answers[n] = answer
+        except TimeoutError:
+            await self._drop(client)
+            return [_failed(self._silent(), started)] * len(messages)
+        except Exception as exc:  # each client library raises its own zoo of network errors
+            await self._drop(client)
+            return [_failed(describe(exc), started)] * len(messages)
+        outcomes = [self._outcome(answer, started) for answer in answers]
+        if any(isinstance(a, BaseException) and not isinstance(a, Refused | Away) for a in answers):
+            await self._drop(client)  # the connection is suspect: the next attempt opens anew
+        return outcomes
+
+    async def _send(self, client: C, messages: list[Message]) -> list[Answer]:
+        if len(messages) == 1:
+            m = messages[0]
+            try:
+                return [await self.publish(client, m.event, m.body, m.content_type)]
+            except Exception as exc:
+                return [exc]
+        answers = await self.publish_many(client, messages)
+        if len(answers) != len(messages):
+            raise RuntimeError(f"{len(answers)} answers to {len(messages)} messages")
+        return answers
+
+    def _outcome(self, answer: Answer, started: float) -> Outcome:
+        """The outcome of one message from what its publish came to."""
+        if isinstance(answer, Refused):
             return Outcome(
                 ok=False,
-                error=utils.first_line(exc)[:300],
+                error=utils.first_line(answer)[:300],
                 rejected=True,
                 duration_ms=base.elapsed_ms(started),
             )
-        except Away as exc:  # the connection is sound: it is kept for the next attempt
-            return Outcome(
-                ok=False, error=utils.first_line(exc)[:300], duration_ms=base.elapsed_ms(started)
-            )
-        except TimeoutError:
-            await self._drop(client)
-            return Outcome(
-                ok=False,
-                error=f"no answer from the broker within {self.timeout:g}s",
-                duration_ms=base.elapsed_ms(started),
-            )
-        except Exception as exc:  # each client library raises its own zoo of network errors
-            await self._drop(client)
-            return Outcome(ok=False, error=describe(exc), duration_ms=base.elapsed_ms(started))
+        if isinstance(answer, Away):  # the connection is sound: it is kept for the next attempt
+            return _failed(utils.first_line(answer)[:300], started)
+        if isinstance(answer, TimeoutError):
+            return _failed(self._silent(), started)
+        if isinstance(answer, BaseException):
+            return _failed(describe(answer), started)
         return Outcome(ok=True, duration_ms=base.elapsed_ms(started), detail=answer)
+
+    def _silent(self) -> str:
+        return f"no answer from the broker within {self.timeout:g}s"
 
     async def aclose(self) -> None:
         async with self._lock:
@@ -147,6 +212,10 @@ class BrokerSink(abc.ABC, Generic[C]):
         with contextlib.suppress(Exception):
             async with asyncio.timeout(self.timeout):
                 await self.disconnect(client)
+
+
+def _failed(error: str, started: float) -> Outcome:
+    return Outcome(ok=False, error=error, duration_ms=base.elapsed_ms(started))
 
 
 def describe(exc: BaseException) -> str:

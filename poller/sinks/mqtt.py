@@ -5,6 +5,14 @@ PUBCOMP did; at ``qos`` 0 there is no acknowledgement, so it counts once it was 
 envelope carries the event id; MQTT 5 also gets it as the user property ``id`` (beside
 ``type``) and the body's content type. A broker that refuses MQTT 5 is spoken to in 3.1.1,
 without properties.
+
+The dispatcher sends it one event per call (``pipelined`` is false), up to its concurrency
+at once, so several QoS 1 (or 2) publishes are outstanding on the connection, each awaiting
+its own acknowledgement. Batches would be slower: a batch waits for every PUBACK before
+anything more is sent, and a broker that leaves Nagle's algorithm on (Mosquitto's default,
+``set_tcp_nodelay false``) then holds the later PUBACKs until the client's delayed TCP
+acknowledgement, tens of milliseconds, per batch. ``deliver_many`` still works, publishing
+concurrently as the base class does (aiomqtt offers no batch of its own).
 """
 
 from __future__ import annotations
@@ -84,6 +92,7 @@ class MqttSink(BrokerSink[AckedClient]):
     """Publishes to ``topic`` (a template) at ``qos`` on the broker at ``url``."""
 
     kind = "mqtt"
+    pipelined = False  # see the module's docstring
 
     def __init__(
         self,

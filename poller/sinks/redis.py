@@ -5,16 +5,21 @@ CloudEvents document, as JSON). It counts as delivered once ``XADD`` answered wi
 entry's id. ``maxlen`` trims the stream approximately (``MAXLEN ~``) as entries are added.
 Redis has no duplicate detection: a retry after a lost answer may add an entry twice, so
 consumers de-duplicate on ``id``.
+
+A batch goes as one pipeline (not a transaction): every ``XADD`` in one round trip, each
+reply checked on its own, so one refused entry leaves the others added.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import redis.asyncio
 import redis.exceptions
 from redis.typing import EncodableT, FieldT
 
 from poller.model import Event
-from poller.sinks.broker import Away, BrokerSink, Refused
+from poller.sinks.broker import Answer, Away, BrokerSink, Message, Refused
 
 _BUSY = (
     "OOM",
@@ -66,16 +71,46 @@ class RedisSink(BrokerSink["redis.asyncio.Redis"]):
     async def publish(
         self, client: redis.asyncio.Redis, event: Event, body: bytes, content_type: str
     ) -> str | None:
-        fields: dict[FieldT, EncodableT] = {"id": event.id, "type": event.type, "event": body}
         try:
-            entry = await client.xadd(self.stream, fields, maxlen=self.maxlen, approximate=True)
+            entry = await client.xadd(
+                self.stream, _fields(event, body), maxlen=self.maxlen, approximate=True
+            )
         except redis.exceptions.ResponseError as exc:
-            if isinstance(exc, redis.exceptions.ReadOnlyError) or str(exc).startswith(_BUSY):
-                # the server cannot write now, whatever the message: the sink is failing
-                raise Away(f"Redis cannot write now: {exc}") from None
-            raise Refused(f"Redis refused XADD to '{self.stream}': {exc}") from None
+            raise self._refusal(exc) from None
+        return self._added(entry)
+
+    async def publish_many(
+        self, client: redis.asyncio.Redis, messages: Sequence[Message]
+    ) -> list[Answer]:
+        async with client.pipeline(transaction=False) as pipe:
+            for m in messages:
+                pipe.xadd(
+                    self.stream, _fields(m.event, m.body), maxlen=self.maxlen, approximate=True
+                )
+            replies = await pipe.execute(raise_on_error=False)
+        return [
+            self._refusal(r)
+            if isinstance(r, redis.exceptions.ResponseError)
+            else r
+            if isinstance(r, BaseException)
+            else self._added(r)
+            for r in replies
+        ]
+
+    def _refusal(self, exc: redis.exceptions.ResponseError) -> Exception:
+        """What an error reply to ``XADD`` means: the server cannot write, or refuses this."""
+        if isinstance(exc, redis.exceptions.ReadOnlyError) or str(exc).startswith(_BUSY):
+            # the server cannot write now, whatever the message: the sink is failing
+            return Away(f"Redis cannot write now: {exc}")
+        return Refused(f"Redis refused XADD to '{self.stream}': {exc}")
+
+    def _added(self, entry: object) -> str:
         shown = entry.decode() if isinstance(entry, bytes) else str(entry)
         return f"added to stream {self.stream} as entry {shown}"
 
     async def disconnect(self, client: redis.asyncio.Redis) -> None:
         await client.aclose()
+
+
+def _fields(event: Event, body: bytes) -> dict[FieldT, EncodableT]:
+    return {"id": event.id, "type": event.type, "event": body}
