@@ -3,7 +3,9 @@
 Workers run beside polling, each on its own: a slow or dead sink delays neither a poll nor
 another sink. Within a sink, up to ``concurrency`` deliveries are in flight, and a
 resource's later event never overtakes its earlier one (the outbox only offers the first
-pending delivery of each resource).
+pending delivery of each resource). A sink that delivers in batches (the brokers) gets the
+deliveries that may start together in one call; each still takes a slot, and each result
+is judged and recorded on its own, exactly as a single attempt's.
 
 A failing sink is one circuit. The first failure opens it and sets the first probe, soon
 after; failures of deliveries that were already in flight do not move it. While open,
@@ -48,7 +50,7 @@ from poller import utils
 from poller.delivery import retry
 from poller.delivery.holding import Holding
 from poller.model import Delivery, Outcome
-from poller.sinks.base import Sink
+from poller.sinks.base import Sink, batching
 from poller.store.outbox import AttemptRecord, Outbox
 from poller.store.rows import DEAD, DELIVERED, PENDING
 from poller.store.sinkstate import SinkState, SinkStates
@@ -110,7 +112,9 @@ class SinkWorker:
         self.wake = asyncio.Event()
         self.log = log.bind(sink=sink.name)
         self._ready: collections.deque[Delivery] = collections.deque()
-        self._inflight: dict[asyncio.Task[Outcome], Delivery] = {}
+        self._inflight: dict[asyncio.Future[Outcome], Delivery] = {}
+        """One entry per delivery on the wire: its own task, or its share of a batch's."""
+        self._batch = batching(sink)
         self._records: list[AttemptRecord] = []
         self._unrecorded: set[int] = set()
         self._state = SinkState(name=sink.name)
@@ -269,17 +273,26 @@ class SinkWorker:
 
     def _fill(self) -> None:
         """Start ready deliveries while there are free slots (never two of one resource),
-        each only on a claim still trusted; the others are set aside."""
+        each only on a claim still trusted; the others are set aside.
+
+        A sink that delivers in batches gets those started together as one batch, each
+        taking its slot as a single delivery would."""
         if self.halted or self._state.circuit_open or not self._state.enabled:
             return
         busy = {d.order_key for d in self._inflight.values()}
-        while self._ready and len(self._inflight) < self.concurrency:
+        batch: list[Delivery] = []
+        while self._ready and len(self._inflight) + len(batch) < self.concurrency:
             delivery = self._ready.popleft()
             if not self._held.trusted(delivery):
                 self._set_aside.append(delivery)
             elif delivery.order_key not in busy and delivery.id not in self._unrecorded:
-                self._start(delivery)
+                if self._batch is None:
+                    self._start(delivery)
+                else:
+                    batch.append(delivery)
                 busy.add(delivery.order_key)
+        if batch:
+            self._start_batch(batch)
 
     async def _probe(self, now: dt.datetime) -> float:
         if self._inflight:
@@ -338,6 +351,32 @@ class SinkWorker:
         self._inflight[task] = delivery
         task.add_done_callback(self._finished)
 
+    def _start_batch(self, batch: list[Delivery]) -> None:
+        """Send ``batch`` in one call of the sink; each delivery is in flight on its own share
+        of it, which ends as ``_finished`` expects, in the batch's order."""
+        task = asyncio.create_task(self._attempt_many(batch), name=f"deliver-{self.name}")
+        loop = asyncio.get_running_loop()
+        shares: list[asyncio.Future[Outcome]] = []
+        for delivery in batch:
+            share: asyncio.Future[Outcome] = loop.create_future()
+            self._inflight[share] = delivery
+            share.add_done_callback(self._finished)
+            # a share cut off (a stop's grace ran out) stops the sending of the whole batch
+            share.add_done_callback(lambda s: task.cancel() if s.cancelled() else None)
+            shares.append(share)
+
+        def settle(done: asyncio.Task[list[Outcome]]) -> None:
+            outcomes = None if done.cancelled() else done.result()
+            for n, share in enumerate(shares):
+                if share.done():
+                    continue
+                if outcomes is None:
+                    share.cancel()
+                else:
+                    share.set_result(outcomes[n])
+
+        task.add_done_callback(settle)
+
     async def _attempt(self, delivery: Delivery) -> Outcome:
         try:
             return await self.sink.deliver(delivery.event)
@@ -345,9 +384,20 @@ class SinkWorker:
             self.log.exception("sink_crashed", event_id=delivery.event.id)
             return Outcome(ok=False, error=f"sink error: {type(exc).__name__}")
 
+    async def _attempt_many(self, batch: list[Delivery]) -> list[Outcome]:
+        assert self._batch is not None
+        try:
+            outcomes = await self._batch.deliver_many([d.event for d in batch])
+            if len(outcomes) != len(batch):
+                raise ValueError(f"{len(outcomes)} outcomes for {len(batch)} events")
+            return outcomes
+        except Exception as exc:  # a sink bug must not kill the worker
+            self.log.exception("sink_crashed", event_ids=[d.event.id for d in batch])
+            return [Outcome(ok=False, error=f"sink error: {type(exc).__name__}")] * len(batch)
+
     # -- results -----------------------------------------------------------------------
 
-    def _finished(self, task: asyncio.Task[Outcome]) -> None:
+    def _finished(self, task: asyncio.Future[Outcome]) -> None:
         """An attempt ended: judge it, free its slot, queue its record, move the circuit."""
         delivery = self._inflight.pop(task)
         probe = delivery.id == self._probe_id
