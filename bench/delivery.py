@@ -40,7 +40,7 @@ from poller.testing import free_port
 SECRET = "whsec_" + base64.b64encode(b"benchmark-secret-of-thirty-two-b").decode()
 
 
-def make_events(count: int) -> list[Event]:
+def make_events(count: int, workspace: str = "w") -> list[Event]:
     now = dt.datetime.now(dt.UTC)
     events = []
     for n in range(count):
@@ -54,7 +54,9 @@ def make_events(count: int) -> list[Event]:
                 "total_requests": 10,
             }
         )
-        events.append(event_for(BATCH_JOBS, "batch_job.succeeded", job, workspace="w", now=now))
+        events.append(
+            event_for(BATCH_JOBS, "batch_job.succeeded", job, workspace=workspace, now=now)
+        )
     return events
 
 
