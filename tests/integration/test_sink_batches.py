@@ -35,6 +35,7 @@ from tests.integration.brokers import (
     RABBITMQ,
     REDIS,
     NatsServer,
+    mosquitto,
     nats_server,
     relay,
     require,
@@ -286,6 +287,29 @@ async def test_mqtt_batch_is_acknowledged_each_but_not_pipelined() -> None:
     outcomes = await batch(sink, jobs(5))
     assert [(o.ok, o.detail) for o in outcomes] == [(True, "PUBACK")] * 5
     assert batching(sink) is None
+
+
+async def test_mqtt_topic_the_broker_denies_is_refused_alone(tmp_path: pathlib.Path) -> None:
+    """An MQTT batch with one topic the ACL denies: that message refused (0x87), others ok."""
+    with mosquitto(tmp_path, "topic readwrite jobs/w0\ntopic readwrite jobs/w2\n") as port:
+        sink = MqttSink("bus", f"mqtt://127.0.0.1:{port}", topic="jobs/{workspace}")
+        outcomes = await batch(sink, jobs(3))
+    assert [o.ok for o in outcomes] == [True, False, True]
+    assert outcomes[1].rejected and outcomes[1].error
+    assert "refused the message on 'jobs/w1'" in outcomes[1].error
+
+
+async def test_mqtt_gone_fails_every_message_of_a_batch() -> None:
+    """Mosquitto cut off after a first batch: every message of the next one failing."""
+    require("Mosquitto", MOSQUITTO)
+    async with relay(MOSQUITTO) as cut:
+        url = f"mqtt://127.0.0.1:{cut.port}"
+        sink = MqttSink("bus", url, topic=unique("poller-test"), timeout=5)
+        first = await sink.deliver_many(jobs(2))
+        await cut.stop()
+        outcomes = await batch(sink, jobs(4))
+    assert all(o.ok for o in first)
+    assert len(outcomes) == 4 and failing_sink(outcomes)
 
 
 async def test_redacted_passes_batches_through_scrubbed(server: NatsServer) -> None:
