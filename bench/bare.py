@@ -59,21 +59,15 @@ async def amqp(
     """Persistent, mandatory publishes on a confirming channel, each awaiting its confirm."""
     import aio_pika
 
+    from poller.sinks.amqp import message
+
     connection = await aio_pika.connect(url)
     channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
     target = await channel.get_exchange(exchange)
 
     async def publish(event: Event, body: bytes, content_type: str) -> object:
-        message = aio_pika.Message(
-            body,
-            content_type=content_type,
-            message_id=event.id,
-            type=event.type,
-            timestamp=event.timestamp,
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            app_id="poller",
-        )
-        return await target.publish(message, base.expand(routing_key, event), mandatory=True)
+        sent = message(event, body, content_type)  # the sink's own message, properties and all
+        return await target.publish(sent, base.expand(routing_key, event), mandatory=True)
 
     try:
         return await workers(events, concurrency, publish)

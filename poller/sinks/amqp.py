@@ -82,18 +82,12 @@ class AmqpSink(BrokerSink[Link]):
         self, client: Link, event: Event, body: bytes, content_type: str
     ) -> str | None:
         routing_key = base.expand(self.routing_key, event)
-        message = aio_pika.Message(
-            body,
-            content_type=content_type,
-            message_id=event.id,
-            type=event.type,
-            timestamp=event.timestamp,
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            app_id="poller",
-        )
         try:
             await client.exchange.publish(
-                message, routing_key, mandatory=True, timeout=self.timeout
+                message(event, body, content_type),
+                routing_key,
+                mandatory=True,
+                timeout=self.timeout,
             )
         except aio_pika.exceptions.DeliveryError as exc:
             frame = exc.frame
@@ -109,3 +103,16 @@ class AmqpSink(BrokerSink[Link]):
 
     async def disconnect(self, client: Link) -> None:
         await client.connection.close()
+
+
+def message(event: Event, body: bytes, content_type: str) -> aio_pika.Message:
+    """The persistent message that carries ``event``: its id, type and time as properties."""
+    return aio_pika.Message(
+        body,
+        content_type=content_type,
+        message_id=event.id,
+        type=event.type,
+        timestamp=event.timestamp,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        app_id="poller",
+    )

@@ -19,6 +19,7 @@ from poller.store import dbtime
 from poller.store.rows import DELIVERIES
 from poller.testing import WebhookReceiver
 
+from .broker_fixtures import channel, client, exchange, stream  # noqa: F401  (fixtures)
 from .worlds import World
 
 SECRET = "whsec_" + base64.b64encode(b"integration-secret-32-bytes-long").decode()

@@ -6,15 +6,15 @@ import datetime as dt
 import gc
 import json
 import pathlib
-from collections.abc import AsyncIterator
 
 import aio_pika
 import aio_pika.abc
-import pytest
 
 from poller.app import App
 from poller.sinkcheck import probe_event
 from poller.sinks.amqp import AmqpSink
+from tests.integration.broker_fixtures import AMQP_URL as URL
+from tests.integration.broker_fixtures import queue_for
 from tests.integration.brokers import (
     RABBITMQ,
     delivered,
@@ -25,39 +25,8 @@ from tests.integration.brokers import (
     require,
     ride_out_an_outage,
     run_until,
-    unique,
     write_config,
 )
-
-URL = f"amqp://guest:guest@127.0.0.1:{RABBITMQ}/"
-
-
-@pytest.fixture
-async def channel() -> AsyncIterator[aio_pika.abc.AbstractChannel]:
-    require("RabbitMQ", RABBITMQ)
-    connection = await aio_pika.connect(URL)
-    try:
-        yield await connection.channel()
-    finally:
-        await connection.close()
-
-
-@pytest.fixture
-async def exchange(channel: aio_pika.abc.AbstractChannel) -> AsyncIterator[str]:
-    """A name no exchange has yet; whatever is declared under it is deleted afterwards."""
-    name = unique("poller-test")
-    yield name
-    await channel.exchange_delete(name)
-
-
-async def bound_queue(
-    channel: aio_pika.abc.AbstractChannel, exchange: str
-) -> aio_pika.abc.AbstractQueue:
-    """An exclusive queue that takes everything published to ``exchange`` (a topic one)."""
-    declared = await channel.declare_exchange(exchange, aio_pika.ExchangeType.TOPIC, durable=True)
-    queue = await channel.declare_queue(exclusive=True)
-    await queue.bind(declared, "#")
-    return queue
 
 
 async def drain(queue: aio_pika.abc.AbstractQueue) -> list[aio_pika.abc.AbstractIncomingMessage]:
@@ -71,7 +40,7 @@ async def test_event_is_published_persistent_with_its_id_and_confirmed(
     channel: aio_pika.abc.AbstractChannel, exchange: str, tmp_path: pathlib.Path
 ) -> None:
     """A recorded event reaches the queue: message_id, persistent, type, timestamp, key."""
-    queue = await bound_queue(channel, exchange)
+    queue = await queue_for(channel, exchange, "#")
     sink = {"name": "bus", "type": "amqp", "url": URL, "exchange": exchange}
     path = write_config(tmp_path / "p.yaml", f"sqlite:///{tmp_path}/p.db", sink)
     async with App(load(path)) as app:
@@ -104,7 +73,7 @@ async def test_broker_away_opens_the_circuit_and_nothing_is_lost(
     channel: aio_pika.abc.AbstractChannel, exchange: str, tmp_path: pathlib.Path
 ) -> None:
     """Broker cut off: the circuit opens; back: every event is published, over a new link."""
-    queue = await bound_queue(channel, exchange)
+    queue = await queue_for(channel, exchange, "#")
     async with relay(RABBITMQ) as cut:
         url = f"amqp://guest:guest@127.0.0.1:{cut.port}/"
         sink = {"name": "bus", "type": "amqp", "url": url, "exchange": exchange}

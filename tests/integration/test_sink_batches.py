@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import pathlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import aio_pika
@@ -30,6 +30,7 @@ from poller.sinks.nats import NatsSink
 from poller.sinks.redacted import RedactedBatch, redacted
 from poller.sinks.redis import RedisSink
 from poller.sources import BATCH_JOBS
+from tests.integration.broker_fixtures import AMQP_URL, REDIS_URL, queue_for
 from tests.integration.brokers import (
     MOSQUITTO,
     RABBITMQ,
@@ -43,8 +44,6 @@ from tests.integration.brokers import (
     unique,
 )
 
-AMQP_URL = f"amqp://guest:guest@127.0.0.1:{RABBITMQ}/"
-REDIS_URL = f"redis://127.0.0.1:{REDIS}/0"
 LAST_ID = "18446744073709551615-18446744073709551614"
 """A stream's top entry id one short of the last possible: one more entry fits, no second."""
 
@@ -144,34 +143,6 @@ async def test_nats_gone_fails_every_message_of_a_batch(server: NatsServer) -> N
 # -- RabbitMQ ------------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def channel() -> AsyncIterator[aio_pika.abc.AbstractChannel]:
-    require("RabbitMQ", RABBITMQ)
-    connection = await aio_pika.connect(AMQP_URL)
-    try:
-        yield await connection.channel()
-    finally:
-        await connection.close()
-
-
-@pytest.fixture
-async def exchange(channel: aio_pika.abc.AbstractChannel) -> AsyncIterator[str]:
-    name = unique("poller-test")
-    yield name
-    await channel.exchange_delete(name)
-
-
-async def queue_for(
-    channel: aio_pika.abc.AbstractChannel, exchange: str, *keys: str
-) -> aio_pika.abc.AbstractQueue:
-    """An exclusive queue bound to ``exchange`` (a topic one) with each of ``keys``."""
-    declared = await channel.declare_exchange(exchange, aio_pika.ExchangeType.TOPIC, durable=True)
-    queue = await channel.declare_queue(exclusive=True)
-    for key in keys:
-        await queue.bind(declared, key)
-    return queue
-
-
 async def message_ids(queue: aio_pika.abc.AbstractQueue) -> list[str | None]:
     ids = []
     while (message := await queue.get(no_ack=True, fail=False)) is not None:
@@ -220,23 +191,6 @@ async def test_amqp_gone_fails_every_message_of_a_batch(
 
 
 # -- Redis ---------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[redis.asyncio.Redis]:
-    require("Redis", REDIS)
-    client = redis.asyncio.Redis.from_url(REDIS_URL)
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
-@pytest.fixture
-async def stream(client: redis.asyncio.Redis) -> AsyncIterator[str]:
-    key = unique("poller-test")
-    yield key
-    await client.delete(key)
 
 
 async def test_redis_batch_is_added_once_each_in_order(

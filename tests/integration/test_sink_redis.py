@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import pathlib
-from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio
 
 from poller.app import App
+from tests.integration.broker_fixtures import REDIS_URL as URL
 from tests.integration.brokers import (
     REDIS,
     attempt_errors,
@@ -20,33 +20,12 @@ from tests.integration.brokers import (
     redis_server,
     refused,
     relay,
-    require,
     ride_out_an_outage,
     run_until,
     stream_entries,
     unique,
     write_config,
 )
-
-URL = f"redis://127.0.0.1:{REDIS}/0"
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[redis.asyncio.Redis]:
-    require("Redis", REDIS)
-    client = redis.asyncio.Redis.from_url(URL)
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
-@pytest.fixture
-async def stream(client: redis.asyncio.Redis) -> AsyncIterator[str]:
-    """A key nobody else uses, deleted afterwards."""
-    key = unique("poller-test")
-    yield key
-    await client.delete(key)
 
 
 async def test_event_is_appended_with_id_type_and_envelope(
