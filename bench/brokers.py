@@ -40,6 +40,7 @@ from poller import store as store_mod
 from poller.cli.common import run_async
 from poller.diff import DiffResult
 from poller.model import Event, Outcome
+from poller.sinks import http as http_sink
 from poller.sinks.base import Sink
 from poller.sinks.http import HttpSink
 from poller.store import Outbox, PollCommit, Store
@@ -188,7 +189,7 @@ async def main(count: int, rounds: int) -> None:
             await add_stream(f"nats://127.0.0.1:{nats_port}")
         if listening(5672):
             await _bind_queue(NAME)
-        async with httpx.AsyncClient() as http:
+        async with http_sink.client(CONCURRENCY) as http:  # as the daemon builds it
             sinks = measured(http, port, nats_port)
             for n in range(rounds):  # interleaved, so drift in the machine's load hits all
                 for name, pair in sinks.items():

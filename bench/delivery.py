@@ -31,6 +31,7 @@ from poller.cli.common import run_async
 from poller.delivery.dispatcher import SinkWorker
 from poller.diff import DiffResult, event_for
 from poller.model import Event
+from poller.sinks import http as http_sink
 from poller.sinks.base import Sink
 from poller.sinks.http import HttpSink
 from poller.sources import BATCH_JOBS
@@ -116,7 +117,7 @@ async def through_outbox(
     enqueue = time.perf_counter() - started
     outbox = Outbox(engine)
     ledger = Ledger(engine)
-    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=concurrency)) as client:
+    async with http_sink.client(concurrency) as client:  # as the daemon builds it
         sink = HttpSink("hook", url, client=client, secrets=[SECRET])
         elapsed = await deliver_all(sink, outbox, len(events), concurrency)
     assert ledger.sink_stats()["hook"].delivered == len(events)

@@ -29,6 +29,7 @@ from poller.pacing import Pace
 from poller.polling import PollerFactory, Polling, PollReport, Settings, SourcePoller
 from poller.proxy import transport as upstream
 from poller.sinks import brokers
+from poller.sinks import http as http_sink
 from poller.sinks.base import Sink
 from poller.sinks.file import FileSink
 from poller.sinks.http import HttpSink
@@ -330,11 +331,8 @@ class App:
 
     def _build_sink(self, cfg: config_mod.SinkConfig) -> Sink:
         if isinstance(cfg, config_mod.HttpSinkConfig):
-            client = httpx.AsyncClient(
-                timeout=cfg.timeout,
-                follow_redirects=False,
-                transport=self.sink_transport,
-                limits=httpx.Limits(max_connections=cfg.concurrency),
+            client = http_sink.client(
+                cfg.concurrency, timeout=cfg.timeout, transport=self.sink_transport
             )
             self._sink_clients[cfg.name] = client
             return HttpSink(

@@ -16,8 +16,22 @@ from poller import __version__, utils
 from poller.delivery import retry, signing
 from poller.model import Event, Outcome
 from poller.sinks import base
+from poller.sinks.lanes import Lanes
 
 USER_AGENT = f"poller-webhooks/{__version__}"
+
+
+def client(
+    concurrency: int,
+    *,
+    timeout: float | httpx.Timeout = 10.0,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> httpx.AsyncClient:
+    """The HTTP client of one sink: a connection of its own for each delivery in flight
+    (``Lanes``), unless a ``transport`` is given."""
+    return httpx.AsyncClient(
+        timeout=timeout, follow_redirects=False, transport=transport or Lanes(concurrency)
+    )
 
 
 class HttpSink:
