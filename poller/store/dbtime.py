@@ -10,6 +10,7 @@ the statement is built.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -40,6 +41,14 @@ def after(conn: Bound, seconds: float) -> sa.ColumnElement[dt.datetime]:
     return sa.literal(utils.utcnow() + dt.timedelta(seconds=seconds), tables.UTCDateTime())
 
 
+def now_param(conn: Bound, name: str) -> sa.ColumnElement[dt.datetime]:
+    """The database's time in a statement built once: on SQLite the bound parameter ``name``,
+    whose value is ``delay(conn, 0)`` read when the statement runs."""
+    if _server(conn):
+        return sa.func.clock_timestamp(type_=tables.UTCDateTime())
+    return sa.bindparam(name, type_=tables.UTCDateTime())
+
+
 def after_param(conn: Bound, name: str) -> sa.ColumnElement[dt.datetime]:
     """The database's time plus the bound parameter ``name`` (a value of ``delay``)."""
     if _server(conn):
@@ -53,6 +62,24 @@ def delay(conn: Bound, seconds: float) -> Any:
     if _server(conn):
         return dt.timedelta(seconds=seconds)
     return utils.utcnow() + dt.timedelta(seconds=seconds)
+
+
+def after_field(conn: Bound, seconds: sa.ColumnElement[Any]) -> sa.ColumnElement[dt.datetime]:
+    """The database's time plus ``seconds``, a column of ``field_delay`` values."""
+    if _server(conn):
+        clock = sa.func.clock_timestamp(type_=tables.UTCDateTime())
+        return clock + seconds * sa.literal(dt.timedelta(seconds=1), sa.Interval())
+    return sa.type_coerce(seconds, tables.UTCDateTime())
+
+
+def field_delay(conn: Bound) -> Callable[[float], Any]:
+    """What stands for ``seconds`` from now in a JSON document that ``after_field`` reads:
+    the seconds on PostgreSQL; on SQLite the time itself, as the store writes it."""
+    if _server(conn):
+        return float
+    stored = tables.UTCDateTime().dialect_impl(conn.dialect).bind_processor(conn.dialect)
+    assert stored is not None
+    return lambda seconds: stored(utils.utcnow() + dt.timedelta(seconds=seconds))
 
 
 def read(conn: sa.Connection) -> dt.datetime:
