@@ -1,4 +1,4 @@
-"""Delivery throughput of one, two and three replicas sharing one PostgreSQL outbox.
+"""Delivery throughput of replicas sharing one PostgreSQL outbox, beside a bare loop.
 
 Each replica is a process of its own running poller's dispatcher (claims, compare-and-set
 writes, a durable record of every attempt) against one local receiver (a separate
@@ -6,20 +6,29 @@ process too). The outbox is filled first; the replicas start together and the cl
 until every delivery is recorded delivered. Then the figures are checked: every delivery
 delivered once, one attempt each.
 
-Usage: ``python -m bench.ha_delivery [--events 5000] [--replicas 1 2 3] [--url URL]``; the
-URL (default ``$POLLER_TEST_POSTGRES_URL`` or the local test database) gets a fresh schema,
-dropped afterwards. Prints a table.
+In the same run and against the same receiver, the ceiling: ``bench.delivery``'s bare
+``httpx`` loop POSTing the same signed bodies with the same concurrency (one loop of
+``--concurrency`` connections, no bookkeeping). Each row's ratio is all its replicas'
+throughput together against that one loop: what the replicas deliver, with every attempt
+recorded in a shared outbox, beside what one process's worth of connections can push
+through the receiver at all. Replicas have ``--concurrency`` connections each, so more of
+them may pass 100 % where the receiver has room to spare.
+
+Usage: ``python -m bench.ha_delivery [--events 5000] [--replicas 1 2 3] [--rounds 3]
+[--url URL]``; each round measures the bare loop, then each replica count in turn, and
+the medians are compared. The URL (default ``$POLLER_TEST_POSTGRES_URL`` or the local
+test database) gets a fresh schema per measurement, dropped afterwards. Prints a table.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
 import datetime as dt
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -30,7 +39,7 @@ import httpx
 import sqlalchemy as sa
 
 from bench.common import ROOT, receiver, row
-from bench.delivery import make_events
+from bench.delivery import SECRET, bare_loop, make_events
 from poller import logs
 from poller import store as store_mod
 from poller.cli.common import run_async
@@ -40,7 +49,6 @@ from poller.sinks.http import HttpSink
 from poller.store import Ledger, Outbox, PollCommit, Store
 from poller.testing import free_port
 
-SECRET = "whsec_" + base64.b64encode(b"benchmark-secret-of-thirty-two-b").decode()
 DEFAULT_URL = os.environ.get(
     "POLLER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
@@ -123,18 +131,29 @@ def measure(url: str, hook: str, count: int, replicas: int, concurrency: int) ->
     return count / elapsed, attempts
 
 
-def main(url: str, count: int, replicas: list[int], concurrency: int) -> None:
+def main(url: str, count: int, replicas: list[int], concurrency: int, rounds: int) -> None:
     port = free_port()
     hook = f"http://127.0.0.1:{port}/hook"
-    results = []
+    events = make_events(count)
+    bare: list[float] = []
+    rates: dict[int, list[float]] = {n: [] for n in replicas}
     with receiver(port):
-        for n in replicas:
-            rate, attempts = measure(url, hook, count, n, concurrency)
-            assert attempts == count, f"{attempts} attempts for {count} deliveries"
-            results.append((n, rate, attempts))
-    print(row("replicas", "events", "events/s", "attempts recorded"))
-    for n, rate, attempts in results:
-        print(row(n, count, f"{rate:.0f}", attempts))
+        run_async(bare_loop(hook, events[: min(500, count)], concurrency))  # warm up
+        for _ in range(rounds):  # interleaved, so drift in the machine's load hits all
+            bare.append(count / run_async(bare_loop(hook, events, concurrency)))
+            for n in replicas:
+                rate, attempts = measure(url, hook, count, n, concurrency)
+                assert attempts == count, f"{attempts} attempts for {count} deliveries"
+                rates[n].append(rate)
+    ceiling = statistics.median(bare)
+    print(row("replicas", "events", "events/s (median)", "ratio to bare", "rounds"))
+    print(row(f"bare httpx loop ({concurrency} connections)", count, f"{ceiling:.0f}", "",
+              " ".join(f"{x:.0f}" for x in bare)))  # fmt: skip
+    for n in replicas:
+        median = statistics.median(rates[n])
+        print(row(n, count, f"{median:.0f}", f"{median / ceiling:.0%}",
+                  " ".join(f"{x:.0f}" for x in rates[n])))  # fmt: skip
+    print(f"every delivery delivered once, one attempt recorded each ({count} per measurement)")
 
 
 if __name__ == "__main__":
@@ -146,7 +165,8 @@ if __name__ == "__main__":
     parser.add_argument("--events", type=int, default=5000)
     parser.add_argument("--replicas", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--url", default=DEFAULT_URL)
     args = parser.parse_args()
     logs.configure(level="warning")
-    main(args.url, args.events, args.replicas, args.concurrency)
+    main(args.url, args.events, args.replicas, args.concurrency, args.rounds)
