@@ -35,7 +35,6 @@ import time
 import uuid
 from collections.abc import Iterator
 
-import httpx
 import sqlalchemy as sa
 
 from bench.common import ROOT, receiver, row
@@ -45,6 +44,7 @@ from poller import store as store_mod
 from poller.cli.common import run_async
 from poller.delivery.dispatcher import SinkWorker
 from poller.diff import DiffResult
+from poller.sinks import http as http_sink
 from poller.sinks.http import HttpSink
 from poller.store import Ledger, Outbox, PollCommit, Store
 from poller.testing import free_port
@@ -59,7 +59,7 @@ async def replica(url: str, hook: str, concurrency: int) -> None:
     engine = store_mod.create_engine(url)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=concurrency)) as client:
+    async with http_sink.client(concurrency) as client:  # as the daemon builds it
         sink = HttpSink("hook", hook, client=client, secrets=[SECRET])
         worker = SinkWorker(sink, Outbox(engine), concurrency=concurrency)
         print("ready", flush=True)
